@@ -1,0 +1,38 @@
+"""tf.data input pipelines shared by all apps: cache, seeded shuffle, length buckets, prefetch.
+
+Sequences are bucketed by length and padded (with 0, which the models mask) only to their bucket's
+boundary, so a short sentence is not padded to the longest one, and XLA sees a handful of shapes.
+"""
+
+import tensorflow as tf
+
+SHUFFLE_BUFFER = 100_000
+
+
+def bucket_boundaries(max_length: int) -> list:
+    """Upper bounds (exclusive) 9, 17, 33, ... so buckets pad to 8, 16, 32, ... and max_length."""
+    bounds, edge = [], 8
+    while edge < max_length:
+        bounds.append(edge + 1)
+        edge *= 2
+    return bounds + [max_length + 1]
+
+
+def sequence_batches(ds: tf.data.Dataset, batch_size: int, max_length: int, shuffle_seed=None):
+    """(token ids [len], target) pairs -> batches padded per length bucket. Shuffled when seeded."""
+    ds = ds.map(lambda x, y: (x[:max_length], y), num_parallel_calls=tf.data.AUTOTUNE).cache()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
+    bounds = bucket_boundaries(max_length)
+    ds = ds.bucket_by_sequence_length(
+        lambda x, y: tf.shape(x)[0], bounds, [batch_size] * (len(bounds) + 1), pad_to_bucket_boundary=True
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def fixed_batches(ds: tf.data.Dataset, batch_size: int, shuffle_seed=None):
+    """Fixed-size examples -> cached, optionally shuffled, prefetched batches."""
+    ds = ds.cache()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,81 @@
+"""`Splits`: the raw train/validation/test examples of one dataset, and where each came from.
+
+Examples are kept as column dicts of numpy arrays (`{"text": [...], "label": [...]}`): the public
+datasets here are small, and seeded carving, capping and counting are then exact and cheap.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclass
+class Splits:
+    dataset: str  # e.g. "sst2", "imdb_reviews"
+    train: dict
+    validation: dict
+    test: dict
+    label_names: list
+    origin: dict = field(default_factory=dict)  # split -> where its examples came from
+
+    def __getitem__(self, split: str) -> dict:
+        if split not in SPLIT_NAMES:
+            raise KeyError(split)
+        return getattr(self, split)
+
+    def size(self, split: str) -> int:
+        return count(self[split])
+
+    def tf_dataset(self, split: str) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices(self[split])
+
+    def describe(self) -> str:
+        """The data resolution, printed before training: which dataset, which split, from where."""
+        lines = [f"data: {self.dataset} (labels: {', '.join(self.label_names)})"]
+        for split in SPLIT_NAMES:
+            lines.append(f"  {split:<10} {self.size(split):>7,} examples  from {self.origin.get(split, '?')}")
+        return "\n".join(lines)
+
+    def capped(self, max_examples: int, seed: int) -> "Splits":
+        """At most `max_examples` per split, a seeded random subset (0 = no cap)."""
+        if not max_examples:
+            return self
+        capped = {s: take(shuffle(self[s], seed), max_examples) for s in SPLIT_NAMES}
+        origin = {s: f"{self.origin.get(s, '?')} [first {max_examples} after seeded shuffle]" for s in SPLIT_NAMES}
+        return Splits(self.dataset, label_names=self.label_names, origin=origin, **capped)
+
+
+def count(columns: dict) -> int:
+    return len(next(iter(columns.values())))
+
+
+def take(columns: dict, n: int) -> dict:
+    return {k: v[:n] for k, v in columns.items()}
+
+
+def select(columns: dict, index) -> dict:
+    return {k: v[index] for k, v in columns.items()}
+
+
+def shuffle(columns: dict, seed: int) -> dict:
+    return select(columns, np.random.default_rng(seed).permutation(count(columns)))
+
+
+def carve(columns: dict, fraction: float, seed: int) -> tuple[dict, dict]:
+    """Split off a seeded random `fraction` (e.g. a validation set carved from train)."""
+    order = np.random.default_rng(seed).permutation(count(columns))
+    n_carved = max(1, int(round(fraction * len(order))))
+    return select(columns, np.sort(order[n_carved:])), select(columns, np.sort(order[:n_carved]))
+
+
+def first_available(candidates, data_root) -> str:
+    """The first default that exists locally (as a path or under the data root), else the last
+    one, which is a TFDS name for connected machines."""
+    for name in candidates:
+        if Path(name).exists() or (data_root is not None and (Path(data_root) / name).exists()):
+            return name
+    return candidates[-1]

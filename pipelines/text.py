@@ -1,0 +1,69 @@
+"""Word tokenisation shared by the text apps, in TF ops so the same rules run in training,
+in the SavedModel's serving graph, and (documented in the model card) on a phone.
+
+Rules (SST-2's PTB style, which the public sentiment data uses):
+  1. keep the first MAX_BYTES_PER_TOKEN * max_length bytes (a 1 MB string costs no more than that);
+  2. replace invalid UTF-8 with U+FFFD, lower-case (Unicode-aware);
+  3. split off "n't" and the clitics 's 're 've 'll 'd 'm, and each of . , ! ? ; : ( ) " as a token;
+  4. split on whitespace; look up each token in vocab.txt (line i = id i; 0 = padding, 1 = unknown).
+"""
+
+from pathlib import Path
+
+import tensorflow as tf
+from keras import layers
+
+PADDING_ID, UNKNOWN_ID = 0, 1
+MAX_BYTES_PER_TOKEN = 32
+VOCAB_FILE = "vocab.txt"
+
+
+def standardize(text: tf.Tensor) -> tf.Tensor:
+    text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+    text = tf.strings.lower(text, encoding="utf-8")
+    text = tf.strings.regex_replace(text, r"n't\b", " n't")
+    text = tf.strings.regex_replace(text, r"'(s|re|ve|ll|d|m)\b", r" '\1")
+    return tf.strings.regex_replace(text, r"([.,!?;:()\"])", r" \1 ")
+
+
+def truncate_bytes(text: tf.Tensor, max_length: int) -> tf.Tensor:
+    return tf.strings.substr(text, 0, MAX_BYTES_PER_TOKEN * max_length)
+
+
+def vectorizer(vocabulary=None, max_tokens=None) -> layers.TextVectorization:
+    """Text -> ragged token ids. Adapt it on the training split, or give it a stored vocabulary."""
+    return layers.TextVectorization(
+        max_tokens=max_tokens, standardize=standardize, split="whitespace", output_mode="int",
+        ragged=True, vocabulary=vocabulary,
+    )
+
+
+def adapt(texts, max_tokens: int, batch_size: int = 1024) -> layers.TextVectorization:
+    layer = vectorizer(max_tokens=max_tokens)
+    layer.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(batch_size))
+    return layer
+
+
+def save_vocabulary(layer: layers.TextVectorization, folder: Path) -> Path:
+    path = Path(folder) / VOCAB_FILE
+    path.write_text("\n".join(layer.get_vocabulary()) + "\n", encoding="utf-8")
+    return path
+
+
+def load_vocabulary(folder: Path) -> list:
+    tokens = (Path(folder) / VOCAB_FILE).read_text(encoding="utf-8").split("\n")[:-1]
+    return tokens
+
+
+def from_vocabulary(folder: Path) -> layers.TextVectorization:
+    tokens = load_vocabulary(folder)
+    # The stored file starts with the padding ("") and unknown tokens that Keras adds itself.
+    layer = vectorizer(vocabulary=tokens[2:])
+    layer(tf.constant([""]))  # builds it: ExportArchive only tracks built layers
+    return layer
+
+
+def token_ids(layer: layers.TextVectorization, texts, max_length: int) -> tf.RaggedTensor:
+    """A batch of strings -> ragged ids, at most max_length per text."""
+    texts = truncate_bytes(tf.convert_to_tensor(texts, tf.string), max_length)
+    return layer(texts)[:, :max_length]

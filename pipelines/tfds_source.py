@@ -1,0 +1,75 @@
+"""Datasets from TensorFlow Datasets (online): `imdb_reviews`, `mnist`, ... as raw `Splits` columns.
+
+The download is where offline machines fail: TFDS retries with back-off for a long time. So
+before downloading we check that the dataset's host answers at all, and turn every failure into
+a one-line `UserError` that says how to use the local copy instead.
+"""
+
+import socket
+from urllib.parse import urlparse
+
+import numpy as np
+
+from rnn_apps.errors import UserError
+
+PROBE_TIMEOUT_S = 5.0
+
+
+def exists(name: str) -> bool:
+    import tensorflow_datasets as tfds
+
+    return name.split(":")[0] in tfds.list_builders()
+
+
+def _reachable(url: str) -> bool:
+    host = urlparse(url).hostname
+    if not host:
+        return True  # nothing to probe; let TFDS try
+    try:
+        socket.create_connection((host, 443), timeout=PROBE_TIMEOUT_S).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_splits(name: str, splits: dict, data_dir: str | None = None) -> dict:
+    """Read TFDS splits into numpy columns: `splits` maps our split name to a TFDS split string.
+
+    Downloads and prepares the dataset first if `data_dir` (or ~/tensorflow_datasets) lacks it.
+    """
+    import tensorflow_datasets as tfds
+
+    hint = (
+        "or use the local copy (e.g. --data sst2 with --data-root ../shared/data), "
+        "or pass --tfds-data-dir with a prepared copy"
+    )
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # TFDS raises several types for unknown names and versions
+        raise UserError(f"TFDS dataset {name!r} could not be opened: {str(e).splitlines()[0]}") from None
+    if not builder.is_prepared():
+        homepage = builder.info.homepage or ""
+        if not _reachable(homepage):
+            raise UserError(
+                f"TFDS dataset {name!r} is not in {builder.data_dir_root} and its host "
+                f"({urlparse(homepage).hostname}) cannot be reached to download it; connect to the network, {hint}"
+            )
+        try:
+            builder.download_and_prepare()
+        except Exception as e:
+            raise UserError(f"TFDS download of {name!r} failed: {str(e).splitlines()[0]}; {hint}") from None
+    out = {}
+    for ours, theirs in splits.items():
+        ds = builder.as_dataset(split=theirs)
+        columns: dict[str, list] = {}
+        for example in tfds.as_numpy(ds):
+            for key, value in example.items():
+                columns.setdefault(key, []).append(value)
+        out[ours] = {k: np.asarray(v) for k, v in columns.items()}
+    return out
+
+
+def label_names(name: str, data_dir: str | None = None, key: str = "label") -> list:
+    import tensorflow_datasets as tfds
+
+    return list(tfds.builder(name, data_dir=data_dir).info.features[key].names)

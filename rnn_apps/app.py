@@ -1,0 +1,152 @@
+"""The contract every app module fulfils (`APP = SomeApp()` in `rnn_apps/apps/<name>.py`).
+
+An app says what its data is, how it is preprocessed (and what of that is stored with a run), what
+its Keras model is, how it predicts from CLI input, and which functions it exports: named
+SavedModel signatures for TF Serving and fixed-shape builtin-op functions for TFLite. Nothing here
+assumes one text input or one label output; `ClassifierApp` adds what classifiers share.
+"""
+
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rnn_apps import config as config_lib
+
+
+@dataclass
+class Endpoint:
+    """One exported function: its name, its named input specs, a function returning a dict of
+    named outputs, and the Keras objects (models, lookup layers) whose state it uses."""
+
+    name: str
+    fn: object
+    input_signature: list
+    track: list = field(default_factory=list)
+
+
+@dataclass
+class TFLiteModel:
+    """A `.tflite` file: one endpoint converted with builtin ops only, plus files shipped beside it."""
+
+    filename: str
+    endpoint: Endpoint
+    assets: dict = field(default_factory=dict)  # file name -> text content
+
+
+@dataclass
+class ParityCase:
+    """The same inputs through Keras, the SavedModel and TFLite; `compare` names shared outputs."""
+
+    name: str
+    keras_outputs: dict
+    saved_model: tuple  # (signature name, {input name: array})
+    tflite: tuple  # (tflite file name, {input name: array}), run one example (batch 1) at a time
+    compare: list
+
+
+class App:
+    name: str
+    topology: str
+    task: str
+    default_data: tuple  # tried in order: local names under the data root, then a TFDS name
+    config: dict  # defaults: config_lib.COMMON plus the app's own keys
+    presets: dict  # named overrides; "tiny" is used by the tests and smoke runs
+
+    def resolve_config(self, preset=None, overrides=None) -> dict:
+        return config_lib.resolve(self.config, self.presets, preset, overrides)
+
+    # --- data ---------------------------------------------------------------------------
+    def load_data(self, data: str, data_root, config: dict, options: dict):
+        """-> pipelines.splits.Splits of raw examples."""
+        raise NotImplementedError
+
+    def fit_preprocessing(self, splits, config: dict, run_dir):
+        """Learn what preprocessing needs from the training split only; store it in run_dir."""
+        raise NotImplementedError
+
+    def load_preprocessing(self, run_dir, config: dict):
+        raise NotImplementedError
+
+    def dataset(self, columns: dict, preprocessing, config: dict, shuffle_seed=None) -> tf.data.Dataset:
+        """Raw split columns -> batched (inputs, targets) for Keras."""
+        raise NotImplementedError
+
+    # --- model --------------------------------------------------------------------------
+    def build_model(self, config: dict, preprocessing, unroll_length=None) -> keras.Model:
+        """The Keras model; with `unroll_length`, the same weights' layout unrolled for TFLite."""
+        raise NotImplementedError
+
+    def compile(self, model: keras.Model, config: dict):
+        raise NotImplementedError
+
+    def evaluate(self, run, splits) -> dict:
+        raise NotImplementedError
+
+    # --- use ----------------------------------------------------------------------------
+    def predict(self, run, inputs: list) -> list:
+        """CLI inputs (strings, file paths) -> one JSON-able dict per input."""
+        raise NotImplementedError
+
+    def serving(self, run) -> tuple:
+        """-> [Endpoint] for the SavedModel; one of them is named `serving_default`."""
+        raise NotImplementedError
+
+    def tflite_models(self, run) -> list:
+        raise NotImplementedError
+
+    def parity_cases(self, run, splits, n: int) -> list:
+        raise NotImplementedError
+
+
+class ClassifierApp(App):
+    """Apps that map an input to one of `label_names`: softmax probabilities, accuracy."""
+
+    def compile(self, model, config):
+        model.compile(
+            optimizer=keras.optimizers.AdamW(config["learning_rate"], weight_decay=config.get("weight_decay", 0.0)),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=config["jit_compile"],
+        )
+
+    def evaluate(self, run, splits) -> dict:
+        test = self.dataset(splits.test, run.preprocessing, run.config)
+        probabilities, labels = [], []
+        for inputs, targets in test:
+            probabilities.append(run.model(inputs, training=False).numpy())
+            labels.append(targets.numpy())
+        probabilities, labels = np.concatenate(probabilities), np.concatenate(labels)
+        predicted = probabilities.argmax(-1)
+        n = len(run.label_names)
+        confusion = np.zeros((n, n), dtype=int)
+        np.add.at(confusion, (labels, predicted), 1)
+        eps = 1e-7
+        loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], eps, 1.0))))
+        return {
+            "examples": int(len(labels)),
+            "accuracy": float((predicted == labels).mean()),
+            "loss": loss,
+            "labels": list(run.label_names),
+            "confusion_matrix": confusion.tolist(),  # rows: true label, columns: predicted
+        }
+
+
+def classification_outputs(probabilities: tf.Tensor, label_names: list) -> dict:
+    """The named outputs of every classifier signature: label, label_id, probability, probabilities."""
+    label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+    return {
+        "label": tf.gather(tf.constant(label_names), label_id),
+        "label_id": label_id,
+        "probability": tf.reduce_max(probabilities, axis=-1),
+        "probabilities": probabilities,
+    }
+
+
+def prediction_rows(inputs: list, probabilities: np.ndarray, label_names: list) -> list:
+    rows = []
+    for item, probs in zip(inputs, probabilities, strict=True):
+        i = int(np.argmax(probs))
+        rows.append({"input": item, "label": label_names[i], "probability": float(probs[i])})
+    return rows

@@ -1,0 +1,161 @@
+"""sentiment — many-to-one: a sentence in, one label out (negative / positive).
+
+Topology: token ids [batch, time] -> Embedding (id 0 = padding, masked) -> SimpleRNN stack
+(bidirectional by default) -> max over the unmasked steps -> Dense softmax [batch, classes].
+
+Data: SST-2 (`../shared/data/sst2`: phrase-level train.tsv, sentence-level dev/test), rt-polarity,
+any CSV/TSV with text and label columns, or TFDS `imdb_reviews` online.
+
+Exports: SavedModel `serving_default(text: string[batch])` -> label, label_id, probability,
+probabilities (tokenisation in the graph); TFLite `sentiment.tflite`:
+`serving_default(token_ids: int32[batch, max_length])` -> probabilities, label_id, builtin ops only,
+with vocab.txt, labels.txt and model_card.json beside it.
+
+    rnn-apps train sentiment --data sst2 --data-root ../shared/data --out runs/sentiment
+    rnn-apps predict runs/sentiment "a gorgeous , witty , seductive movie ."
+    rnn-apps export runs/sentiment --out exports
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from pipelines import batching, text, text_classification
+from rnn_apps import config as config_lib
+from rnn_apps.app import ClassifierApp, Endpoint, ParityCase, TFLiteModel, classification_outputs, prediction_rows
+from rnn_apps.layers import MaskedPooling1D, optional_dropout, simple_rnn_stack
+
+
+@dataclass
+class Preprocessing:
+    vectorizer: layers.TextVectorization
+    label_names: list
+
+
+class Sentiment(ClassifierApp):
+    name = "sentiment"
+    topology = "many-to-one"
+    task = "text classification (sentiment)"
+    default_data = ("sst2", "imdb_reviews")
+    config = {
+        **config_lib.COMMON,
+        "epochs": 8,
+        "batch_size": 64,
+        "units": 128,
+        "bidirectional": True,
+        "dropout": 0.2,  # on the SimpleRNN inputs
+        "vocab_size": 20000,
+        "embedding_dim": 128,
+        "embedding_dropout": 0.3,
+        "output_dropout": 0.5,
+        "pooling": "max",  # max | mean | last
+        "max_length": 64,  # tokens; the TFLite input length
+        "weight_decay": 0.0,
+        "patience": 2,
+    }
+    presets = {
+        "tiny": {"epochs": 1, "max_examples": 96, "batch_size": 16, "units": 8, "embedding_dim": 8,
+                 "vocab_size": 300, "max_length": 16, "jit_compile": False},
+    }
+
+    def load_data(self, data, data_root, config, options):
+        return text_classification.load(
+            data, Path(data_root) if data_root else None, config["seed"],
+            text_column=options.get("text_column", "text"), label_column=options.get("label_column", "label"),
+            tfds_data_dir=options.get("tfds_data_dir"),
+        )
+
+    def fit_preprocessing(self, splits, config, run_dir):
+        vectorizer = text.adapt(splits.train["text"], config["vocab_size"])
+        text.save_vocabulary(vectorizer, run_dir)
+        return Preprocessing(vectorizer, list(splits.label_names))
+
+    def load_preprocessing(self, run_dir, config):
+        label_names = config_lib.load(Path(run_dir) / "run.json")["label_names"]
+        return Preprocessing(text.from_vocabulary(run_dir), label_names)
+
+    def dataset(self, columns, preprocessing, config, shuffle_seed=None):
+        ids = text.token_ids(preprocessing.vectorizer, columns["text"], config["max_length"])
+        ds = tf.data.Dataset.from_tensor_slices((ids, columns["label"]))
+        return batching.sequence_batches(ds, config["batch_size"], config["max_length"], shuffle_seed)
+
+    def build_model(self, config, preprocessing, unroll_length=None):
+        if unroll_length:
+            # Inference twin: no dropout, whose seed-state variables would stay resource
+            # variables (VAR_HANDLE, CALL_ONCE) in the TFLite graph.
+            config = {**config, "dropout": 0.0, "embedding_dropout": 0.0, "output_dropout": 0.0}
+        token_ids = keras.Input((unroll_length,), dtype="int32", name="token_ids")
+        vocab_size = preprocessing.vectorizer.vocabulary_size()
+        x = layers.Embedding(vocab_size, config["embedding_dim"], mask_zero=True, name="embedding")(token_ids)
+        x = optional_dropout(x, config["embedding_dropout"])
+        pooled = config["pooling"] != "last"
+        x = simple_rnn_stack(x, config, unroll=unroll_length is not None, return_sequences=pooled)
+        if pooled:
+            x = MaskedPooling1D(config["pooling"], name="pooling")(x)
+        x = optional_dropout(x, config["output_dropout"])
+        probabilities = layers.Dense(len(preprocessing.label_names), activation="softmax", name="probabilities")(x)
+        return keras.Model(token_ids, probabilities, name=self.name)
+
+    def _padded_ids(self, run, texts) -> np.ndarray:
+        length = run.config["max_length"]
+        ids = text.token_ids(run.preprocessing.vectorizer, list(texts), length)
+        return ids.to_tensor(shape=[None, length]).numpy().astype(np.int32)
+
+    def predict(self, run, inputs):
+        probabilities = run.model.predict(self._padded_ids(run, inputs), verbose=0) if inputs else []
+        return prediction_rows(inputs, probabilities, run.label_names)
+
+    def serving(self, run):
+        vectorizer, model, length = run.preprocessing.vectorizer, run.model, run.config["max_length"]
+
+        def classify_text(text_batch):
+            ids = text.token_ids(vectorizer, text_batch, length).to_tensor(shape=[None, length])
+            return classification_outputs(model(tf.cast(ids, tf.int32), training=False), run.label_names)
+
+        return [Endpoint("serving_default", classify_text, [tf.TensorSpec([None], tf.string, name="text")],
+                         track=[vectorizer, model])]
+
+    def tflite_models(self, run):
+        length = run.config["max_length"]
+        unrolled = self.build_model(run.config, run.preprocessing, unroll_length=length)
+        unrolled.set_weights(run.model.get_weights())
+
+        def classify_ids(token_ids):
+            probabilities = unrolled(token_ids, training=False)
+            return {"probabilities": probabilities,
+                    "label_id": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
+
+        card = {
+            "app": self.name, "topology": self.topology, "task": self.task,
+            "input": {"name": "token_ids", "dtype": "int32", "shape": [1, length],
+                      "padding": f"right-pad with 0 to exactly {length} ids; ids after {length} are dropped"},
+            "outputs": {"probabilities": f"float32 [1, {len(run.label_names)}], order of labels.txt",
+                        "label_id": "int32 [1], index into labels.txt"},
+            "tokenisation": text.__doc__.split("Rules", 1)[1].strip(),
+            "vocabulary": "vocab.txt, UTF-8, line i holds the token with id i",
+            "signature": "serving_default",
+        }
+        return [TFLiteModel(f"{self.name}.tflite",
+                            Endpoint("serving_default", classify_ids,
+                                     [tf.TensorSpec([None, length], tf.int32, name="token_ids")],
+                                     track=[unrolled]),
+                            assets={"vocab.txt": "\n".join(text.load_vocabulary(run.dir)) + "\n",
+                                    "labels.txt": "\n".join(run.label_names) + "\n",
+                                    "model_card.json": json.dumps(card, indent=2) + "\n"})]
+
+    def parity_cases(self, run, splits, n):
+        texts = list(splits.test["text"][:n])
+        ids = self._padded_ids(run, texts)
+        probabilities = run.model.predict(ids, verbose=0)
+        expected = {"probabilities": probabilities, "label_id": probabilities.argmax(-1).astype(np.int32)}
+        return [ParityCase("test sentences", expected,
+                           ("serving_default", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)}),
+                           (f"{self.name}.tflite", {"token_ids": ids}), ["probabilities", "label_id"])]
+
+
+APP = Sentiment()

@@ -1,0 +1,122 @@
+"""`rnn-apps`: list, train, evaluate, predict and export every registered app.
+
+    rnn-apps list
+    rnn-apps train sentiment --data sst2 --data-root ../shared/data --out runs/sentiment
+    rnn-apps evaluate runs/sentiment
+    rnn-apps predict runs/sentiment "a gorgeous , witty movie ." --json
+    rnn-apps export runs/sentiment --out exports
+
+Bad input (unknown app, missing files, unreachable data, damaged runs) ends with a one-line
+`Error: ...` on stderr and exit status 2, never a traceback.
+"""
+
+import json
+import sys
+
+import click
+
+from rnn_apps import config as config_lib
+from rnn_apps import registry
+from rnn_apps.errors import UserError
+
+
+class CliError(click.ClickException):
+    exit_code = 2
+
+
+class Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            raise CliError(str(e)) from None
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="rnn_apps")
+def main():
+    """SimpleRNN apps for every RNN topology: train on public data, export to TF Serving and TFLite."""
+
+
+@main.command("list")
+def list_apps():
+    """Show the apps with their topology, task and default data."""
+    click.echo(f"{'app':<12} {'topology':<14} {'task':<34} default data")
+    for name in registry.names():
+        app = registry.get(name)
+        click.echo(f"{name:<12} {app.topology:<14} {app.task:<34} {' | '.join(app.default_data)}")
+
+
+@main.command()
+@click.argument("app_name", metavar="APP")
+@click.option("--data", help="TFDS name, dataset folder, CSV/TSV file, or a name under --data-root.")
+@click.option("--data-root", envvar="RNN_APPS_DATA_ROOT", type=click.Path(file_okay=False),
+              help="Folder of local datasets, so --data NAME resolves to DATA_ROOT/NAME. [env: RNN_APPS_DATA_ROOT]")
+@click.option("--tfds-data-dir", help="TFDS data_dir (prepared or download target).")
+@click.option("--text-column", default="text", show_default=True, help="CSV/TSV text column.")
+@click.option("--label-column", default="label", show_default=True, help="CSV/TSV label column.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="RUN_DIR to write.")
+@click.option("--resume", is_flag=True, help="Continue RUN_DIR from its last checkpoint, optimizer state included.")
+@click.option("--preset", help="Named config preset of the app (e.g. tiny).")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--max-examples", type=int, help="Cap every split (seeded subset); 0 = all.")
+@click.option("--seed", type=int)
+@click.option("--learning-rate", type=float)
+@click.option("--units", type=int, help="SimpleRNN units per layer (and direction).")
+@click.option("--depth", type=int, help="Stacked SimpleRNN layers.")
+@click.option("--bidirectional/--no-bidirectional", default=None)
+@click.option("--dropout", type=float, help="Dropout on the SimpleRNN inputs.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Any other config key.")
+def train(app_name, data, data_root, tfds_data_dir, text_column, label_column, out_dir, resume, preset,
+          assignments, **options):
+    """Train APP and write a run folder (config, vocabulary, checkpoints, logs, metrics)."""
+    from rnn_apps import train as train_lib
+
+    app = registry.get(app_name)
+    overrides = {**config_lib.parse_assignments(assignments), **{k: v for k, v in options.items() if v is not None}}
+    config = app.resolve_config(preset, overrides)
+    data_options = {"text_column": text_column, "label_column": label_column, "tfds_data_dir": tfds_data_dir}
+    train_lib.train(app, config, data, data_root, out_dir, data_options, resume=resume)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+def evaluate(run_dir):
+    """Print test metrics of RUN_DIR as JSON and store them in its metrics.json."""
+    from rnn_apps.run import Run
+
+    run = Run(run_dir)
+    metrics = run.app.evaluate(run, run.load_data())
+    run.update_metrics(test=metrics)
+    click.echo(json.dumps(metrics))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.argument("inputs", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def predict(run_dir, inputs, as_json):
+    """Predict for INPUTS (text, or files, by app), or for each stdin line when none are given."""
+    from rnn_apps.run import Run
+
+    run = Run(run_dir)
+    if not inputs:
+        inputs = [line.rstrip("\n") for line in sys.stdin]
+    for row in run.app.predict(run, list(inputs)):
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            click.echo(f"{row['label']}\t{row['probability']:.4f}\t{row['input']}")
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", "export_root", required=True, type=click.Path(file_okay=False), help="EXPORT_ROOT.")
+@click.option("--name", "model_name", help="Model name in EXPORT_ROOT (default: the app name).")
+def export_cmd(run_dir, export_root, model_name):
+    """Write a new version of RUN_DIR as SavedModel + TFLite, parity-checked, listed in manifest.json."""
+    from export import exporter
+    from rnn_apps.run import Run
+
+    exporter.export_run(Run(run_dir), export_root, model_name, echo=click.echo)

@@ -1,0 +1,65 @@
+"""Building blocks shared by the app models: the SimpleRNN stack and masked pooling.
+
+SimpleRNN is the lecture's vanilla RNN, h_t = tanh(W_xh x_t + W_hh h_(t-1) + b), same weights
+at every step. `unroll=True` builds the same math as plain ops for a fixed length: that is the
+form TFLite converts to builtin ops (a dynamic loop becomes tensor-list ops it cannot lower).
+"""
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="rnn_apps")
+class MaskedPooling1D(layers.Layer):
+    """Max or mean over the unmasked time steps; a sequence with no step left pools to zeros."""
+
+    def __init__(self, mode="max", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("max", "mean"):
+            raise ValueError(f"pooling mode must be 'max' or 'mean', got {mode!r}")
+        self.mode = mode
+        self.supports_masking = True
+
+    def call(self, x, mask=None):
+        if mask is None:
+            mask = ops.ones(ops.shape(x)[:2], dtype="bool")
+        keep = ops.expand_dims(ops.cast(mask, x.dtype), -1)
+        steps = ops.sum(keep, axis=1)
+        if self.mode == "mean":
+            return ops.sum(x * keep, axis=1) / ops.maximum(steps, 1.0)
+        # Masked steps get a large negative value; an empty sequence is zeroed afterwards.
+        return ops.max(x * keep - (1.0 - keep) * 1e9, axis=1) * ops.minimum(steps, 1.0)
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def simple_rnn_stack(x, config: dict, unroll: bool = False, return_sequences: bool = True):
+    """`depth` SimpleRNN layers of `units`, optionally bidirectional, with input/recurrent dropout."""
+    for i in range(config["depth"]):
+        last = i == config["depth"] - 1
+        rnn = layers.SimpleRNN(
+            config["units"], return_sequences=return_sequences or not last, unroll=unroll,
+            dropout=config["dropout"], name=f"simple_rnn_{i}",
+        )
+        if config["bidirectional"]:
+            rnn = layers.Bidirectional(rnn, name=f"bidirectional_{i}")
+            if unroll:
+                # Keras 3.15's unrolled backward pass zeroes masked outputs with the mask in the
+                # wrong time order, wiping the real steps. Keeping masked outputs instead changes
+                # only the masked positions, which pooling and later layers ignore.
+                rnn.forward_layer.zero_output_for_mask = False
+                rnn.backward_layer.zero_output_for_mask = False
+        x = rnn(x)
+    return x
+
+
+def optional_dropout(x, rate: float):
+    """Dropout only where it does something: a rate-0 layer still carries seed state."""
+    return layers.Dropout(rate)(x) if rate > 0 else x

@@ -1,0 +1,82 @@
+"""A run folder (RUN_DIR) and what `rnn-apps train` writes into it:
+
+  run.json            app, data spec and where it resolved, label names, options
+  config.json         the resolved config
+  vocab.txt, ...      preprocessing learned from the training split (the app decides)
+  checkpoints/        last.keras (every epoch, with optimizer state, for --resume), best.keras
+  state.json          epochs done, best validation loss, epochs without improvement
+  logs/               TensorBoard
+  metrics.json        training history, best epoch, and test metrics once evaluated
+"""
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+
+import keras
+
+from rnn_apps import config as config_lib
+from rnn_apps import registry
+from rnn_apps.errors import UserError
+
+RUN_FILE, CONFIG_FILE, STATE_FILE, METRICS_FILE = "run.json", "config.json", "state.json", "metrics.json"
+
+
+def write_json(path: Path, value):
+    """Write via a temporary file and rename, so a crash never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default=None):
+    if not path.exists() and default is not None:
+        return default
+    return config_lib.load(path)
+
+
+class Run:
+    def __init__(self, run_dir):
+        self.dir = Path(run_dir)
+        if not self.dir.is_dir():
+            raise UserError(f"run folder {self.dir} does not exist; "
+                            f"train one with `rnn-apps train APP --out {self.dir}`")
+        self.info = read_json(self.dir / RUN_FILE)
+        self.config = read_json(self.dir / CONFIG_FILE)
+        self.app = registry.get(self.info["app"])
+        self.label_names = self.info["label_names"]
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.dir / "checkpoints"
+
+    @cached_property
+    def preprocessing(self):
+        try:
+            return self.app.load_preprocessing(self.dir, self.config)
+        except (OSError, ValueError) as e:
+            raise UserError(f"preprocessing files in {self.dir} are unreadable ({e}); retrain this run") from None
+
+    @cached_property
+    def model(self) -> keras.Model:
+        return load_model(self.checkpoints / "best.keras")
+
+    def load_data(self):
+        splits = self.app.load_data(self.info["data"], self.info.get("data_root"), self.config, self.info["options"])
+        return splits.capped(self.config["max_examples"], self.config["seed"])
+
+    def metrics(self) -> dict:
+        return read_json(self.dir / METRICS_FILE, default={})
+
+    def update_metrics(self, **values):
+        write_json(self.dir / METRICS_FILE, {**self.metrics(), **values})
+
+
+def load_model(path: Path) -> keras.Model:
+    if not path.exists():
+        raise UserError(f"checkpoint {path} is missing; train (or --resume) this run first")
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # Keras raises many types for a damaged zip/h5 file
+        raise UserError(f"checkpoint {path} is unreadable ({type(e).__name__}); retrain or restore it") from None

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Creates .venv (if missing) and installs the project with its test extra from setup.cfg.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"
