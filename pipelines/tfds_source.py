@@ -40,7 +40,7 @@ def load_splits(name: str, splits: dict, data_dir: str | None = None) -> dict:
     import tensorflow_datasets as tfds
 
     hint = (
-        "or use the local copy (e.g. --data sst2 with --data-root ../shared/data), "
+        "or use a local copy (--data NAME with --data-root, e.g. ../shared/data; see `rnn-apps list`), "
         "or pass --tfds-data-dir with a prepared copy"
     )
     try:

@@ -5,7 +5,9 @@ preprocessing, the model and its loss through the `rnn_apps.app.App` contract.
 """
 
 import os
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -90,10 +92,14 @@ def train(app, config: dict, data: str | None, data_root, out_dir, options: dict
         RunCheckpoint(out, config["patience"], state),
         keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
     ]
+    # Keras warns that a tf.data input ignores shuffle=True and that an epoch of unknown length
+    # "ran out of data"; both are expected here (the pipeline shuffles, epochs end with the data).
+    warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+    warnings.filterwarnings("ignore", message=".*ran out of data.*")
     start = time.time()
     if state["epochs_done"] < config["epochs"] and state["wait"] < config["patience"]:
         model.fit(train_ds, validation_data=val_ds, epochs=config["epochs"], initial_epoch=state["epochs_done"],
-                  callbacks=callbacks, verbose=2 if os.environ.get("CI") else "auto")
+                  callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
     run = Run(out)
     run.update_metrics(history=state["history"], best_epoch=state["best_epoch"],
                        best_val_loss=state["best_val_loss"], train_seconds=round(time.time() - start, 1),

@@ -1,0 +1,149 @@
+"""Sources for small fixed-size images (one-to-one): scikit-learn's bundled digits (offline, no
+download) and TFDS `mnist` (online), both as 8x8 grayscale pixels in digits' scale 0..16 (ink high).
+
+MNIST's 28x28 images are area-resized to 8x8 when read, so one model and one code path serve both.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import tfds_source
+from pipelines.splits import Splits, carve
+from rnn_apps.errors import UserError
+
+GRID = 8
+MAX_VALUE = 16.0  # sklearn digits' pixel scale
+TEST_FRACTION, VALIDATION_FRACTION = 0.2, 0.1
+LOCAL_NAMES = ("digits", "sklearn_digits")
+
+
+def to_pixels(images: tf.Tensor) -> tf.Tensor:
+    """Images [batch, height, width, channels] (uint8 0..255 or float 0..1) -> [batch, 64] in 0..16.
+
+    RGB(A) is converted to gray, any size is area-resized to 8x8; an empty image gives zeros.
+    """
+    images = tf.convert_to_tensor(images)
+    scale = 1.0 if images.dtype.is_floating else 255.0
+    images = tf.cast(images, tf.float32) / scale
+    channels = tf.shape(images)[-1]
+    gray = tf.cond(channels >= 3, lambda: tf.image.rgb_to_grayscale(images[..., :3]), lambda: images[..., :1])
+    height, width = tf.shape(gray)[1], tf.shape(gray)[2]
+    resized = tf.cond(
+        tf.logical_and(height > 0, width > 0),
+        lambda: tf.image.resize(gray, [GRID, GRID], method="area"),
+        lambda: tf.zeros([tf.shape(gray)[0], GRID, GRID, 1]),
+    )
+    return tf.reshape(resized, [-1, GRID * GRID]) * MAX_VALUE
+
+
+def sanitize(pixels: tf.Tensor) -> tf.Tensor:
+    """Defined output for odd but well-typed input: NaN -> 0, values clipped to 0..16."""
+    pixels = tf.where(tf.math.is_nan(pixels), tf.zeros_like(pixels), pixels)
+    return tf.clip_by_value(pixels, 0.0, MAX_VALUE)
+
+
+def load(spec: str, seed: int, tfds_data_dir: str | None = None) -> Splits:
+    if spec in LOCAL_NAMES:
+        return _sklearn_digits(seed)
+    if tfds_source.exists(spec):
+        return _tfds(spec, seed, tfds_data_dir)
+    raise UserError(f"no image dataset {spec!r}: use 'digits' (bundled with scikit-learn) or a TFDS name like 'mnist'")
+
+
+def _stratified(columns: dict, fraction: float, seed: int) -> tuple:
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(columns["label"]))
+    keep, held = train_test_split(index, test_size=fraction, random_state=seed, stratify=columns["label"])
+    return ({k: v[np.sort(keep)] for k, v in columns.items()}, {k: v[np.sort(held)] for k, v in columns.items()})
+
+
+def _sklearn_digits(seed: int) -> Splits:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    everything = {"pixels": bunch.data.astype(np.float32), "label": bunch.target.astype(np.int64)}
+    train, test = _stratified(everything, TEST_FRACTION, seed)
+    train, validation = _stratified(train, VALIDATION_FRACTION, seed + 1)
+    where = f"scikit-learn load_digits (1,797 8x8 images), stratified split seed {seed}"
+    origin = {"train": f"{where}: 72%", "validation": f"{where}: 8%", "test": f"{where}: 20%"}
+    return Splits("digits", train, validation, test, [str(d) for d in range(10)], origin)
+
+
+def _tfds(name: str, seed: int, data_dir: str | None) -> Splits:
+    read = tfds_source.load_splits(name, {"train": "train", "test": "test"}, data_dir)
+    for cols in read.values():
+        pixels = [to_pixels(cols["image"][i : i + 4096]).numpy() for i in range(0, len(cols["image"]), 4096)]
+        cols["pixels"] = np.concatenate(pixels).astype(np.float32)
+        cols["label"] = cols["label"].astype(np.int64)
+        del cols["image"]
+    train, validation = carve(read["train"], VALIDATION_FRACTION, seed)
+    origin = {"train": f"tfds {name} 'train' (90%, seeded), resized to 8x8",
+              "validation": f"tfds {name} 'train' (10%, seeded), resized to 8x8",
+              "test": f"tfds {name} 'test', resized to 8x8"}
+    return Splits(name, train, validation, read["test"], tfds_source.label_names(name, data_dir), origin)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+MAX_IMAGE_PIXELS = 64_000_000  # larger files are refused rather than decoded
+
+
+def read_image_file(path) -> np.ndarray:
+    """A PNG/JPEG/... photo or scan of one digit -> 64 pixels in 0..16, ink high.
+
+    Transparency is composited on white; a light background (dark ink, as on paper) is inverted
+    so that ink is high, as in the training data.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.width * image.height == 0:
+                raise UserError(f"{path}: the image is empty")
+            if image.mode in ("RGBA", "LA", "P", "PA"):
+                image = image.convert("RGBA")
+                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(background, image)
+            gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not a readable image (expected PNG, JPEG, BMP, GIF or WebP)") from None
+    except Image.DecompressionBombError:
+        raise UserError(f"{path}: image larger than {MAX_IMAGE_PIXELS:,} pixels; crop or shrink it") from None
+    except OSError as e:
+        raise UserError(f"{path}: damaged image ({e})") from None
+    if gray.mean() > 0.5:
+        gray = 1.0 - gray
+    return to_pixels(gray[None, :, :, None]).numpy()[0]
+
+
+def read_pixel_rows(path) -> np.ndarray:
+    """A CSV file of pixel rows: 64 numbers each (8x8, 0..16); an optional header row is skipped."""
+    import csv
+
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for number, row in enumerate(csv.reader(f), start=1):
+                if not row or not "".join(row).strip():
+                    continue
+                try:
+                    values = [float(v) for v in row]
+                except ValueError:
+                    if number == 1:
+                        continue  # header
+                    raise UserError(f"{path} row {number}: not all values are numbers") from None
+                if len(values) != GRID * GRID:
+                    raise UserError(f"{path} row {number}: {len(values)} values; expected {GRID * GRID} "
+                                    f"(8x8 pixels, 0..16)")
+                rows.append(values)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text CSV file") from None
+    if not rows:
+        raise UserError(f"{path}: no pixel rows")
+    return np.asarray(rows, dtype=np.float32)

@@ -1,0 +1,152 @@
+"""digits — one-to-one: a fixed-size input in, one label out (the lecture's "vanilla" network).
+
+Topology: pixels [batch, 64] (8x8 grayscale, 0..16) -> a length-1 sequence [batch, 1, 64] ->
+SimpleRNN stack (one step: h = tanh(W_xh x + b), h_0 = 0) -> Dense softmax [batch, 10].
+
+Data: scikit-learn's bundled digits (1,797 images, no download; seeded stratified 80/20 split,
+validation carved from train), or TFDS `mnist` online (resized to 8x8 on read).
+
+Exports: SavedModel `serving_default(pixels: float32[batch, 64])` and
+`classify_images(images: uint8[batch, height, width, channels])` (gray or RGB, any size, ink high)
+-> label, label_id, probability, probabilities; TFLite `digits.tflite`:
+`serving_default(pixels: float32[batch, 64])` -> probabilities, label_id.
+NaN pixels count as 0 and values are clipped to 0..16 in every signature.
+
+    rnn-apps train digits --data digits --out runs/digits
+    rnn-apps predict runs/digits my_digit.png rows.csv
+    rnn-apps export runs/digits --out exports
+"""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from pipelines import batching, images
+from rnn_apps import config as config_lib
+from rnn_apps.app import ClassifierApp, Endpoint, ParityCase, TFLiteModel, classification_outputs, prediction_rows
+from rnn_apps.errors import UserError
+from rnn_apps.layers import optional_dropout, simple_rnn_stack
+
+PIXELS = images.GRID * images.GRID
+
+
+class Digits(ClassifierApp):
+    name = "digits"
+    topology = "one-to-one"
+    task = "image classification (8x8 digits)"
+    default_data = ("digits",)  # bundled with scikit-learn, so always there; `--data mnist` online
+    config = {
+        **config_lib.COMMON,
+        "epochs": 300,
+        "batch_size": 32,
+        "units": 512,
+        "dropout": 0.2,  # on the input pixels
+        "output_dropout": 0.3,
+        "patience": 30,
+        "weight_decay": 1e-4,
+    }
+    presets = {"tiny": {"epochs": 2, "max_examples": 64, "batch_size": 16, "units": 8, "jit_compile": False}}
+
+    def load_data(self, data, data_root, config, options):
+        return images.load(data, config["seed"], options.get("tfds_data_dir"))
+
+    def fit_preprocessing(self, splits, config, run_dir):
+        return list(splits.label_names)  # pixels need no learned preprocessing; labels only
+
+    def load_preprocessing(self, run_dir, config):
+        return config_lib.load(Path(run_dir) / "run.json")["label_names"]
+
+    def dataset(self, columns, preprocessing, config, shuffle_seed=None):
+        ds = tf.data.Dataset.from_tensor_slices((columns["pixels"], columns["label"]))
+        return batching.fixed_batches(ds, config["batch_size"], shuffle_seed)
+
+    def build_model(self, config, preprocessing, unroll_length=None):
+        if unroll_length:
+            config = {**config, "dropout": 0.0, "output_dropout": 0.0}  # inference twin for TFLite
+        pixels = keras.Input((PIXELS,), name="pixels")
+        x = layers.Rescaling(1.0 / images.MAX_VALUE)(pixels)
+        x = layers.Reshape((1, PIXELS))(x)  # one time step: the one-to-one case of an RNN
+        x = simple_rnn_stack(x, config, unroll=True, return_sequences=False)
+        x = optional_dropout(x, config["output_dropout"])
+        probabilities = layers.Dense(len(preprocessing), activation="softmax", name="probabilities")(x)
+        return keras.Model(pixels, probabilities, name=self.name)
+
+    def _read_inputs(self, inputs) -> tuple:
+        names, rows = [], []
+        for item in inputs:
+            if Path(item).suffix.lower() == ".csv":
+                pixel_rows = images.read_pixel_rows(item)
+                names += [f"{item}:{i + 1}" for i in range(len(pixel_rows))]
+                rows.append(pixel_rows)
+            elif Path(item).suffix.lower() in images.IMAGE_SUFFIXES or Path(item).is_file():
+                names.append(item)
+                rows.append(images.read_image_file(item)[None])
+            else:
+                raise UserError(f"{item}: no such file; give image files (PNG/JPEG) or CSV files of 64-pixel rows")
+        return names, np.concatenate(rows) if rows else np.zeros((0, PIXELS), np.float32)
+
+    def predict(self, run, inputs):
+        names, pixels = self._read_inputs(inputs)
+        probabilities = run.model.predict(images.sanitize(pixels).numpy(), verbose=0) if len(names) else []
+        return prediction_rows(names, probabilities, run.label_names)
+
+    def serving(self, run):
+        model = run.model
+
+        def classify_pixels(pixels):
+            return classification_outputs(model(images.sanitize(pixels), training=False), run.label_names)
+
+        def classify_images(image_batch):
+            return classify_pixels(images.to_pixels(image_batch))
+
+        return [
+            Endpoint("serving_default", classify_pixels, [tf.TensorSpec([None, PIXELS], tf.float32, name="pixels")],
+                     track=[model]),
+            Endpoint("classify_images", classify_images,
+                     [tf.TensorSpec([None, None, None, None], tf.uint8, name="images")], track=[model]),
+        ]
+
+    def tflite_models(self, run):
+        twin = self.build_model(run.config, run.preprocessing, unroll_length=1)
+        twin.set_weights(run.model.get_weights())
+
+        def classify_pixels(pixels):
+            probabilities = twin(images.sanitize(pixels), training=False)
+            return {"probabilities": probabilities,
+                    "label_id": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
+
+        card = {
+            "app": self.name, "topology": self.topology, "task": self.task, "signature": "serving_default",
+            "input": {"name": "pixels", "dtype": "float32", "shape": [1, PIXELS],
+                      "layout": "8x8 grayscale, row-major, 0 = background .. 16 = ink; "
+                                "area-resize larger images, invert dark-on-light scans"},
+            "outputs": {"probabilities": f"float32 [1, {len(run.label_names)}], order of labels.txt",
+                        "label_id": "int32 [1], index into labels.txt"},
+        }
+        return [TFLiteModel(f"{self.name}.tflite",
+                            Endpoint("serving_default", classify_pixels,
+                                     [tf.TensorSpec([None, PIXELS], tf.float32, name="pixels")], track=[twin]),
+                            assets={"labels.txt": "\n".join(run.label_names) + "\n",
+                                    "model_card.json": json.dumps(card, indent=2) + "\n"})]
+
+    def parity_cases(self, run, splits, n):
+        pixels = splits.test["pixels"][:n]
+        image_batch = np.round(pixels.reshape(-1, images.GRID, images.GRID, 1) * (255 / images.MAX_VALUE))
+        image_batch = image_batch.astype(np.uint8)
+        cases = []
+        for name, signature, sm_inputs, keras_pixels in (
+            ("test pixels", "serving_default", {"pixels": pixels}, pixels),
+            ("test images", "classify_images", {"images": image_batch}, images.to_pixels(image_batch).numpy()),
+        ):
+            probabilities = run.model.predict(keras_pixels, verbose=0)
+            expected = {"probabilities": probabilities, "label_id": probabilities.argmax(-1).astype(np.int32)}
+            cases.append(ParityCase(name, expected, (signature, sm_inputs),
+                                    (f"{self.name}.tflite", {"pixels": keras_pixels}), ["probabilities", "label_id"]))
+        return cases
+
+
+APP = Digits()

@@ -1,0 +1,54 @@
+"""Shared fixtures: the public data beside the checkout, and one tiny trained run + export per app,
+built once per test session (tiny presets: seconds, not minutes)."""
+
+from pathlib import Path
+
+import pytest
+
+from rnn_apps import registry
+from rnn_apps.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_ROOT = REPO.parent / "shared" / "data"
+
+# The tiny data each app's shared run trains on.
+TINY_DATA = {"sentiment": "sst2", "digits": "digits"}
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not (DATA_ROOT / "sst2").is_dir():
+        pytest.fail(f"public data missing: expected {DATA_ROOT} (../shared/data beside the checkout)")
+    return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, data_root):
+    """tiny_run(app_name) -> Run, trained once per session with the app's `tiny` preset."""
+    runs = {}
+
+    def get(name):
+        if name not in runs:
+            app = registry.get(name)
+            out = tmp_path_factory.mktemp(f"run_{name}")
+            runs[name] = train(app, app.resolve_config("tiny"), TINY_DATA[name], data_root, out, {},
+                               echo=lambda *_: None)
+        return runs[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory, tiny_run):
+    """tiny_export(app_name) -> (export root, manifest entry), exported once per session."""
+    from export import exporter
+
+    exports = {}
+
+    def get(name):
+        if name not in exports:
+            root = tmp_path_factory.mktemp(f"export_{name}")
+            exports[name] = root, exporter.export_run(tiny_run(name), root, echo=lambda *_: None)
+        return exports[name]
+
+    return get

@@ -1,0 +1,101 @@
+"""The contract every registered app fulfils: build, forward, one training step, save/load,
+export with builtin-only TFLite and Keras = SavedModel = TFLite parity. A new app module gets all
+of these without touching this file."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rnn_apps import registry
+
+APPS = registry.names()
+
+
+def test_registry_finds_the_apps():
+    assert {"sentiment", "digits"} <= set(APPS)
+    for name in APPS:
+        app = registry.get(name)
+        assert app.name == name
+        assert app.topology and app.task and app.default_data
+        assert "tiny" in app.presets
+        assert registry.get(name).__class__.__module__.endswith(f"apps.{name}")  # found by module name
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_forward_and_one_training_step_changes_weights(name, tiny_run):
+    run = tiny_run(name)
+    app, config = run.app, run.config
+    splits = run.load_data()
+    model = app.build_model(config, run.preprocessing)
+    app.compile(model, config)
+    inputs, targets = next(iter(app.dataset(splits.train, run.preprocessing, config, shuffle_seed=0)))
+    probabilities = model(inputs).numpy()
+    assert probabilities.shape == (len(targets), len(run.label_names))
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
+    before = [w.copy() for w in model.get_weights()]
+    model.train_on_batch(inputs, targets)
+    changed = [not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)]
+    assert all(changed), f"weights that did not move: {[i for i, c in enumerate(changed) if not c]}"
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_saved_checkpoint_reloads_with_identical_outputs(name, tiny_run):
+    from rnn_apps.run import load_model
+
+    run = tiny_run(name)
+    inputs, _ = next(iter(run.app.dataset(run.load_data().test, run.preprocessing, run.config)))
+    reloaded = load_model(run.checkpoints / "best.keras")
+    np.testing.assert_array_equal(run.model(inputs).numpy(), reloaded(inputs).numpy())
+    assert (run.checkpoints / "last.keras").exists()
+    metrics = json.loads((run.dir / "metrics.json").read_text())
+    assert metrics["best_epoch"] >= 1 and len(metrics["history"]) == run.config["epochs"]
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_export_parity_and_builtin_only_tflite(name, tiny_export):
+    root, entry = tiny_export(name)
+    assert entry["parity"]["ok"]
+    for case in entry["parity"]["cases"]:
+        for kind in ("saved_model", "tflite"):
+            assert case[kind]["probabilities"]["max_abs_diff"] <= 1e-4
+            assert case[kind]["label_id"]["mismatches"] == 0
+    saved_model = next(a for a in entry["artefacts"] if a["kind"] == "saved_model")
+    assert saved_model["path"] == f"{name}/1"
+    assert "serving_default" in saved_model["signatures"]
+    outputs = saved_model["signatures"]["serving_default"]["outputs"]
+    assert {"label", "label_id", "probability", "probabilities"} <= set(outputs)
+    for artefact in (a for a in entry["artefacts"] if a["kind"] == "tflite"):
+        assert not [op for op in artefact["ops"] if op.startswith("Flex") or op in ("CUSTOM", "VAR_HANDLE")]
+        assert (root / artefact["path"]).stat().st_size > 0
+        for asset in artefact["assets"]:
+            assert (root / artefact["path"]).with_name(asset).exists()
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["exports"][-1]["version"] == 1
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_saved_model_loads_without_rnn_apps(name, tiny_export):
+    """What TF Serving sees: plain TensorFlow, no project code, serving_default with named I/O."""
+    root, _ = tiny_export(name)
+    code = (
+        "import tensorflow as tf, sys; m = tf.saved_model.load(sys.argv[1]);"
+        "s = m.signatures['serving_default']; print(sorted(s.structured_outputs))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(root / name / "1")], capture_output=True, text=True,
+                          cwd="/", env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "['label', 'label_id', 'probabilities', 'probability']" in done.stdout
+
+
+def test_saved_model_cli_lists_the_string_signature(tiny_export):
+    root, _ = tiny_export("sentiment")
+    cli = tf.__file__.replace("__init__.py", "python/tools/saved_model_cli.py")
+    done = subprocess.run([sys.executable, cli, "show", "--all", "--dir", str(root / "sentiment" / "1")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "signature_def['serving_default']" in done.stdout
+    assert "inputs['text'] tensor_info:\n        dtype: DT_STRING" in done.stdout
