@@ -1,0 +1,51 @@
+"""Shared by the benchmark scripts: train/evaluate through the same code as the CLI, and record
+results with the machine, command and date (bench/results/*.json, summarised in bench/RESULTS.md)."""
+
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA_ROOT = Path(os.environ.get("RNN_APPS_DATA_ROOT", REPO.parent / "shared" / "data"))
+RESULTS = REPO / "bench" / "results"
+
+
+def machine() -> str:
+    import tensorflow as tf
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, TensorFlow {tf.__version__}"
+
+
+def train_and_evaluate(app_name: str, data: str, overrides: dict, seed: int, keep_dir=None) -> dict:
+    from rnn_apps import registry
+    from rnn_apps.run import Run
+    from rnn_apps.train import train
+
+    app = registry.get(app_name)
+    config = app.resolve_config(None, {**overrides, "seed": seed})
+    out = Path(keep_dir or tempfile.mkdtemp(prefix=f"bench_{app_name}_"))
+    start = time.time()
+    train(app, config, data, DATA_ROOT, out, {}, echo=lambda *_: None)
+    seconds = time.time() - start
+    run = Run(out)
+    test = app.evaluate(run, run.load_data())
+    run.update_metrics(test=test)
+    return {"seed": seed, "train_seconds": round(seconds, 1), "test_accuracy": test["accuracy"],
+            "test_examples": test["examples"], "epochs_run": len(run.metrics()["history"]),
+            "best_epoch": run.metrics()["best_epoch"], "run_dir": str(out)}
+
+
+def write(name: str, result: dict):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    result = {"command": "python " + " ".join(sys.argv), "date": datetime.date.today().isoformat(),
+              "machine": machine(), **result}
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
