@@ -1,0 +1,194 @@
+"""The `rnn-apps` command line through click's CliRunner: exit codes, messages, files written."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from pipelines import tfds_source
+from rnn_apps.cli import main
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_list_shows_every_app_with_topology_and_default_data():
+    result = invoke("list")
+    assert result.exit_code == 0
+    assert "sentiment    many-to-one" in result.output and "sst2 | imdb_reviews" in result.output
+    assert "digits       one-to-one" in result.output
+
+
+def test_unknown_app(tmp_path):
+    assert_one_line_error(invoke("train", "nope", "--out", tmp_path / "r"), "unknown app 'nope'", "sentiment")
+
+
+def test_unknown_config_key_and_bad_value(tmp_path, data_root):
+    assert_one_line_error(invoke("train", "digits", "--out", tmp_path / "r", "--set", "unitz=3"),
+                          "unknown config key 'unitz'")
+    assert_one_line_error(invoke("train", "digits", "--out", tmp_path / "r", "--set", "units=many"),
+                          "config units: expected int")
+
+
+def test_missing_run_dir(tmp_path):
+    for command in ("evaluate", "predict", "export"):
+        extra = ["--out", tmp_path / "e"] if command == "export" else []
+        assert_one_line_error(invoke(command, tmp_path / "missing", *extra), "does not exist")
+
+
+def test_missing_data_and_offline_tfds(tmp_path, data_root, monkeypatch):
+    assert_one_line_error(invoke("train", "sentiment", "--data", "no_such_set", "--data-root", data_root,
+                                 "--out", tmp_path / "r"), "no dataset 'no_such_set'")
+    monkeypatch.setattr(tfds_source, "_reachable", lambda url: False)
+    result = invoke("train", "sentiment", "--data", "imdb_reviews", "--tfds-data-dir", tmp_path / "tfds",
+                    "--out", tmp_path / "r2")
+    assert_one_line_error(result, "imdb_reviews", "cannot be reached", "--data-root")
+
+
+def test_train_refuses_to_overwrite_a_run(tiny_run):
+    run = tiny_run("digits")
+    assert_one_line_error(invoke("train", "digits", "--out", run.dir), "already holds a run", "--resume")
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(tiny_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run("sentiment").dir, copy)
+    (copy / "checkpoints" / "best.keras").write_bytes(b"not a zip file")
+    assert_one_line_error(invoke("predict", copy, "fine"), "best.keras is unreadable")
+    (copy / "config.json").write_text("{broken")
+    assert_one_line_error(invoke("evaluate", copy), "config.json is not valid JSON")
+
+
+def test_train_resume_continues_from_the_last_checkpoint(tmp_path, data_root):
+    from rnn_apps.run import load_model
+
+    out = tmp_path / "run"
+    first = invoke("train", "sentiment", "--data", "sst2", "--data-root", data_root, "--out", out,
+                   "--preset", "tiny", "--set", "patience=5")
+    assert first.exit_code == 0, first.output
+    assert "train.tsv" in first.output and "96 examples" in first.output  # data resolution is shown
+    steps_after_one = int(load_model(out / "checkpoints" / "last.keras").optimizer.iterations.numpy())
+    again = invoke("train", "sentiment", "--out", out, "--resume", "--epochs", "3")
+    assert again.exit_code == 0, again.output
+    assert "resuming" in again.output and "after epoch 1" in again.output
+    state = json.loads((out / "state.json").read_text())
+    assert state["epochs_done"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    steps = int(load_model(out / "checkpoints" / "last.keras").optimizer.iterations.numpy())
+    assert steps == 3 * steps_after_one  # optimizer state carried on, not restarted
+    assert (out / "logs").is_dir() and (out / "vocab.txt").exists() and (out / "config.json").exists()
+
+
+def test_evaluate_prints_and_stores_test_metrics(tiny_run):
+    run = tiny_run("sentiment")
+    result = invoke("evaluate", run.dir)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["examples"] == 96 and 0.0 <= metrics["accuracy"] <= 1.0
+    assert sum(map(sum, metrics["confusion_matrix"])) == 96
+    assert json.loads((run.dir / "metrics.json").read_text())["test"] == metrics
+
+
+ODD_TEXTS = ["", "   ", "😀😀😀", "mixed Ελληνικά русский 中文 عربى text", "good " * 200_000, "a fine film ."]
+
+
+def test_predict_sentiment_odd_texts_give_a_label_and_probability(tiny_run):
+    run = tiny_run("sentiment")
+    result = invoke("predict", run.dir, *ODD_TEXTS, "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert len(rows) == len(ODD_TEXTS)
+    for row, text in zip(rows, ODD_TEXTS, strict=True):
+        assert row["input"] == text
+        assert row["label"] in ("negative", "positive") and 0.5 <= row["probability"] <= 1.0
+
+
+def test_predict_reads_stdin_lines_including_invalid_utf8(tiny_run):
+    run = tiny_run("sentiment")
+    result = invoke("predict", run.dir, input=b"a fine film .\n\xff\xfe broken bytes\n\n")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip("\n").split("\n")
+    assert len(lines) == 3
+    label, probability, _ = lines[0].split("\t")
+    assert label in ("negative", "positive") and 0.5 <= float(probability) <= 1.0
+
+
+def test_export_never_overwrites_a_version(tiny_run, tmp_path):
+    run = tiny_run("digits")
+    first = invoke("export", run.dir, "--out", tmp_path)
+    assert first.exit_code == 0, first.output
+    assert "version 1" in first.output and "parity ok" in first.output
+    model_file = tmp_path / "digits" / "1" / "saved_model.pb"
+    before = model_file.read_bytes()
+    second = invoke("export", run.dir, "--out", tmp_path)
+    assert second.exit_code == 0 and "version 2" in second.output
+    assert model_file.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == ["1", "2"]
+    assert sorted(p.name for p in (tmp_path / "tflite" / "digits").iterdir()) == ["1", "2"]
+    assert not list(tmp_path.glob(".staging*"))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [e["version"] for e in manifest["exports"]] == [1, 2]
+
+
+@pytest.fixture
+def digit_files(tmp_path):
+    from PIL import Image
+
+    files = {}
+    seven = Image.new("L", (40, 40), 255)
+    for x in range(8, 32):
+        seven.putpixel((x, 8), 0)
+        seven.putpixel((31 - x // 2, x), 0)
+    files["gray_png"] = tmp_path / "seven.png"
+    seven.save(files["gray_png"])
+    files["rgb_jpeg"] = tmp_path / "seven.jpg"
+    seven.convert("RGB").save(files["rgb_jpeg"])
+    files["rgba_png"] = tmp_path / "seven_alpha.png"
+    seven.convert("RGBA").save(files["rgba_png"])
+    files["tiny_png"] = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1), (0, 0, 0)).save(files["tiny_png"])
+    files["rows_csv"] = tmp_path / "rows.csv"
+    files["rows_csv"].write_text(",".join(f"p{i}" for i in range(64)) + "\n" + ",".join(["8"] * 64) + "\n"
+                                 + ",".join(["0"] * 64) + "\n")
+    return files
+
+
+def test_predict_digits_from_images_and_csv_rows(tiny_run, digit_files):
+    run = tiny_run("digits")
+    result = invoke("predict", run.dir, *digit_files.values(), "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert len(rows) == 6  # four images + two CSV rows
+    assert rows[-1]["input"].endswith("rows.csv:2")
+    for row in rows:
+        assert row["label"] in [str(d) for d in range(10)] and 0.1 <= row["probability"] <= 1.0
+
+
+def test_predict_digits_bad_files(tiny_run, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from pipelines import images
+
+    run = tiny_run("digits")
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("hello")
+    assert_one_line_error(invoke("predict", run.dir, not_image), "not a readable image")
+    short = tmp_path / "short.csv"
+    short.write_text("1,2,3\n")
+    assert_one_line_error(invoke("predict", run.dir, short), "row 1: 3 values; expected 64")
+    assert_one_line_error(invoke("predict", run.dir, tmp_path / "absent.png"), "no such file")
+    huge = tmp_path / "huge.png"
+    Image.new("L", (200, 200), 255).save(huge)
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 10_000)
+    assert_one_line_error(invoke("predict", run.dir, huge), "larger than 10,000 pixels")
