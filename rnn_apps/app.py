@@ -99,6 +99,11 @@ class App:
     def parity_cases(self, run, splits, n: int) -> list:
         raise NotImplementedError
 
+    def exported_inputs(self, inputs: list, tflite_dir) -> tuple:
+        """CLI inputs -> (names, SavedModel serving_default inputs, TFLite inputs), using only the
+        files shipped beside the .tflite (vocabulary, model card): what a client has."""
+        raise NotImplementedError
+
 
 class ClassifierApp(App):
     """Apps that map an input to one of `label_names`: softmax probabilities, accuracy."""

@@ -5,6 +5,7 @@
     rnn-apps evaluate runs/sentiment
     rnn-apps predict runs/sentiment "a gorgeous , witty movie ." --json
     rnn-apps export runs/sentiment --out exports
+    rnn-apps query exports --name sentiment "a gorgeous , witty movie ."
 
 Bad input (unknown app, missing files, unreachable data, damaged runs) ends with a one-line
 `Error: ...` on stderr and exit status 2, never a traceback.
@@ -120,3 +121,21 @@ def export_cmd(run_dir, export_root, model_name):
     from rnn_apps.run import Run
 
     exporter.export_run(Run(run_dir), export_root, model_name, echo=click.echo)
+
+
+@main.command()
+@click.argument("export_root", type=click.Path())
+@click.argument("inputs", nargs=-1)
+@click.option("--name", "model_name", required=True, help="Model name in EXPORT_ROOT (the app name by default).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def query(export_root, inputs, model_name, as_json):
+    """Predict through the exported SavedModel and TFLite model only, side by side."""
+    from export import query as query_lib
+
+    for row in query_lib.query(export_root, model_name, list(inputs)):
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            served, phone = row["saved_model"], row["tflite"]
+            click.echo(f"SavedModel v{row['version']}: {served['label']} {served['probability']:.4f}  "
+                       f"TFLite: {phone['label']} {phone['probability']:.4f}  {row['input']}")

@@ -17,6 +17,7 @@ NaN pixels count as 0 and values are clipped to 0..16 in every signature.
     rnn-apps export runs/digits --out exports
 """
 
+import functools
 import json
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class Digits(ClassifierApp):
         "output_dropout": 0.3,
         "patience": 30,
         "weight_decay": 1e-4,
+        "shift_pixels": 1,  # augmentation: random shifts of up to this many pixels
     }
     presets = {"tiny": {"epochs": 2, "max_examples": 64, "batch_size": 16, "units": 8, "jit_compile": False}}
 
@@ -62,7 +64,12 @@ class Digits(ClassifierApp):
 
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
         ds = tf.data.Dataset.from_tensor_slices((columns["pixels"], columns["label"]))
-        return batching.fixed_batches(ds, config["batch_size"], shuffle_seed)
+        ds = batching.fixed_batches(ds, config["batch_size"], shuffle_seed)
+        if shuffle_seed is not None and config["shift_pixels"]:
+            # Training only: shift each digit by up to shift_pixels, a fresh draw every epoch.
+            shift = functools.partial(images.random_shift, max_shift=config["shift_pixels"], seed=shuffle_seed)
+            ds = ds.map(lambda x, y: (shift(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds
 
     def build_model(self, config, preprocessing, unroll_length=None):
         if unroll_length:
@@ -132,6 +139,10 @@ class Digits(ClassifierApp):
                                      [tf.TensorSpec([None, PIXELS], tf.float32, name="pixels")], track=[twin]),
                             assets={"labels.txt": "\n".join(run.label_names) + "\n",
                                     "model_card.json": json.dumps(card, indent=2) + "\n"})]
+
+    def exported_inputs(self, inputs, tflite_dir):
+        names, pixels = self._read_inputs(inputs)
+        return names, {"pixels": pixels}, {"pixels": pixels}
 
     def parity_cases(self, run, splits, n):
         pixels = splits.test["pixels"][:n]

@@ -148,6 +148,13 @@ class Sentiment(ClassifierApp):
                                     "labels.txt": "\n".join(run.label_names) + "\n",
                                     "model_card.json": json.dumps(card, indent=2) + "\n"})]
 
+    def exported_inputs(self, inputs, tflite_dir):
+        length = json.loads((Path(tflite_dir) / "model_card.json").read_text())["input"]["shape"][1]
+        ids = text.token_ids(text.from_vocabulary(tflite_dir), list(inputs), length)
+        padded = ids.to_tensor(shape=[None, length]).numpy().astype(np.int32)
+        return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
+            {"token_ids": padded}
+
     def parity_cases(self, run, splits, n):
         texts = list(splits.test["text"][:n])
         ids = self._padded_ids(run, texts)
