@@ -36,21 +36,6 @@ def to_pixels(images: tf.Tensor) -> tf.Tensor:
     return tf.reshape(resized, [-1, GRID * GRID]) * MAX_VALUE
 
 
-def random_shift(pixels: tf.Tensor, max_shift: int, seed: int) -> tf.Tensor:
-    """Augmentation for a batch [batch, 64]: move each 8x8 digit by up to max_shift pixels in x and y
-    (zero fill), so the model sees the same digit at slightly different positions."""
-    grid = tf.reshape(pixels, [-1, GRID, GRID, 1])
-    padded = tf.pad(grid, [[0, 0], [max_shift, max_shift], [max_shift, max_shift], [0, 0]])
-    offsets = tf.random.uniform([tf.shape(grid)[0], 2], 0, 2 * max_shift + 1, dtype=tf.int32, seed=seed)
-
-    def crop(args):
-        image, offset = args
-        return tf.slice(image, [offset[0], offset[1], 0], [GRID, GRID, 1])
-
-    shifted = tf.map_fn(crop, (padded, offsets), fn_output_signature=tf.float32)
-    return tf.reshape(shifted, [-1, GRID * GRID])
-
-
 def sanitize(pixels: tf.Tensor) -> tf.Tensor:
     """Defined output for odd but well-typed input: NaN -> 0, values clipped to 0..16."""
     pixels = tf.where(tf.math.is_nan(pixels), tf.zeros_like(pixels), pixels)

