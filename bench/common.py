@@ -39,6 +39,7 @@ def train_and_evaluate(app_name: str, data: str, overrides: dict, seed: int, kee
     test = app.evaluate(run, run.load_data())
     run.update_metrics(test=test)
     return {"seed": seed, "train_seconds": round(seconds, 1), "test_accuracy": test["accuracy"],
+            "train_examples": run.metrics()["examples"]["train"],
             "test_examples": test["examples"], "epochs_run": len(run.metrics()["history"]),
             "best_epoch": run.metrics()["best_epoch"], "run_dir": str(out)}
 

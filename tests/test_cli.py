@@ -192,3 +192,27 @@ def test_predict_digits_bad_files(tiny_run, tmp_path, monkeypatch):
     Image.new("L", (200, 200), 255).save(huge)
     monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 10_000)
     assert_one_line_error(invoke("predict", run.dir, huge), "larger than 10,000 pixels")
+
+
+def test_query_runs_texts_through_the_exported_models_only(tiny_export, tmp_path):
+    root, _ = tiny_export("sentiment")
+    result = invoke("query", root, "--name", "sentiment", "a fine film .", "", "😀 it isn't bad", "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [r["input"] for r in rows] == ["a fine film .", "", "😀 it isn't bad"]
+    for row in rows:
+        assert row["version"] == 1
+        assert row["saved_model"]["label"] == row["tflite"]["label"]
+        assert abs(row["saved_model"]["probability"] - row["tflite"]["probability"]) <= 1e-4
+    assert_one_line_error(invoke("query", tmp_path, "--name", "sentiment", "x"), "manifest.json is missing")
+    assert_one_line_error(invoke("query", root, "--name", "other", "x"), "no export named 'other'")
+
+
+def test_query_digits_from_an_image(tiny_export, digit_files):
+    root, _ = tiny_export("digits")
+    result = invoke("query", root, "--name", "digits", digit_files["gray_png"], digit_files["rows_csv"], "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert len(rows) == 3
+    for row in rows:
+        assert row["saved_model"]["label"] == row["tflite"]["label"]
