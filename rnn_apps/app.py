@@ -54,6 +54,7 @@ class App:
     default_data: tuple  # tried in order: local names under the data root, then a TFDS name
     config: dict  # defaults: config_lib.COMMON plus the app's own keys
     presets: dict  # named overrides; "tiny" is used by the tests and smoke runs
+    monitors = ("val_loss",)  # what config["monitor"] may name
 
     def resolve_config(self, preset=None, overrides=None) -> dict:
         return config_lib.resolve(self.config, self.presets, preset, overrides)
@@ -108,6 +109,8 @@ class App:
 
 class ClassifierApp(App):
     """Apps that map an input to one of `label_names`: softmax probabilities, accuracy."""
+
+    monitors = ("val_loss", "val_accuracy")
 
     def compile(self, model, config):
         model.compile(

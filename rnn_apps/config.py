@@ -16,7 +16,8 @@ COMMON = {
     "max_examples": 0,  # 0 = all; otherwise caps every split (smoke runs, tests)
     "seed": 0,
     "learning_rate": 1e-3,
-    "patience": 3,  # early stopping on the validation loss
+    "monitor": "val_loss",  # validation metric that picks best.keras and drives early stopping
+    "patience": 3,  # epochs without improvement of `monitor` before training stops
     "jit_compile": True,  # XLA; ~1.6x faster SimpleRNN steps on CPU
     "units": 128,
     "depth": 1,

@@ -20,13 +20,14 @@ from rnn_apps.run import CONFIG_FILE, RUN_FILE, STATE_FILE, Run, load_model, rea
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Each epoch: save last.keras (with optimizer state), best.keras on a better validation loss,
-    and state.json; stop after `patience` epochs without improvement. Unlike Keras's EarlyStopping,
-    its state lives on disk, so `--resume` continues the same early-stopping decision."""
+    """Each epoch: save last.keras (with optimizer state), best.keras when the monitored validation
+    metric improves, and state.json; stop after `patience` epochs without improvement. Unlike
+    Keras's EarlyStopping, its state lives on disk, so `--resume` continues the same decision."""
 
-    def __init__(self, run_dir: Path, patience: int, state: dict):
+    def __init__(self, run_dir: Path, monitor: str, patience: int, state: dict):
         super().__init__()
-        self.run_dir, self.patience, self.state = run_dir, patience, state
+        self.run_dir, self.monitor, self.patience, self.state = run_dir, monitor, patience, state
+        self.sign = 1.0 if monitor.endswith("loss") else -1.0  # losses fall, accuracies rise
 
     def _save(self, name: str):
         path = self.run_dir / "checkpoints" / name
@@ -36,9 +37,9 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        val_loss = float(logs.get("val_loss", logs.get("loss", float("inf"))))
-        if val_loss < self.state["best_val_loss"]:
-            self.state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
+        value = float(logs[self.monitor])
+        if self.state["best"] is None or self.sign * value < self.sign * self.state["best"]:
+            self.state.update(best=value, best_epoch=epoch + 1, wait=0)
             self._save("best.keras")
         else:
             self.state["wait"] += 1
@@ -53,7 +54,10 @@ class RunCheckpoint(keras.callbacks.Callback):
 def train(app, config: dict, data: str | None, data_root, out_dir, options: dict, resume: bool = False,
           echo=click.echo) -> Run:
     out = Path(out_dir)
-    state = {"epochs_done": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0, "history": []}
+    if config["monitor"] not in app.monitors:
+        raise UserError(f"config monitor: {config['monitor']!r} is not one of {', '.join(app.monitors)}")
+    state = {"epochs_done": 0, "monitor": config["monitor"], "best": None, "best_epoch": 0, "wait": 0,
+             "history": []}
     if resume:
         run = Run(out)
         if run.info["app"] != app.name:
@@ -89,7 +93,7 @@ def train(app, config: dict, data: str | None, data_root, out_dir, options: dict
     train_ds = app.dataset(splits.train, preprocessing, config, shuffle_seed=config["seed"])
     val_ds = app.dataset(splits.validation, preprocessing, config)
     callbacks = [
-        RunCheckpoint(out, config["patience"], state),
+        RunCheckpoint(out, config["monitor"], config["patience"], state),
         keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
     ]
     # Keras warns that a tf.data input ignores shuffle=True and that an epoch of unknown length
@@ -102,7 +106,7 @@ def train(app, config: dict, data: str | None, data_root, out_dir, options: dict
                   callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
     run = Run(out)
     run.update_metrics(history=state["history"], best_epoch=state["best_epoch"],
-                       best_val_loss=state["best_val_loss"], train_seconds=round(time.time() - start, 1),
+                       monitor=config["monitor"], best=state["best"], train_seconds=round(time.time() - start, 1),
                        examples={s: splits.size(s) for s in ("train", "validation", "test")})
-    echo(f"best epoch {state['best_epoch']} (val_loss {state['best_val_loss']:.4f}); run saved in {out}")
+    echo(f"best epoch {state['best_epoch']} ({config['monitor']} {state['best']:.4f}); run saved in {out}")
     return run
