@@ -67,3 +67,9 @@ def token_ids(layer: layers.TextVectorization, texts, max_length: int) -> tf.Rag
     """A batch of strings -> ragged ids, at most max_length per text."""
     texts = truncate_bytes(tf.convert_to_tensor(texts, tf.string), max_length)
     return layer(texts)[:, :max_length]
+
+
+def drop_words(ids: tf.Tensor, rate: float, seed: int) -> tf.Tensor:
+    """Replace each real token (not padding) by the unknown id with probability `rate`."""
+    hit = tf.random.uniform(tf.shape(ids), seed=seed) < rate
+    return tf.where(tf.logical_and(hit, ids != PADDING_ID), tf.cast(UNKNOWN_ID, ids.dtype), ids)

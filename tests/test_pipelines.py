@@ -140,3 +140,12 @@ def test_image_pixels_from_any_size_and_channels():
     np.testing.assert_allclose(pixels[0, 32:], 0.0, atol=1e-4)
     assert images.to_pixels(np.zeros((1, 0, 5, 1), np.uint8)).numpy().tolist() == [[0.0] * 64]
     assert images.sanitize(tf.constant([[np.nan, -3.0, 40.0]])).numpy().tolist() == [[0.0, 0.0, 16.0]]
+
+
+def test_word_dropout_hides_words_but_never_padding():
+    ids = tf.constant([[5, 6, 7, 8, 0, 0]] * 500, tf.int64)
+    dropped = text.drop_words(ids, 0.25, seed=1).numpy()
+    assert (dropped[:, 4:] == 0).all()
+    real = dropped[:, :4]
+    assert set(np.unique(real)) <= {1, 5, 6, 7, 8}
+    assert 0.2 < (real == 1).mean() < 0.3

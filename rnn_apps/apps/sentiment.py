@@ -52,6 +52,7 @@ class Sentiment(ClassifierApp):
         "vocab_size": 20000,
         "embedding_dim": 128,
         "embedding_dropout": 0.3,
+        "word_dropout": 0.0,  # training: share of words replaced by the unknown id
         "output_dropout": 0.5,
         "pooling": "max",  # max | mean | last
         "max_length": 64,  # tokens; the TFLite input length
@@ -81,7 +82,13 @@ class Sentiment(ClassifierApp):
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
         ids = text.token_ids(preprocessing.vectorizer, columns["text"], config["max_length"])
         ds = tf.data.Dataset.from_tensor_slices((ids, columns["label"]))
-        return batching.sequence_batches(ds, config["batch_size"], config["max_length"], shuffle_seed)
+        ds = batching.sequence_batches(ds, config["batch_size"], config["max_length"], shuffle_seed)
+        if shuffle_seed is not None and config["word_dropout"] > 0:
+            # Training only, a fresh draw each epoch: hide words behind the unknown id so the
+            # model cannot lean on a few memorised words.
+            rate = config["word_dropout"]
+            ds = ds.map(lambda x, y: (text.drop_words(x, rate, shuffle_seed), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds
 
     def build_model(self, config, preprocessing, unroll_length=None):
         if unroll_length:
