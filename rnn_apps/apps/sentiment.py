@@ -44,23 +44,27 @@ class Sentiment(ClassifierApp):
     default_data = ("sst2", "imdb_reviews")
     config = {
         **config_lib.COMMON,
-        "epochs": 8,
+        # Chosen on SST-2 dev.tsv among the variants in bench/RESULTS.md: the model overfits the
+        # phrase-level data within two epochs, so it is small and heavily regularised.
+        "epochs": 6,
         "batch_size": 64,
-        "units": 128,
+        "units": 64,
         "bidirectional": True,
-        "dropout": 0.2,  # on the SimpleRNN inputs
+        "dropout": 0.3,  # on the SimpleRNN inputs
         "vocab_size": 20000,
-        "embedding_dim": 128,
-        "embedding_dropout": 0.3,
-        "word_dropout": 0.0,  # training: share of words replaced by the unknown id
+        "embedding_dim": 64,
+        "embedding_dropout": 0.5,
+        "word_dropout": 0.25,  # training: share of words replaced by the unknown id
         "output_dropout": 0.5,
+        "label_smoothing": 0.1,
         "pooling": "max",  # max | mean | last
         "max_length": 64,  # tokens; the TFLite input length
+        "monitor": "val_accuracy",
         "patience": 2,
     }
     presets = {
         "tiny": {"epochs": 1, "max_examples": 96, "batch_size": 16, "units": 8, "embedding_dim": 8,
-                 "vocab_size": 300, "max_length": 16, "jit_compile": False},
+                 "vocab_size": 300, "max_length": 16, "jit_compile": False, "word_dropout": 0.0},
     }
 
     def load_data(self, data, data_root, config, options):
