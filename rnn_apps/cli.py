@@ -12,6 +12,7 @@ Bad input (unknown app, missing files, unreachable data, damaged runs) ends with
 """
 
 import json
+import sys
 
 import click
 
@@ -103,7 +104,7 @@ def predict(run_dir, inputs, as_json):
     run = Run(run_dir)
     if not inputs:
         # Bytes, decoded leniently: invalid UTF-8 becomes U+FFFD, as in the serving graph.
-        inputs = [line.decode("utf-8", "replace").rstrip("\r\n") for line in click.get_binary_stream("stdin")]
+        inputs = [line.decode("utf-8", "replace").rstrip("\r\n") for line in sys.stdin.buffer]
     for row in run.app.predict(run, list(inputs)):
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
