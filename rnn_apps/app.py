@@ -153,6 +153,16 @@ def classification_outputs(probabilities: tf.Tensor, label_names: list) -> dict:
     }
 
 
+def phone_outputs(probabilities: tf.Tensor) -> dict:
+    """The named outputs of every classifier's TFLite signature (numbers only: no string ops)."""
+    return {"probabilities": probabilities, "label_id": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
+
+
+def expected_outputs(probabilities: np.ndarray) -> dict:
+    """What parity compares for classifiers: Keras's probabilities and the label ids they imply."""
+    return {"probabilities": probabilities, "label_id": probabilities.argmax(-1).astype(np.int32)}
+
+
 def prediction_rows(inputs: list, probabilities: np.ndarray, label_names: list) -> list:
     rows = []
     for item, probs in zip(inputs, probabilities, strict=True):

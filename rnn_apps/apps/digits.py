@@ -27,7 +27,16 @@ from keras import layers
 
 from pipelines import batching, images
 from rnn_apps import config as config_lib
-from rnn_apps.app import ClassifierApp, Endpoint, ParityCase, TFLiteModel, classification_outputs, prediction_rows
+from rnn_apps.app import (
+    ClassifierApp,
+    Endpoint,
+    ParityCase,
+    TFLiteModel,
+    classification_outputs,
+    expected_outputs,
+    phone_outputs,
+    prediction_rows,
+)
 from rnn_apps.errors import UserError
 from rnn_apps.layers import optional_dropout, simple_rnn_stack
 
@@ -125,9 +134,7 @@ class Digits(ClassifierApp):
         twin.set_weights(run.model.get_weights())
 
         def classify_pixels(pixels):
-            probabilities = twin(images.sanitize(pixels), training=False)
-            return {"probabilities": probabilities,
-                    "label_id": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
+            return phone_outputs(twin(images.sanitize(pixels), training=False))
 
         card = {
             "app": self.name, "topology": self.topology, "task": self.task, "signature": "serving_default",
@@ -156,8 +163,7 @@ class Digits(ClassifierApp):
             ("test pixels", "serving_default", {"pixels": pixels}, pixels),
             ("test images", "classify_images", {"images": image_batch}, images.to_pixels(image_batch).numpy()),
         ):
-            probabilities = run.model.predict(keras_pixels, verbose=0)
-            expected = {"probabilities": probabilities, "label_id": probabilities.argmax(-1).astype(np.int32)}
+            expected = expected_outputs(run.model.predict(keras_pixels, verbose=0))
             cases.append(ParityCase(name, expected, (signature, sm_inputs),
                                     (f"{self.name}.tflite", {"pixels": keras_pixels}), ["probabilities", "label_id"]))
         return cases

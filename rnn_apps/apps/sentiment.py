@@ -27,7 +27,16 @@ from keras import layers
 
 from pipelines import batching, text, text_classification
 from rnn_apps import config as config_lib
-from rnn_apps.app import ClassifierApp, Endpoint, ParityCase, TFLiteModel, classification_outputs, prediction_rows
+from rnn_apps.app import (
+    ClassifierApp,
+    Endpoint,
+    ParityCase,
+    TFLiteModel,
+    classification_outputs,
+    expected_outputs,
+    phone_outputs,
+    prediction_rows,
+)
 from rnn_apps.layers import MaskedPooling1D, optional_dropout, simple_rnn_stack
 
 
@@ -136,9 +145,7 @@ class Sentiment(ClassifierApp):
         unrolled.set_weights(run.model.get_weights())
 
         def classify_ids(token_ids):
-            probabilities = unrolled(token_ids, training=False)
-            return {"probabilities": probabilities,
-                    "label_id": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
+            return phone_outputs(unrolled(token_ids, training=False))
 
         card = {
             "app": self.name, "topology": self.topology, "task": self.task,
@@ -168,8 +175,7 @@ class Sentiment(ClassifierApp):
     def parity_cases(self, run, splits, n):
         texts = list(splits.test["text"][:n])
         ids = self._padded_ids(run, texts)
-        probabilities = run.model.predict(ids, verbose=0)
-        expected = {"probabilities": probabilities, "label_id": probabilities.argmax(-1).astype(np.int32)}
+        expected = expected_outputs(run.model.predict(ids, verbose=0))
         return [ParityCase("test sentences", expected,
                            ("serving_default", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)}),
                            (f"{self.name}.tflite", {"token_ids": ids}), ["probabilities", "label_id"])]
