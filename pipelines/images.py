@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import tfds_source
-from pipelines.splits import Splits, carve
+from pipelines.splits import Splits
 from rnn_apps.errors import UserError
 
 GRID = 8
@@ -71,17 +71,12 @@ def _sklearn_digits(seed: int) -> Splits:
 
 
 def _tfds(name: str, seed: int, data_dir: str | None) -> Splits:
-    read = tfds_source.load_splits(name, {"train": "train", "test": "test"}, data_dir)
-    for cols in read.values():
-        pixels = [to_pixels(cols["image"][i : i + 4096]).numpy() for i in range(0, len(cols["image"]), 4096)]
-        cols["pixels"] = np.concatenate(pixels).astype(np.float32)
-        cols["label"] = cols["label"].astype(np.int64)
-        del cols["image"]
-    train, validation = carve(read["train"], VALIDATION_FRACTION, seed)
-    origin = {"train": f"tfds {name} 'train' (90%, seeded), resized to 8x8",
-              "validation": f"tfds {name} 'train' (10%, seeded), resized to 8x8",
-              "test": f"tfds {name} 'test', resized to 8x8"}
-    return Splits(name, train, validation, read["test"], tfds_source.label_names(name, data_dir), origin)
+    def convert(cols):
+        images = cols["image"]
+        pixels = [to_pixels(images[i : i + 4096]).numpy() for i in range(0, len(images), 4096)]
+        return {"pixels": np.concatenate(pixels).astype(np.float32), "label": cols["label"].astype(np.int64)}
+
+    return tfds_source.load(name, seed, convert, data_dir, note=", resized to 8x8")
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")

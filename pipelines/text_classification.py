@@ -138,11 +138,9 @@ def _table_file(path: Path, seed, text_column, label_column) -> Splits:
 
 def _tfds(name: str, seed: int, data_dir: str | None) -> Splits:
     """TFDS text datasets with `text` and `label` features (imdb_reviews, ...)."""
-    read = tfds_source.load_splits(name, {"train": "train", "test": "test"}, data_dir)
-    for cols in read.values():
-        cols["text"] = np.array([t.decode("utf-8", "replace") for t in cols["text"]], dtype=object)
-        cols["label"] = cols["label"].astype(np.int64)
-    train, validation = carve(read["train"], VALIDATION_FRACTION, seed)
-    origin = {"train": f"tfds {name} 'train' (90%, seeded)", "validation": f"tfds {name} 'train' (10%, seeded)",
-              "test": f"tfds {name} 'test'"}
-    return Splits(name, train, validation, read["test"], tfds_source.label_names(name, data_dir), origin)
+
+    def convert(cols):
+        return {"text": np.array([t.decode("utf-8", "replace") for t in cols["text"]], dtype=object),
+                "label": cols["label"].astype(np.int64)}
+
+    return tfds_source.load(name, seed, convert, data_dir)

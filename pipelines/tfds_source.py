@@ -10,9 +10,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from pipelines.splits import Splits, carve
 from rnn_apps.errors import UserError
 
 PROBE_TIMEOUT_S = 5.0
+VALIDATION_FRACTION = 0.1
 
 
 def exists(name: str) -> bool:
@@ -32,10 +34,12 @@ def _reachable(url: str) -> bool:
         return False
 
 
-def load_splits(name: str, splits: dict, data_dir: str | None = None) -> dict:
-    """Read TFDS splits into numpy columns: `splits` maps our split name to a TFDS split string.
+def load(name: str, seed: int, convert, data_dir: str | None = None, note: str = "") -> Splits:
+    """A TFDS dataset with `train` and `test` splits -> Splits, validation = seeded 10% of train.
 
-    Downloads and prepares the dataset first if `data_dir` (or ~/tensorflow_datasets) lacks it.
+    `convert(columns) -> columns` turns TFDS features into the app's columns (decode text, resize
+    images); `note` says what it did, for the printed data resolution. Downloads and prepares the
+    dataset first if `data_dir` (or ~/tensorflow_datasets) lacks it.
     """
     import tensorflow_datasets as tfds
 
@@ -58,18 +62,15 @@ def load_splits(name: str, splits: dict, data_dir: str | None = None) -> dict:
             builder.download_and_prepare()
         except Exception as e:
             raise UserError(f"TFDS download of {name!r} failed: {str(e).splitlines()[0]}; {hint}") from None
-    out = {}
-    for ours, theirs in splits.items():
-        ds = builder.as_dataset(split=theirs)
+    read = {}
+    for split in ("train", "test"):
         columns: dict[str, list] = {}
-        for example in tfds.as_numpy(ds):
+        for example in tfds.as_numpy(builder.as_dataset(split=split)):
             for key, value in example.items():
                 columns.setdefault(key, []).append(value)
-        out[ours] = {k: np.asarray(v) for k, v in columns.items()}
-    return out
-
-
-def label_names(name: str, data_dir: str | None = None, key: str = "label") -> list:
-    import tensorflow_datasets as tfds
-
-    return list(tfds.builder(name, data_dir=data_dir).info.features[key].names)
+        read[split] = convert({k: np.asarray(v) for k, v in columns.items()})
+    train, validation = carve(read["train"], VALIDATION_FRACTION, seed)
+    origin = {"train": f"tfds {name} 'train' (90%, seeded){note}",
+              "validation": f"tfds {name} 'train' (10%, seeded){note}",
+              "test": f"tfds {name} 'test'{note}"}
+    return Splits(name, train, validation, read["test"], list(builder.info.features["label"].names), origin)

@@ -78,7 +78,7 @@ def test_tfds_mnist_through_mock_data_is_resized_to_digits_scale(online):
 def test_tfds_unreachable_download_fails_fast_with_advice(monkeypatch, tmp_path):
     monkeypatch.setattr(tfds_source, "_reachable", lambda url: False)
     with pytest.raises(UserError, match=r"cannot be reached to download it.*--data-root"):
-        tfds_source.load_splits("imdb_reviews", {"train": "train"}, data_dir=str(tmp_path))
+        tfds_source.load("imdb_reviews", 0, lambda cols: cols, data_dir=str(tmp_path))
 
 
 def test_sklearn_digits_split_is_stratified_80_20():
