@@ -83,6 +83,14 @@ class App:
     def compile(self, model: keras.Model, config: dict):
         raise NotImplementedError
 
+    def unrolled_twin(self, run, unroll_length) -> keras.Model:
+        """run.model's weights in the layout `build_model(..., unroll_length)` gives (what TFLite
+        converts); for an ensemble run, one such twin per member, averaged the same way."""
+        twins = [self.build_model(run.config, run.preprocessing, unroll_length) for _ in range(run.config["members"])]
+        twin = twins[0] if len(twins) == 1 else ensemble(twins, self.name)
+        twin.set_weights(run.model.get_weights())
+        return twin
+
     def evaluate(self, run, splits) -> dict:
         raise NotImplementedError
 
@@ -140,6 +148,18 @@ class ClassifierApp(App):
             "labels": list(run.label_names),
             "confusion_matrix": confusion.tolist(),  # rows: true label, columns: predicted
         }
+
+
+def ensemble(models: list, name: str) -> keras.Model:
+    """One model that averages the outputs of `models` (same inputs, same output shapes): a deep
+    ensemble. The members keep their weights in order, so get/set_weights line up with a twin."""
+    inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name) for t in models[0].inputs]
+    x = inputs[0] if len(inputs) == 1 else inputs
+    for i, model in enumerate(models):
+        model.name = f"{name}_member_{i}"  # layer names must be unique inside the ensemble
+    outputs = [keras.tree.flatten(model(x)) for model in models]
+    averaged = [keras.layers.Average()(list(same)) for same in zip(*outputs, strict=True)]
+    return keras.Model(x, averaged[0] if len(averaged) == 1 else averaged, name=name)
 
 
 def classification_outputs(probabilities: tf.Tensor, label_names: list) -> dict:

@@ -78,7 +78,7 @@ def train(app_name, data, data_root, tfds_data_dir, text_column, label_column, o
     overrides = {**config_lib.parse_assignments(assignments), **{k: v for k, v in options.items() if v is not None}}
     config = app.resolve_config(preset, overrides)
     data_options = {"text_column": text_column, "label_column": label_column, "tfds_data_dir": tfds_data_dir}
-    train_lib.train(app, config, data, data_root, out_dir, data_options, resume=resume)
+    train_lib.train(app, config, data, data_root, out_dir, data_options, resume=resume, resume_epochs=options["epochs"])
 
 
 @main.command()

@@ -25,6 +25,7 @@ COMMON = {
     "dropout": 0.0,
     "weight_decay": 0.0,  # AdamW's decoupled weight decay
     "label_smoothing": 0.0,
+    "members": 1,  # >1: a deep ensemble of that many models (seeds seed, seed+1, ...), probabilities averaged
 }
 
 

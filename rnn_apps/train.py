@@ -2,6 +2,11 @@
 
 `rnn-apps train APP --data DATA --out RUN_DIR` calls `train()`; the app supplies data,
 preprocessing, the model and its loss through the `rnn_apps.app.App` contract.
+
+With `members=K` (K > 1) the run is a deep ensemble: K models of the same config trained one
+after another from seeds seed, seed+1, ..., each with its own checkpoints and early stopping in
+RUN_DIR/members/I/, then joined into one Keras model that averages their probabilities
+(RUN_DIR/checkpoints/best.keras), which evaluate, predict and export use like any other model.
 """
 
 import os
@@ -15,6 +20,7 @@ import keras
 
 from pipelines.splits import first_available
 from rnn_apps import config as config_lib
+from rnn_apps.app import ensemble
 from rnn_apps.errors import UserError
 from rnn_apps.run import CONFIG_FILE, RUN_FILE, STATE_FILE, Run, load_model, read_json, write_json
 
@@ -30,10 +36,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.sign = 1.0 if monitor.endswith("loss") else -1.0  # losses fall, accuracies rise
 
     def _save(self, name: str):
-        path = self.run_dir / "checkpoints" / name
-        tmp = path.with_name("tmp-" + name)
-        self.model.save(tmp)
-        os.replace(tmp, path)
+        save_model(self.model, self.run_dir / "checkpoints" / name)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -51,21 +54,41 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def save_model(model: keras.Model, path: Path):
+    """Write via a temporary file and rename: a crash never leaves half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("tmp-" + path.name)
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def new_state(monitor: str) -> dict:
+    return {"epochs_done": 0, "monitor": monitor, "best": None, "best_epoch": 0, "wait": 0, "history": []}
+
+
+def member_dirs(out: Path, config: dict) -> list:
+    """Where each model of the run keeps checkpoints, state and logs: RUN_DIR itself for one model."""
+    if config["members"] == 1:
+        return [out]
+    return [out / "members" / str(i) for i in range(config["members"])]
+
+
 def train(app, config: dict, data: str | None, data_root, out_dir, options: dict, resume: bool = False,
-          echo=click.echo) -> Run:
+          resume_epochs: int | None = None, echo=click.echo) -> Run:
+    """Train a new run in out_dir from `config`, or with `resume` continue the run there with its
+    own config, optionally with a new epoch budget `resume_epochs`."""
     out = Path(out_dir)
     if config["monitor"] not in app.monitors:
         raise UserError(f"config monitor: {config['monitor']!r} is not one of {', '.join(app.monitors)}")
-    state = {"epochs_done": 0, "monitor": config["monitor"], "best": None, "best_epoch": 0, "wait": 0,
-             "history": []}
+    if config["members"] < 1:
+        raise UserError(f"config members: expected at least 1, got {config['members']}")
     if resume:
         run = Run(out)
         if run.info["app"] != app.name:
             raise UserError(f"{out} is a run of app {run.info['app']!r}, not {app.name!r}")
-        config = {**run.config, "epochs": config["epochs"]}  # only the epoch budget may change
+        config = {**run.config, "epochs": resume_epochs or run.config["epochs"]}  # only the budget may change
         info = run.info
-        state = read_json(out / STATE_FILE, default=state)
-        if state["epochs_done"] == 0:
+        if not any(read_json(d / STATE_FILE, default=new_state(""))["epochs_done"] for d in member_dirs(out, config)):
             raise UserError(f"{out} has no finished epoch to resume from; start it again without --resume")
     else:
         if (out / RUN_FILE).exists():
@@ -77,36 +100,60 @@ def train(app, config: dict, data: str | None, data_root, out_dir, options: dict
     splits = app.load_data(info["data"], info["data_root"], config, info["options"])
     splits = splits.capped(config["max_examples"], config["seed"])
     echo(splits.describe())
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     if resume:
         preprocessing = app.load_preprocessing(out, config)
-        model = load_model(out / "checkpoints" / "last.keras")
-        echo(f"resuming {out} after epoch {state['epochs_done']} (best epoch {state['best_epoch']})")
     else:
         info["label_names"] = list(splits.label_names)
         info["splits"] = {s: splits.size(s) for s in ("train", "validation", "test")}
         write_json(out / RUN_FILE, info)
         config_lib.save(config, out / CONFIG_FILE)
         preprocessing = app.fit_preprocessing(splits, config, out)
-        model = app.build_model(config, preprocessing)
-        app.compile(model, config)
-    train_ds = app.dataset(splits.train, preprocessing, config, shuffle_seed=config["seed"])
     val_ds = app.dataset(splits.validation, preprocessing, config)
-    callbacks = [
-        RunCheckpoint(out, config["monitor"], config["patience"], state),
-        keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
-    ]
     # Keras warns that a tf.data input ignores shuffle=True and that an epoch of unknown length
     # "ran out of data"; both are expected here (the pipeline shuffles, epochs end with the data).
     warnings.filterwarnings("ignore", message=".*shuffle=True.*")
     warnings.filterwarnings("ignore", message=".*ran out of data.*")
     start = time.time()
+    states = []
+    for i, member_dir in enumerate(member_dirs(out, config)):
+        if config["members"] > 1:
+            echo(f"member {i + 1} of {config['members']} (seed {config['seed'] + i}) in {member_dir}")
+        states.append(_fit(app, {**config, "seed": config["seed"] + i}, splits, preprocessing, val_ds, member_dir,
+                           echo))
+    metrics = {"monitor": config["monitor"], "train_seconds": round(time.time() - start, 1),
+               "examples": {s: splits.size(s) for s in ("train", "validation", "test")}}
+    if config["members"] == 1:
+        metrics.update(history=states[0]["history"], best_epoch=states[0]["best_epoch"], best=states[0]["best"])
+    else:
+        model = ensemble([load_model(d / "checkpoints" / "best.keras") for d in member_dirs(out, config)], app.name)
+        save_model(model, out / "checkpoints" / "best.keras")  # uncompiled: it is never trained as a whole
+        app.compile(model, config)
+        validation = model.evaluate(val_ds, verbose=0, return_dict=True)
+        metrics.update(validation={k: float(v) for k, v in validation.items()},
+                       members=[{k: s[k] for k in ("best", "best_epoch", "history")} for s in states])
+        echo(f"ensemble of {config['members']}: " + ", ".join(f"val_{k} {v:.4f}" for k, v in validation.items()))
+    run = Run(out)
+    run.update_metrics(**metrics)
+    echo(f"run saved in {out}")
+    return run
+
+
+def _fit(app, config: dict, splits, preprocessing, val_ds, run_dir: Path, echo) -> dict:
+    """Train one model in run_dir (or continue it from last.keras); returns its early-stopping state."""
+    state = read_json(run_dir / STATE_FILE, default=new_state(config["monitor"]))
+    keras.utils.set_random_seed(config["seed"])
+    if state["epochs_done"]:
+        model = load_model(run_dir / "checkpoints" / "last.keras")
+        echo(f"resuming {run_dir} after epoch {state['epochs_done']} (best epoch {state['best_epoch']})")
+    else:
+        model = app.build_model(config, preprocessing)
+        app.compile(model, config)
     if state["epochs_done"] < config["epochs"] and state["wait"] < config["patience"]:
+        train_ds = app.dataset(splits.train, preprocessing, config, shuffle_seed=config["seed"])
+        callbacks = [RunCheckpoint(run_dir, config["monitor"], config["patience"], state),
+                     keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"))]
         model.fit(train_ds, validation_data=val_ds, epochs=config["epochs"], initial_epoch=state["epochs_done"],
                   callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
-    run = Run(out)
-    run.update_metrics(history=state["history"], best_epoch=state["best_epoch"],
-                       monitor=config["monitor"], best=state["best"], train_seconds=round(time.time() - start, 1),
-                       examples={s: splits.size(s) for s in ("train", "validation", "test")})
-    echo(f"best epoch {state['best_epoch']} ({config['monitor']} {state['best']:.4f}); run saved in {out}")
-    return run
+    echo(f"best epoch {state['best_epoch']} ({config['monitor']} {state['best']:.4f})")
+    return state

@@ -23,16 +23,25 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, data_root):
+def train_tiny(data_root):
+    """train_tiny(app_name, out_dir, **overrides) -> Run: the app's `tiny` preset on its tiny data."""
+
+    def run(name, out, **overrides):
+        app = registry.get(name)
+        return train(app, app.resolve_config("tiny", overrides), TINY_DATA[name], data_root, out, {},
+                     echo=lambda *_: None)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, train_tiny):
     """tiny_run(app_name) -> Run, trained once per session with the app's `tiny` preset."""
     runs = {}
 
     def get(name):
         if name not in runs:
-            app = registry.get(name)
-            out = tmp_path_factory.mktemp(f"run_{name}")
-            runs[name] = train(app, app.resolve_config("tiny"), TINY_DATA[name], data_root, out, {},
-                               echo=lambda *_: None)
+            runs[name] = train_tiny(name, tmp_path_factory.mktemp(f"run_{name}"))
         return runs[name]
 
     return get

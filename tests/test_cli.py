@@ -90,6 +90,21 @@ def test_train_resume_continues_from_the_last_checkpoint(tmp_path, data_root):
     assert (out / "logs").is_dir() and (out / "vocab.txt").exists() and (out / "config.json").exists()
 
 
+def test_resume_of_an_ensemble_trains_only_the_unfinished_members(tmp_path, train_tiny):
+    out = tmp_path / "run"
+    train_tiny("sentiment", out, members=2)
+    finished = out / "members" / "0" / "checkpoints" / "last.keras"
+    stamp = finished.stat().st_mtime_ns
+    shutil.rmtree(out / "members" / "1")  # as if training stopped before the second member
+    (out / "checkpoints" / "best.keras").unlink()
+    result = invoke("train", "sentiment", "--out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "members/0 after epoch 1" in result.output and "ensemble of 2: val_accuracy" in result.output
+    assert finished.stat().st_mtime_ns == stamp  # the finished member was not trained again
+    assert json.loads((out / "members" / "1" / "state.json").read_text())["epochs_done"] == 1
+    assert (out / "checkpoints" / "best.keras").exists()
+
+
 def test_evaluate_prints_and_stores_test_metrics(tiny_run):
     run = tiny_run("sentiment")
     result = invoke("evaluate", run.dir)

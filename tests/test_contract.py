@@ -99,3 +99,22 @@ def test_saved_model_cli_lists_the_string_signature(tiny_export):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "signature_def['serving_default']" in done.stdout
     assert "inputs['text'] tensor_info:\n        dtype: DT_STRING" in done.stdout
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_ensemble_averages_its_members_and_exports_with_parity(name, tmp_path, train_tiny):
+    from export import exporter
+    from rnn_apps.run import load_model
+
+    run = train_tiny(name, tmp_path / "run", members=2)
+    app = run.app
+    inputs, _ = next(iter(app.dataset(run.load_data().test, run.preprocessing, run.config)))
+    members = [load_model(run.dir / "members" / str(i) / "checkpoints" / "best.keras")(inputs).numpy()
+               for i in range(2)]
+    assert not np.allclose(members[0], members[1], atol=1e-4)  # seeds seed and seed+1
+    np.testing.assert_allclose(run.model(inputs).numpy(), np.mean(members, axis=0), atol=1e-6)
+    metrics = run.metrics()
+    assert len(metrics["members"]) == 2 and 0 <= metrics["validation"]["accuracy"] <= 1
+    assert all(1 <= m["best_epoch"] <= run.config["epochs"] for m in metrics["members"])
+    entry = exporter.export_run(run, tmp_path / "export", echo=lambda *_: None)
+    assert entry["parity"]["ok"], entry["parity"]

@@ -130,8 +130,7 @@ class Digits(ClassifierApp):
         ]
 
     def tflite_models(self, run):
-        twin = self.build_model(run.config, run.preprocessing, unroll_length=1)
-        twin.set_weights(run.model.get_weights())
+        twin = self.unrolled_twin(run, 1)
 
         def classify_pixels(pixels):
             return phone_outputs(twin(images.sanitize(pixels), training=False))

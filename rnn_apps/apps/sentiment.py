@@ -141,8 +141,7 @@ class Sentiment(ClassifierApp):
 
     def tflite_models(self, run):
         length = run.config["max_length"]
-        unrolled = self.build_model(run.config, run.preprocessing, unroll_length=length)
-        unrolled.set_weights(run.model.get_weights())
+        unrolled = self.unrolled_twin(run, length)
 
         def classify_ids(token_ids):
             return phone_outputs(unrolled(token_ids, training=False))
