@@ -1,6 +1,7 @@
 """Shared by the benchmark scripts: train/evaluate through the same code as the CLI, and record
 results with the machine, command and date (bench/results/*.json, summarised in bench/RESULTS.md)."""
 
+import copy
 import datetime
 import json
 import os
@@ -36,12 +37,28 @@ def train_and_evaluate(app_name: str, data: str, overrides: dict, seed: int, kee
     train(app, config, data, DATA_ROOT, out, {}, echo=lambda *_: None)
     seconds = time.time() - start
     run = Run(out)
-    test = app.evaluate(run, run.load_data())
+    splits = run.load_data()
+    test = app.evaluate(run, splits)
     run.update_metrics(test=test)
-    return {"seed": seed, "train_seconds": round(seconds, 1), "test_accuracy": test["accuracy"],
-            "train_examples": run.metrics()["examples"]["train"],
-            "test_examples": test["examples"], "epochs_run": len(run.metrics()["history"]),
-            "best_epoch": run.metrics()["best_epoch"], "run_dir": str(out)}
+    metrics = run.metrics()
+    members = metrics.get("members", [metrics])  # one model: the run is its only member
+    result = {"seed": seed, "train_seconds": round(seconds, 1), "test_accuracy": test["accuracy"],
+              "train_examples": metrics["examples"]["train"], "test_examples": test["examples"],
+              "epochs_run": sum(len(m["history"]) for m in members),
+              "best_epochs": [m["best_epoch"] for m in members], "run_dir": str(out)}
+    if "members" in metrics:  # what each member alone scores, to show what averaging adds
+        result["member_test_accuracies"] = [
+            app.evaluate(member_view(run, out / "members" / str(i)), splits)["accuracy"] for i in range(len(members))]
+    return result
+
+
+def member_view(run, member_dir: Path):
+    """The ensemble run with one member's best checkpoint as its model (preprocessing is shared)."""
+    from rnn_apps.run import load_model
+
+    view = copy.copy(run)
+    view.__dict__["model"] = load_model(member_dir / "checkpoints" / "best.keras")  # fills the cached_property
+    return view
 
 
 def write(name: str, result: dict):

