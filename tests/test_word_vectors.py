@@ -1,6 +1,7 @@
 """Pretrained word vectors: the GloVe package installed with the project, GloVe-format files, and
 the sentiment embedding that starts from them."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -62,5 +63,8 @@ def test_sentiment_embedding_starts_from_the_vectors(tmp_path, data_root, vector
     np.testing.assert_allclose(weights[vocabulary.index("the")], raw[0] * 0.1 / raw.std(), rtol=1e-6)
     covered = sum(word in vocabulary for word in ("the", "good", ","))
     assert json.loads((tmp_path / "word_vectors.json").read_text())["with_vector"] == covered >= 2
+    # A run reloaded for --resume has no rows in memory: a member that starts then gets the same.
+    reloaded = dataclasses.replace(preprocessing, initial_embeddings=None)
+    np.testing.assert_array_equal(app.build_model(config, reloaded).get_layer("embedding").get_weights()[0], weights)
     with pytest.raises(UserError, match="embedding_dim is 8 but the word vectors"):
         app.fit_preprocessing(splits, {**config, "embedding_dim": 8}, tmp_path)

@@ -48,7 +48,7 @@ from rnn_apps.layers import MaskedPooling1D, optional_dropout, simple_rnn_stack
 class Preprocessing:
     vectorizer: layers.TextVectorization
     label_names: list
-    initial_embeddings: np.ndarray | None = None  # from pretrained word vectors; only when training starts
+    initial_embeddings: np.ndarray | None = None  # from pretrained word vectors, made when first needed
 
 
 class Sentiment(ClassifierApp):
@@ -100,8 +100,7 @@ class Sentiment(ClassifierApp):
         if not config["word_vectors"]:
             return Preprocessing(vectorizer, list(splits.label_names))
         vocabulary = vectorizer.get_vocabulary()
-        matrix, found = word_vectors.embedding_matrix(vocabulary, config["word_vectors"], config["word_vectors_std"],
-                                                      config["seed"])
+        matrix, found = self._word_vector_rows(vocabulary, config)
         if matrix.shape[1] != config["embedding_dim"]:
             raise UserError(f"config embedding_dim is {config['embedding_dim']} but the word vectors "
                             f"{config['word_vectors']!r} have {matrix.shape[1]} dimensions")
@@ -140,9 +139,16 @@ class Sentiment(ClassifierApp):
             x = MaskedPooling1D(config["pooling"], name="pooling")(x)
         x = optional_dropout(x, config["output_dropout"])
         probabilities = layers.Dense(len(preprocessing.label_names), activation="softmax", name="probabilities")(x)
-        if preprocessing.initial_embeddings is not None and not unroll_length:
+        if config["word_vectors"] and not unroll_length:
+            if preprocessing.initial_embeddings is None:  # a run reloaded to --resume
+                preprocessing.initial_embeddings, _ = self._word_vector_rows(
+                    preprocessing.vectorizer.get_vocabulary(), config)
             embedding.set_weights([preprocessing.initial_embeddings])
         return keras.Model(token_ids, probabilities, name=self.name)
+
+    def _word_vector_rows(self, vocabulary, config):
+        return word_vectors.embedding_matrix(vocabulary, config["word_vectors"], config["word_vectors_std"],
+                                             config["seed"])
 
     def _padded_ids(self, run, texts) -> np.ndarray:
         length = run.config["max_length"]
