@@ -44,6 +44,14 @@ def adapt(texts, max_tokens: int, batch_size: int = 1024) -> layers.TextVectoriz
     return layer
 
 
+def extend(layer: layers.TextVectorization, words) -> layers.TextVectorization:
+    """A vectorizer with `layer`'s vocabulary (same ids) followed by the `words` it lacks."""
+    vocabulary = layer.get_vocabulary()
+    known = set(vocabulary)
+    extra = [w for w in dict.fromkeys(words) if w and w not in known and len(w.split()) == 1]
+    return vectorizer(vocabulary=vocabulary[2:] + extra)
+
+
 def save_vocabulary(layer: layers.TextVectorization, folder: Path) -> Path:
     path = Path(folder) / VOCAB_FILE
     path.write_text("\n".join(layer.get_vocabulary()) + "\n", encoding="utf-8")

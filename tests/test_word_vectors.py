@@ -68,3 +68,21 @@ def test_sentiment_embedding_starts_from_the_vectors(tmp_path, data_root, vector
     np.testing.assert_array_equal(app.build_model(config, reloaded).get_layer("embedding").get_weights()[0], weights)
     with pytest.raises(UserError, match="embedding_dim is 8 but the word vectors"):
         app.fit_preprocessing(splits, {**config, "embedding_dim": 8}, tmp_path)
+
+
+def test_extra_words_extend_the_vocabulary_after_the_training_words(tmp_path, data_root, vectors_file):
+    vectors_file.write_text(vectors_file.read_text() + "zyzzyva 0 1 0 1\nthe 9 9 9 9\n")
+    app = registry.get("sentiment")
+    config = app.resolve_config("tiny", {"word_vectors": str(vectors_file), "embedding_dim": 4,
+                                         "word_vectors_extra_words": 4})
+    splits = app.load_data("sst2", data_root, config, {}).capped(config["max_examples"], config["seed"])
+    plain = app.fit_preprocessing(splits, {**config, "word_vectors_extra_words": 0}, tmp_path).vectorizer
+    preprocessing = app.fit_preprocessing(splits, config, tmp_path)
+    vocabulary = preprocessing.vectorizer.get_vocabulary()
+    assert vocabulary[: plain.vocabulary_size()] == plain.get_vocabulary()  # training ids unchanged
+    first_four = ["the", "good", ",", "zyzzyva"]  # of the vectors file
+    assert vocabulary[plain.vocabulary_size():] == [w for w in first_four if w not in plain.get_vocabulary()]
+    assert preprocessing.initial_embeddings.shape == (len(vocabulary), 4)
+    assert (tmp_path / "vocab.txt").read_text().splitlines()[-1] == "zyzzyva"
+    ids = preprocessing.vectorizer(["zyzzyva"]).to_list()[0]
+    assert ids == [len(vocabulary) - 1]

@@ -72,6 +72,9 @@ class Sentiment(ClassifierApp):
         # Start the embedding from GloVe ("" = random): bench/RESULTS.md has what it is worth.
         "word_vectors": word_vectors.GLOVE_6B_50D,
         "word_vectors_std": 0.1,
+        # The most frequent words of the vectors that the training split lacks, added to the
+        # vocabulary: a test word never seen in training then still has a meaningful vector.
+        "word_vectors_extra_words": 0,
         "embedding_dropout": 0.5,
         "word_dropout": 0.25,  # training: share of words replaced by the unknown id
         "output_dropout": 0.5,
@@ -96,6 +99,9 @@ class Sentiment(ClassifierApp):
 
     def fit_preprocessing(self, splits, config, run_dir):
         vectorizer = text.adapt(splits.train["text"], config["vocab_size"])
+        if config["word_vectors"] and config["word_vectors_extra_words"]:
+            words, _ = word_vectors.load(config["word_vectors"])
+            vectorizer = text.extend(vectorizer, words[: config["word_vectors_extra_words"]])
         text.save_vocabulary(vectorizer, run_dir)
         if not config["word_vectors"]:
             return Preprocessing(vectorizer, list(splits.label_names))
