@@ -3,6 +3,7 @@ training time and throughput on this machine's CPUs, TFLite batch-1 latency for 
 and a TF-IDF + logistic regression baseline on the same test sets.
 
     python bench/sentiment.py [--seed 0] [--set key=value ...] [--skip-rt] [--rt-epochs 20]
+    python bench/sentiment.py --latency-of RUN_DIR    # TFLite latency of a trained run, alone
 
 Targets (issue 2): SST-2 trained in at most 15 minutes on 2 CPU cores, at least 84% on the
 labelled sentence-level test.tsv (1,821 sentences). rt-polarity (8,530 training sentences, an
@@ -11,6 +12,7 @@ Writes bench/results/sentiment.json.
 """
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -58,7 +60,11 @@ def main():
     parser.add_argument("--set", dest="assignments", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--skip-rt", action="store_true")
     parser.add_argument("--rt-epochs", type=int, default=20)
+    parser.add_argument("--latency-of", metavar="RUN_DIR", help="only export RUN_DIR and time its TFLite model")
     args = parser.parse_args()
+    if args.latency_of:
+        print(json.dumps(tflite_latency_ms(args.latency_of), indent=2))
+        return
     from pipelines import text_classification
     from rnn_apps.config import parse_assignments
 
