@@ -104,11 +104,12 @@ def train(app, config: dict, data: str | None, data_root, out_dir, options: dict
     if resume:
         preprocessing = app.load_preprocessing(out, config)
     else:
+        preprocessing = app.fit_preprocessing(splits, config, out)
+        # Written once preprocessing succeeded: a failed start leaves no run in the way of a retry.
         info["label_names"] = list(splits.label_names)
         info["splits"] = {s: splits.size(s) for s in ("train", "validation", "test")}
         write_json(out / RUN_FILE, info)
         config_lib.save(config, out / CONFIG_FILE)
-        preprocessing = app.fit_preprocessing(splits, config, out)
     val_ds = app.dataset(splits.validation, preprocessing, config)
     # Keras warns that a tf.data input ignores shuffle=True and that an epoch of unknown length
     # "ran out of data"; both are expected here (the pipeline shuffles, epochs end with the data).
