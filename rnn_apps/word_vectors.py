@@ -45,12 +45,11 @@ def load(name: str) -> tuple[list, np.ndarray]:
     return words, np.asarray(rows, dtype=np.float32)
 
 
-def embedding_matrix(vocabulary: list, name: str, std: float, seed: int) -> tuple[np.ndarray, int]:
-    """Initial Embedding weights for `vocabulary` (id 0 = padding, zeros) and how many of its words
-    the vectors cover. The vectors are rescaled to standard deviation `std`: at GloVe's own scale
-    (0.64) the inputs saturate the SimpleRNN's tanh and training starts far slower. Words without a
-    vector get random ones of the same scale."""
-    words, vectors = load(name)
+def embedding_matrix(vocabulary: list, words: list, vectors: np.ndarray, std: float, seed: int):
+    """(initial Embedding weights for `vocabulary` (id 0 = padding, zeros), how many of its words
+    the vectors cover), from `load()`'s words and vectors. The vectors are rescaled to standard
+    deviation `std`: at GloVe's own scale (0.64) the inputs saturate the SimpleRNN's tanh and
+    training starts far slower. Words without a vector get random ones of the same scale."""
     row = {word: i for i, word in enumerate(words)}
     vectors = vectors * (std / float(vectors.std()))
     matrix = np.random.default_rng(seed).normal(0.0, std, (len(vocabulary), vectors.shape[1])).astype(np.float32)

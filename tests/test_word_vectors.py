@@ -26,7 +26,8 @@ def test_glove_6b_50d_is_installed_with_the_project():
 
 
 def test_vectors_land_on_their_vocabulary_ids_rescaled(vectors_file):
-    matrix, found = word_vectors.embedding_matrix(["", "[UNK]", "good", "unseen", "the"], str(vectors_file), 0.5, 0)
+    matrix, found = word_vectors.embedding_matrix(["", "[UNK]", "good", "unseen", "the"],
+                                                  *word_vectors.load(str(vectors_file)), 0.5, 0)
     raw = np.array([[1, 2, 3, 4], [-1, 0, 1, 2], [0, 0, 0, 1]], np.float32)
     scaled = raw * 0.5 / raw.std()
     assert found == 2 and matrix.shape == (5, 4)

@@ -99,20 +99,26 @@ class Sentiment(ClassifierApp):
 
     def fit_preprocessing(self, splits, config, run_dir):
         vectorizer = text.adapt(splits.train["text"], config["vocab_size"])
-        if config["word_vectors"] and config["word_vectors_extra_words"]:
-            words, _ = word_vectors.load(config["word_vectors"])
-            vectorizer = text.extend(vectorizer, words[: config["word_vectors_extra_words"]])
+        matrix = None
+        if config["word_vectors"]:
+            vectorizer, matrix = self._fit_word_vectors(vectorizer, config, run_dir)
         text.save_vocabulary(vectorizer, run_dir)
-        if not config["word_vectors"]:
-            return Preprocessing(vectorizer, list(splits.label_names))
-        vocabulary = vectorizer.get_vocabulary()
-        matrix, found = self._word_vector_rows(vocabulary, config)
-        if matrix.shape[1] != config["embedding_dim"]:
+        return Preprocessing(vectorizer, list(splits.label_names), matrix)
+
+    def _fit_word_vectors(self, vectorizer, config, run_dir):
+        """(vectorizer, with the vectors' extra words if asked, its initial embedding rows)."""
+        words, vectors = word_vectors.load(config["word_vectors"])
+        if vectors.shape[1] != config["embedding_dim"]:
             raise UserError(f"config embedding_dim is {config['embedding_dim']} but the word vectors "
-                            f"{config['word_vectors']!r} have {matrix.shape[1]} dimensions")
+                            f"{config['word_vectors']!r} have {vectors.shape[1]} dimensions")
+        if config["word_vectors_extra_words"]:
+            vectorizer = text.extend(vectorizer, words[: config["word_vectors_extra_words"]])
+        vocabulary = vectorizer.get_vocabulary()
+        matrix, found = word_vectors.embedding_matrix(vocabulary, words, vectors, config["word_vectors_std"],
+                                                      config["seed"])
         (Path(run_dir) / "word_vectors.json").write_text(json.dumps(
             {"word_vectors": config["word_vectors"], "vocabulary": len(vocabulary), "with_vector": found}) + "\n")
-        return Preprocessing(vectorizer, list(splits.label_names), matrix)
+        return vectorizer, matrix
 
     def load_preprocessing(self, run_dir, config):
         label_names = config_lib.load(Path(run_dir) / "run.json")["label_names"]
@@ -147,14 +153,11 @@ class Sentiment(ClassifierApp):
         probabilities = layers.Dense(len(preprocessing.label_names), activation="softmax", name="probabilities")(x)
         if config["word_vectors"] and not unroll_length:
             if preprocessing.initial_embeddings is None:  # a run reloaded to --resume
-                preprocessing.initial_embeddings, _ = self._word_vector_rows(
-                    preprocessing.vectorizer.get_vocabulary(), config)
+                preprocessing.initial_embeddings, _ = word_vectors.embedding_matrix(
+                    preprocessing.vectorizer.get_vocabulary(), *word_vectors.load(config["word_vectors"]),
+                    config["word_vectors_std"], config["seed"])
             embedding.set_weights([preprocessing.initial_embeddings])
         return keras.Model(token_ids, probabilities, name=self.name)
-
-    def _word_vector_rows(self, vocabulary, config):
-        return word_vectors.embedding_matrix(vocabulary, config["word_vectors"], config["word_vectors_std"],
-                                             config["seed"])
 
     def _padded_ids(self, run, texts) -> np.ndarray:
         length = run.config["max_length"]
