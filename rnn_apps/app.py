@@ -83,6 +83,11 @@ class App:
     def compile(self, model: keras.Model, config: dict):
         raise NotImplementedError
 
+    def after_training(self, model: keras.Model, config: dict, preprocessing):
+        """Called with each trained model's best checkpoint, which is saved again afterwards: the
+        place for weights that follow from the trained ones (sentiment: rows of unseen words).
+        Running it twice must give the same weights (a resumed run calls it again)."""
+
     def unrolled_twin(self, run, unroll_length) -> keras.Model:
         """run.model's weights in the layout `build_model(..., unroll_length)` gives (what TFLite
         converts); for an ensemble run, one such twin per member, averaged the same way."""

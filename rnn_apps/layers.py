@@ -11,12 +11,13 @@ from keras import layers, ops
 
 @keras.saving.register_keras_serializable(package="rnn_apps")
 class MaskedPooling1D(layers.Layer):
-    """Max or mean over the unmasked time steps; a sequence with no step left pools to zeros."""
+    """Max or mean over the unmasked time steps, or both side by side (`max_mean`); a sequence
+    with no step left pools to zeros."""
 
     def __init__(self, mode="max", **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("max", "mean"):
-            raise ValueError(f"pooling mode must be 'max' or 'mean', got {mode!r}")
+        if mode not in ("max", "mean", "max_mean"):
+            raise ValueError(f"pooling mode must be 'max', 'mean' or 'max_mean', got {mode!r}")
         self.mode = mode
         self.supports_masking = True
 
@@ -25,19 +26,62 @@ class MaskedPooling1D(layers.Layer):
             mask = ops.ones(ops.shape(x)[:2], dtype="bool")
         keep = ops.expand_dims(ops.cast(mask, x.dtype), -1)
         steps = ops.sum(keep, axis=1)
-        if self.mode == "mean":
-            return ops.sum(x * keep, axis=1) / ops.maximum(steps, 1.0)
+        mean = ops.sum(x * keep, axis=1) / ops.maximum(steps, 1.0)
         # Masked steps get a large negative value; an empty sequence is zeroed afterwards.
-        return ops.max(x * keep - (1.0 - keep) * 1e9, axis=1) * ops.minimum(steps, 1.0)
+        max_ = ops.max(x * keep - (1.0 - keep) * 1e9, axis=1) * ops.minimum(steps, 1.0)
+        return {"max": max_, "mean": mean, "max_mean": ops.concatenate([max_, mean], axis=-1)}[self.mode]
 
     def compute_mask(self, x, mask=None):
         return None
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[2])
+        features = input_shape[2] * 2 if self.mode == "max_mean" and input_shape[2] else input_shape[2]
+        return (input_shape[0], features)
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="rnn_apps")
+class FrozenTailEmbedding(layers.Layer):
+    """An Embedding (id 0 = padding, masked) whose last `frozen_rows` rows are not trained.
+
+    They hold words the training data lacks: no gradient ever reaches them, and leaving them out
+    of the optimizer spares it dense updates of rows that never change (with XLA, an embedding's
+    gradient and its AdamW update cover the whole table). The app sets them after training."""
+
+    def __init__(self, input_dim, output_dim, frozen_rows=0, **kwargs):
+        super().__init__(**kwargs)
+        self.input_dim, self.output_dim, self.frozen_rows = input_dim, output_dim, frozen_rows
+        self.supports_masking = True
+
+    def build(self, input_shape=None):
+        self.trained = self.add_weight((self.input_dim - self.frozen_rows, self.output_dim),
+                                       initializer="uniform", name="embeddings")
+        self.frozen = self.add_weight((self.frozen_rows, self.output_dim), initializer="zeros",
+                                      trainable=False, name="frozen_embeddings") if self.frozen_rows else None
+
+    def table(self):
+        return self.trained if self.frozen is None else ops.concatenate([self.trained, self.frozen], axis=0)
+
+    def set_table(self, matrix):
+        """All input_dim rows at once, trained ones first."""
+        self.trained.assign(matrix[: self.input_dim - self.frozen_rows])
+        if self.frozen is not None:
+            self.frozen.assign(matrix[self.input_dim - self.frozen_rows:])
+
+    def call(self, ids):
+        return ops.take(self.table(), ops.cast(ids, "int32"), axis=0)
+
+    def compute_mask(self, ids, mask=None):
+        return ops.not_equal(ids, 0)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.output_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
+                "frozen_rows": self.frozen_rows}
 
 
 def simple_rnn_stack(x, config: dict, unroll: bool = False, return_sequences: bool = True):

@@ -41,14 +41,20 @@ from rnn_apps.app import (
     prediction_rows,
 )
 from rnn_apps.errors import UserError
-from rnn_apps.layers import MaskedPooling1D, optional_dropout, simple_rnn_stack
+from rnn_apps.layers import FrozenTailEmbedding, MaskedPooling1D, optional_dropout, simple_rnn_stack
+
+WORD_VECTORS_FILE = "word_vectors.json"
 
 
 @dataclass
 class Preprocessing:
     vectorizer: layers.TextVectorization
     label_names: list
-    initial_embeddings: np.ndarray | None = None  # from pretrained word vectors, made when first needed
+    # Ids from training_words on are words of the vectors that the training split lacks.
+    training_words: int
+    # From pretrained word vectors, made when first needed: the start rows, and which ids had a vector.
+    initial_embeddings: np.ndarray | None = None
+    has_vector: np.ndarray | None = None
 
 
 class Sentiment(ClassifierApp):
@@ -73,8 +79,9 @@ class Sentiment(ClassifierApp):
         "word_vectors": word_vectors.GLOVE_6B_50D,
         "word_vectors_std": 0.1,
         # The most frequent words of the vectors that the training split lacks, added to the
-        # vocabulary: a test word never seen in training then still has a meaningful vector.
-        "word_vectors_extra_words": 0,
+        # vocabulary after its training words; after training their rows are placed where the
+        # trained model expects such words (word_vectors.place_unseen_words). 0 = none.
+        "word_vectors_unseen_words": 50000,
         "embedding_dropout": 0.5,
         "word_dropout": 0.25,  # training: share of words replaced by the unknown id
         "output_dropout": 0.5,
@@ -99,30 +106,36 @@ class Sentiment(ClassifierApp):
 
     def fit_preprocessing(self, splits, config, run_dir):
         vectorizer = text.adapt(splits.train["text"], config["vocab_size"])
-        matrix = None
+        preprocessing = Preprocessing(vectorizer, list(splits.label_names), vectorizer.vocabulary_size())
         if config["word_vectors"]:
-            vectorizer, matrix = self._fit_word_vectors(vectorizer, config, run_dir)
-        text.save_vocabulary(vectorizer, run_dir)
-        return Preprocessing(vectorizer, list(splits.label_names), matrix)
+            self._fit_word_vectors(preprocessing, config, run_dir)
+        text.save_vocabulary(preprocessing.vectorizer, run_dir)
+        return preprocessing
 
-    def _fit_word_vectors(self, vectorizer, config, run_dir):
-        """(vectorizer, with the vectors' extra words if asked, its initial embedding rows)."""
+    def _fit_word_vectors(self, preprocessing, config, run_dir):
+        """Adds the vectors' unseen words to the vocabulary if asked, and the start rows."""
         words, vectors = word_vectors.load(config["word_vectors"])
         if vectors.shape[1] != config["embedding_dim"]:
             raise UserError(f"config embedding_dim is {config['embedding_dim']} but the word vectors "
                             f"{config['word_vectors']!r} have {vectors.shape[1]} dimensions")
-        if config["word_vectors_extra_words"]:
-            vectorizer = text.extend(vectorizer, words[: config["word_vectors_extra_words"]])
-        vocabulary = vectorizer.get_vocabulary()
-        matrix, found = word_vectors.embedding_matrix(vocabulary, words, vectors, config["word_vectors_std"],
-                                                      config["seed"])
-        (Path(run_dir) / "word_vectors.json").write_text(json.dumps(
-            {"word_vectors": config["word_vectors"], "vocabulary": len(vocabulary), "with_vector": found}) + "\n")
-        return vectorizer, matrix
+        unseen_words = config["word_vectors_unseen_words"]
+        if unseen_words:
+            preprocessing.vectorizer = text.extend(preprocessing.vectorizer, words[:unseen_words])
+        vocabulary = preprocessing.vectorizer.get_vocabulary()
+        preprocessing.initial_embeddings, preprocessing.has_vector = word_vectors.embedding_matrix(
+            vocabulary, words, vectors, config["word_vectors_std"], config["seed"])
+        (Path(run_dir) / WORD_VECTORS_FILE).write_text(json.dumps(
+            {"word_vectors": config["word_vectors"], "vocabulary": len(vocabulary),
+             "training_words": preprocessing.training_words,
+             "with_vector": int(preprocessing.has_vector.sum())}) + "\n")
 
     def load_preprocessing(self, run_dir, config):
         label_names = config_lib.load(Path(run_dir) / "run.json")["label_names"]
-        return Preprocessing(text.from_vocabulary(run_dir), label_names)
+        vectorizer = text.from_vocabulary(run_dir)
+        vectors_file = Path(run_dir) / WORD_VECTORS_FILE
+        training_words = json.loads(vectors_file.read_text())["training_words"] if vectors_file.exists() \
+            else vectorizer.vocabulary_size()
+        return Preprocessing(vectorizer, label_names, training_words)
 
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
         ids = text.token_ids(preprocessing.vectorizer, columns["text"], config["max_length"])
@@ -142,7 +155,8 @@ class Sentiment(ClassifierApp):
             config = {**config, "dropout": 0.0, "embedding_dropout": 0.0, "output_dropout": 0.0}
         token_ids = keras.Input((unroll_length,), dtype="int32", name="token_ids")
         vocab_size = preprocessing.vectorizer.vocabulary_size()
-        embedding = layers.Embedding(vocab_size, config["embedding_dim"], mask_zero=True, name="embedding")
+        embedding = FrozenTailEmbedding(vocab_size, config["embedding_dim"], vocab_size - preprocessing.training_words,
+                                        name="embedding")
         x = embedding(token_ids)
         x = optional_dropout(x, config["embedding_dropout"])
         pooled = config["pooling"] != "last"
@@ -152,12 +166,25 @@ class Sentiment(ClassifierApp):
         x = optional_dropout(x, config["output_dropout"])
         probabilities = layers.Dense(len(preprocessing.label_names), activation="softmax", name="probabilities")(x)
         if config["word_vectors"] and not unroll_length:
-            if preprocessing.initial_embeddings is None:  # a run reloaded to --resume
-                preprocessing.initial_embeddings, _ = word_vectors.embedding_matrix(
-                    preprocessing.vectorizer.get_vocabulary(), *word_vectors.load(config["word_vectors"]),
-                    config["word_vectors_std"], config["seed"])
-            embedding.set_weights([preprocessing.initial_embeddings])
+            embedding.set_table(self._initial_embeddings(config, preprocessing))
         return keras.Model(token_ids, probabilities, name=self.name)
+
+    def _initial_embeddings(self, config, preprocessing):
+        if preprocessing.initial_embeddings is None:  # a run reloaded to --resume
+            preprocessing.initial_embeddings, preprocessing.has_vector = word_vectors.embedding_matrix(
+                preprocessing.vectorizer.get_vocabulary(), *word_vectors.load(config["word_vectors"]),
+                config["word_vectors_std"], config["seed"])
+        return preprocessing.initial_embeddings
+
+    def after_training(self, model, config, preprocessing):
+        embedding = model.get_layer("embedding")
+        if not embedding.frozen_rows:
+            return
+        start, seen = self._initial_embeddings(config, preprocessing), preprocessing.training_words
+        # Fitted on the training words that started from a vector (not padding, unknown, or random).
+        fit = preprocessing.has_vector[:seen]
+        trained = keras.ops.convert_to_numpy(embedding.trained)
+        embedding.frozen.assign(word_vectors.place_unseen_words(start[:seen][fit], trained[fit], start[seen:]))
 
     def _padded_ids(self, run, texts) -> np.ndarray:
         length = run.config["max_length"]
