@@ -49,6 +49,7 @@ def main():
             start = time.time()
             history = model.fit(train, epochs=1, verbose=0)
             seconds = time.time() - start
+            app.after_training(model, seeded, preprocessing)  # as `rnn-apps train` does with each best model
             dev, test = (model.predict(x, batch_size=256, verbose=0) for x in (dev_x, test_x))
             probabilities.setdefault(epoch, []).append((dev, test))
             print(f"seed {seed} epoch {epoch} {seconds:.0f}s train_acc {history.history['accuracy'][0]:.4f} "

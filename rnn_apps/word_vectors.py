@@ -65,7 +65,7 @@ def embedding_matrix(vocabulary: list, words: list, vectors: np.ndarray, std: fl
 
 def place_unseen_words(start_rows: np.ndarray, trained_rows: np.ndarray, unseen_start_rows: np.ndarray,
                        ridge: float = 1e-3) -> np.ndarray:
-    """Embedding rows for words that no training example has, so they mean to the trained model
+    """Embedding rows for words outside the training vocabulary, so they mean to the trained model
     what their vectors suggest. Training moves the rows of the words it sees away from their
     vectors; an unseen word's row never moves and so no longer sits among its neighbours. The
     affine map that best takes the seen words' start rows to their trained rows (least squares,

@@ -3,7 +3,8 @@
 Topology: token ids [batch, time] -> Embedding (id 0 = padding, masked; starts from GloVe 6B 50d)
 -> SimpleRNN stack (bidirectional by default) -> max over the unmasked steps -> Dense softmax
 [batch, classes]. By default five such models from different seeds are trained one after another
-and their probabilities averaged (a deep ensemble, `members`), still one Keras model.
+and their probabilities averaged (a deep ensemble, `members`), still one Keras model. GloVe words
+outside the training vocabulary get embedding rows placed after training (`after_training`).
 
 Data: SST-2 (`../shared/data/sst2`: phrase-level train.tsv, sentence-level dev/test), rt-polarity,
 any CSV/TSV with text and label columns, or TFDS `imdb_reviews` online.
@@ -50,7 +51,7 @@ WORD_VECTORS_FILE = "word_vectors.json"
 class Preprocessing:
     vectorizer: layers.TextVectorization
     label_names: list
-    # Ids from training_words on are words of the vectors that the training split lacks.
+    # Ids from training_words on are words of the vectors outside the training vocabulary.
     training_words: int
     # From pretrained word vectors, made when first needed: the start rows, and which ids had a vector.
     initial_embeddings: np.ndarray | None = None
@@ -78,7 +79,7 @@ class Sentiment(ClassifierApp):
         # Start the embedding from GloVe ("" = random): bench/RESULTS.md has what it is worth.
         "word_vectors": word_vectors.GLOVE_6B_50D,
         "word_vectors_std": 0.1,
-        # The most frequent words of the vectors that the training split lacks, added to the
+        # The most frequent words of the vectors outside the training vocabulary, added to the
         # vocabulary after its training words; after training their rows are placed where the
         # trained model expects such words (word_vectors.place_unseen_words). 0 = none.
         "word_vectors_unseen_words": 50000,
@@ -86,7 +87,7 @@ class Sentiment(ClassifierApp):
         "word_dropout": 0.25,  # training: share of words replaced by the unknown id
         "output_dropout": 0.5,
         "label_smoothing": 0.1,
-        "pooling": "max",  # max | mean | last
+        "pooling": "max",  # max | mean | max_mean (both, side by side) | last
         "max_length": 64,  # tokens; the TFLite input length
         "monitor": "val_accuracy",
         "patience": 2,
