@@ -179,7 +179,7 @@ class Sentiment(ClassifierApp):
 
     def after_training(self, model, config, preprocessing):
         embedding = model.get_layer("embedding")
-        if not embedding.frozen_rows:
+        if not getattr(embedding, "frozen_rows", 0):  # none, or a run from before FrozenTailEmbedding
             return
         start, seen = self._initial_embeddings(config, preprocessing), preprocessing.training_words
         # Fitted on the training words that started from a vector (not padding, unknown, or random).
