@@ -110,14 +110,20 @@ def test_place_unseen_words_recovers_an_affine_map():
     assert placed.dtype == np.float32
 
 
+def small_vectors_file(path, words, dim=8, seed=1):
+    rng = np.random.default_rng(seed)
+    path.write_text("".join(f"{w} {' '.join(f'{v:.4f}' for v in rng.normal(size=dim))}\n" for w in words))
+    return path
+
+
+WORDS = ["the", "a", ",", ".", "and", "film", "movie", "good", "bad", "it", "zyzzyva", "blorfish", "quux"]
+
+
 def test_trained_run_places_its_unseen_words_and_exports_with_parity(tmp_path, train_tiny, data_root):
     from export import exporter
     from rnn_apps.run import load_model
 
-    rng = np.random.default_rng(1)
-    words = ["the", "a", ",", ".", "and", "film", "movie", "good", "bad", "it", "zyzzyva", "blorfish", "quux"]
-    path = tmp_path / "vectors.txt"
-    path.write_text("".join(f"{w} {' '.join(f'{v:.4f}' for v in rng.normal(size=8))}\n" for w in words))
+    path = small_vectors_file(tmp_path / "vectors.txt", WORDS)
     run = train_tiny("sentiment", tmp_path / "run", word_vectors=str(path), embedding_dim=8, members=2,
                      word_vectors_unseen_words=100)
     vocabulary, seen = run.preprocessing.vectorizer.get_vocabulary(), run.preprocessing.training_words
@@ -135,3 +141,22 @@ def test_trained_run_places_its_unseen_words_and_exports_with_parity(tmp_path, t
     assert unknown["probability"] != placed["probability"]  # the placed row is what the model reads
     entry = exporter.export_run(run, tmp_path / "export", echo=lambda *_: None)
     assert entry["parity"]["ok"], entry["parity"]
+
+
+def test_resumed_run_places_its_unseen_words_from_its_best_weights(tmp_path, train_tiny, data_root):
+    from rnn_apps.run import Run
+    from rnn_apps.train import train
+
+    path = small_vectors_file(tmp_path / "vectors.txt", WORDS)
+    run = train_tiny("sentiment", tmp_path / "run", word_vectors=str(path), embedding_dim=8,
+                     word_vectors_unseen_words=100)
+    train(run.app, run.config, None, data_root, run.dir, {}, resume=True, resume_epochs=2, echo=lambda *_: None)
+    resumed = Run(run.dir)
+    assert resumed.preprocessing.training_words == run.preprocessing.training_words
+    embedding = resumed.model.get_layer("embedding")
+    vocabulary, seen = resumed.preprocessing.vectorizer.get_vocabulary(), resumed.preprocessing.training_words
+    start, has_vector = word_vectors.embedding_matrix(vocabulary, *word_vectors.load(str(path)), 0.1, 0)
+    trained, fit = keras.ops.convert_to_numpy(embedding.trained), has_vector[:seen]
+    after = keras.ops.convert_to_numpy(embedding.frozen)
+    np.testing.assert_allclose(after, word_vectors.place_unseen_words(start[:seen][fit], trained[fit], start[seen:]),
+                               atol=1e-6)
