@@ -87,5 +87,6 @@ def main():
     # rt-polarity alone goes to its own file, so it does not replace an SST-2 result.
     common.write("sentiment_rt_polarity" if args.skip_sst2 else "sentiment", result)
 
+
 if __name__ == "__main__":
     main()

@@ -33,8 +33,7 @@ def main():
     preprocessing = app.fit_preprocessing(splits, config, tempfile.mkdtemp())
 
     def padded(columns):
-        ids = text.token_ids(preprocessing.vectorizer, columns["text"], config["max_length"])
-        return ids.to_tensor(shape=[None, config["max_length"]]).numpy().astype(np.int32), columns["label"]
+        return text.padded_ids(preprocessing.vectorizer, columns["text"], config["max_length"]), columns["label"]
 
     (dev_x, dev_y), (test_x, test_y) = padded(splits.validation), padded(splits.test)
     probabilities = {}  # epoch -> list of (dev, test) probabilities, one per seed

@@ -10,6 +10,7 @@ Rules (SST-2's PTB style, which the public sentiment data uses):
 
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -75,6 +76,13 @@ def token_ids(layer: layers.TextVectorization, texts, max_length: int) -> tf.Rag
     """A batch of strings -> ragged ids, at most max_length per text."""
     texts = truncate_bytes(tf.convert_to_tensor(texts, tf.string), max_length)
     return layer(texts)[:, :max_length]
+
+
+def padded_ids(layer: layers.TextVectorization, texts, max_length: int) -> np.ndarray:
+    """A batch of strings -> int32 ids [batch, max_length], right-padded with PADDING_ID: the
+    fixed-length input the TFLite model takes."""
+    ids = token_ids(layer, list(texts), max_length)
+    return ids.to_tensor(shape=[None, max_length]).numpy().astype(np.int32)
 
 
 def drop_words(ids: tf.Tensor, rate: float, seed: int) -> tf.Tensor:

@@ -83,10 +83,12 @@ class App:
     def compile(self, model: keras.Model, config: dict):
         raise NotImplementedError
 
-    def after_training(self, model: keras.Model, config: dict, preprocessing):
-        """Called with each trained model's best checkpoint, which is saved again afterwards: the
-        place for weights that follow from the trained ones (sentiment: rows of unseen words).
-        Running it twice must give the same weights (a resumed run calls it again)."""
+    def after_training(self, model: keras.Model, config: dict, preprocessing) -> bool:
+        """Called with each trained model's best checkpoint: the place for weights that follow
+        from the trained ones (sentiment: rows of unseen words). Returns whether it changed the
+        model (then the checkpoint is saved again). Running it twice must give the same weights
+        (a resumed run calls it again)."""
+        return False
 
     def unrolled_twin(self, run, unroll_length) -> keras.Model:
         """run.model's weights in the layout `build_model(..., unroll_length)` gives (what TFLite

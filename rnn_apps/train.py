@@ -159,7 +159,7 @@ def _fit(app, config: dict, splits, preprocessing, val_ds, run_dir: Path, echo) 
         model.fit(train_ds, validation_data=val_ds, epochs=config["epochs"], initial_epoch=state["epochs_done"],
                   callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
     best = load_model(run_dir / "checkpoints" / "best.keras")
-    app.after_training(best, config, preprocessing)
-    save_model(best, run_dir / "checkpoints" / "best.keras")
+    if app.after_training(best, config, preprocessing):
+        save_model(best, run_dir / "checkpoints" / "best.keras")
     echo(f"best epoch {state['best_epoch']} ({config['monitor']} {state['best']:.4f})")
     return state

@@ -180,17 +180,16 @@ class Sentiment(ClassifierApp):
     def after_training(self, model, config, preprocessing):
         embedding = model.get_layer("embedding")
         if not getattr(embedding, "frozen_rows", 0):  # none, or a run from before FrozenTailEmbedding
-            return
+            return False
         start, seen = self._initial_embeddings(config, preprocessing), preprocessing.training_words
         # Fitted on the training words that started from a vector (not padding, unknown, or random).
         fit = preprocessing.has_vector[:seen]
         trained = keras.ops.convert_to_numpy(embedding.trained)
         embedding.frozen.assign(word_vectors.place_unseen_words(start[:seen][fit], trained[fit], start[seen:]))
+        return True
 
     def _padded_ids(self, run, texts) -> np.ndarray:
-        length = run.config["max_length"]
-        ids = text.token_ids(run.preprocessing.vectorizer, list(texts), length)
-        return ids.to_tensor(shape=[None, length]).numpy().astype(np.int32)
+        return text.padded_ids(run.preprocessing.vectorizer, texts, run.config["max_length"])
 
     def predict(self, run, inputs):
         probabilities = run.model.predict(self._padded_ids(run, inputs), verbose=0) if inputs else []
@@ -233,8 +232,7 @@ class Sentiment(ClassifierApp):
 
     def exported_inputs(self, inputs, tflite_dir):
         length = json.loads((Path(tflite_dir) / "model_card.json").read_text())["input"]["shape"][1]
-        ids = text.token_ids(text.from_vocabulary(tflite_dir), list(inputs), length)
-        padded = ids.to_tensor(shape=[None, length]).numpy().astype(np.int32)
+        padded = text.padded_ids(text.from_vocabulary(tflite_dir), inputs, length)
         return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
             {"token_ids": padded}
 
