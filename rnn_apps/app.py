@@ -54,10 +54,18 @@ class App:
     default_data: tuple  # tried in order: local names under the data root, then a TFDS name
     config: dict  # defaults: config_lib.COMMON plus the app's own keys
     presets: dict  # named overrides; "tiny" is used by the tests and smoke runs
+    config_checks: dict = {}  # key -> config_lib.Range for the app's own keys (COMMON's are in CHECKS)
     monitors = ("val_loss",)  # what config["monitor"] may name
 
+    def checks(self) -> dict:
+        return {**config_lib.CHECKS, "monitor": config_lib.one_of(*self.monitors), **self.config_checks}
+
     def resolve_config(self, preset=None, overrides=None) -> dict:
-        return config_lib.resolve(self.config, self.presets, preset, overrides)
+        return config_lib.resolve(self.config, self.presets, preset, overrides, self.checks())
+
+    def stored_config(self, stored, path) -> dict:
+        """A run's config.json, checked like a new config: the same keys, types and ranges."""
+        return config_lib.check_stored(stored, self.config, self.checks(), path)
 
     # --- data ---------------------------------------------------------------------------
     def load_data(self, data: str, data_root, config: dict, options: dict):
@@ -89,6 +97,10 @@ class App:
         model (then the checkpoint is saved again). Running it twice must give the same weights
         (a resumed run calls it again)."""
         return False
+
+    def check_model(self, model: keras.Model, run):
+        """Called when a run's model is loaded: refuse preprocessing files that do not fit the model
+        (a vocabulary with rows added or lost), which would otherwise give quiet wrong answers."""
 
     def unrolled_twin(self, run, unroll_length) -> keras.Model:
         """run.model's weights in the layout `build_model(..., unroll_length)` gives (what TFLite

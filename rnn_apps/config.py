@@ -1,10 +1,14 @@
 """Run configuration: plain dicts of defaults declared by each app, a few named presets, overrides.
 
-Unknown keys are rejected and every value is cast to the type of its default, so a typo fails
-before training starts. The resolved config is written to RUN_DIR/config.json.
+Unknown keys are rejected, every value must have the type of its default (an integer is never
+silently truncated: `units=1.5` is an error), and every value must lie in its range (`CHECKS`
+here, plus each app's `config_checks`), so a typo or a nonsense value fails with one line before
+anything is built. The resolved config is written to RUN_DIR/config.json and checked the same way
+when a run is loaded.
 """
 
 import json
+import math
 from pathlib import Path
 
 from rnn_apps.errors import UserError
@@ -29,30 +33,91 @@ COMMON = {
 }
 
 
+class Range:
+    """What a value must be, in words (for the error message) and as a test."""
+
+    def __init__(self, says: str, test):
+        self.says, self.test = says, test
+
+    def __call__(self, value) -> bool:
+        try:
+            return bool(self.test(value))
+        except TypeError:
+            return False
+
+
+def at_least(n: int) -> Range:
+    return Range(f"an integer >= {n}", lambda v: v >= n)
+
+
+def one_of(*values) -> Range:
+    return Range(f"one of {', '.join(map(str, values))}", lambda v: v in values)
+
+
+POSITIVE = at_least(1)
+NON_NEGATIVE = at_least(0)
+FRACTION = Range("a number >= 0 and < 1", lambda v: 0 <= v < 1)
+POSITIVE_NUMBER = Range("a finite number > 0", lambda v: math.isfinite(v) and v > 0)
+NON_NEGATIVE_NUMBER = Range("a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
+
+CHECKS = {
+    "epochs": POSITIVE,
+    "batch_size": POSITIVE,
+    "max_examples": NON_NEGATIVE,
+    "seed": NON_NEGATIVE,  # numpy's generators refuse negative seeds
+    "learning_rate": POSITIVE_NUMBER,
+    "patience": NON_NEGATIVE,
+    "units": POSITIVE,
+    "depth": POSITIVE,
+    "dropout": FRACTION,
+    "weight_decay": NON_NEGATIVE_NUMBER,
+    "label_smoothing": FRACTION,
+    "members": POSITIVE,
+}
+
+
 def _cast(key: str, value, default):
+    """`value` (a string from the command line, or a JSON/Python value) as the type of `default`."""
+    expected = type(default).__name__
     if isinstance(value, str) and not isinstance(default, str):
-        text = value.strip().lower()
+        text = value.strip()
         if isinstance(default, bool):
-            if text in ("1", "true", "yes", "on"):
+            if text.lower() in ("1", "true", "yes", "on"):
                 return True
-            if text in ("0", "false", "no", "off"):
+            if text.lower() in ("0", "false", "no", "off"):
                 return False
             raise UserError(f"config {key}: expected true/false, got {value!r}")
         try:
-            return type(default)(json.loads(text)) if default is not None else json.loads(text)
-        except (ValueError, TypeError):
-            raise UserError(f"config {key}: expected {type(default).__name__}, got {value!r}") from None
-    if isinstance(default, bool) and not isinstance(value, bool):
-        raise UserError(f"config {key}: expected true/false, got {value!r}")
-    if isinstance(default, float) and isinstance(value, int):
-        return float(value)
-    if default is not None and not isinstance(value, type(default)):
-        raise UserError(f"config {key}: expected {type(default).__name__}, got {value!r}")
+            value = json.loads(text)
+        except ValueError:
+            raise UserError(f"config {key}: expected {expected}, got {value!r}") from None
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 2.0 is 2; 1.5 is refused below, never truncated
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = default is None or isinstance(value, type(default))
+    if not ok:
+        raise UserError(f"config {key}: expected {'true/false' if isinstance(default, bool) else expected}, "
+                        f"got {value!r}")
     return value
 
 
-def resolve(defaults: dict, presets: dict, preset: str | None = None, overrides: dict | None = None):
-    """defaults <- presets[preset] <- overrides, with unknown keys and bad types rejected."""
+def check_ranges(config: dict, checks: dict):
+    for key, allowed in checks.items():
+        if key in config and not allowed(config[key]):
+            raise UserError(f"config {key}: expected {allowed.says}, got {config[key]!r}")
+
+
+def resolve(defaults: dict, presets: dict, preset: str | None = None, overrides: dict | None = None,
+            checks: dict | None = None):
+    """defaults <- presets[preset] <- overrides, with unknown keys, bad types and values out of
+    range (`checks`: key -> Range) rejected."""
     config = dict(defaults)
     layers = []
     if preset:
@@ -67,7 +132,23 @@ def resolve(defaults: dict, presets: dict, preset: str | None = None, overrides:
             if key not in defaults:
                 raise UserError(f"unknown config key {key!r}; known keys: {', '.join(sorted(defaults))}")
             config[key] = _cast(key, value, defaults[key])
+    check_ranges(config, checks or {})
     return config
+
+
+def check_stored(stored, defaults: dict, checks: dict, path: Path) -> dict:
+    """A run's config.json: exactly the app's keys, each of the right type and range."""
+    if not isinstance(stored, dict):
+        raise UserError(f"{path} holds {type(stored).__name__}, not a config object; the run folder is damaged")
+    missing, unknown = sorted(set(defaults) - set(stored)), sorted(set(stored) - set(defaults))
+    if missing or unknown:
+        what = "; ".join(part for part in (missing and f"missing keys {', '.join(missing)}",
+                                           unknown and f"unknown keys {', '.join(unknown)}") if part)
+        raise UserError(f"{path}: {what}; the run folder is damaged or from another version of the app")
+    try:
+        return resolve(defaults, {}, None, stored, checks)
+    except UserError as e:
+        raise UserError(f"{path}: {e}; the run folder is damaged") from None
 
 
 def parse_assignments(pairs) -> dict:
@@ -85,10 +166,12 @@ def save(config: dict, path: Path):
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def load(path: Path) -> dict:
+def load(path: Path):
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path} is missing; is {path.parent} a run folder written by `rnn-apps train`?") from None
-    except ValueError as e:
+    except (ValueError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid JSON ({e}); the run folder is damaged") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not a file; the run folder is damaged") from None

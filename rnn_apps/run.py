@@ -36,15 +36,31 @@ def read_json(path: Path, default=None):
     return config_lib.load(path)
 
 
+# run.json: key -> (type, what it holds), for the message when a file is damaged.
+RUN_INFO_KEYS = {"app": (str, "the app's name"), "data": (str, "the --data it trained on"),
+                 "options": (dict, "data options"), "label_names": (list, "the label names")}
+
+
+def read_run_info(path: Path) -> dict:
+    info = read_json(path)
+    if not isinstance(info, dict):
+        raise UserError(f"{path} holds {type(info).__name__}, not a run object; the run folder is damaged")
+    for key, (kind, meaning) in RUN_INFO_KEYS.items():
+        if not isinstance(info.get(key), kind):
+            raise UserError(f"{path}: {key!r} ({meaning}) is missing or not a {kind.__name__}; "
+                            "the run folder is damaged")
+    return info
+
+
 class Run:
     def __init__(self, run_dir):
         self.dir = Path(run_dir)
         if not self.dir.is_dir():
             raise UserError(f"run folder {self.dir} does not exist; "
                             f"train one with `rnn-apps train APP --out {self.dir}`")
-        self.info = read_json(self.dir / RUN_FILE)
-        self.config = read_json(self.dir / CONFIG_FILE)
+        self.info = read_run_info(self.dir / RUN_FILE)
         self.app = registry.get(self.info["app"])
+        self.config = self.app.stored_config(read_json(self.dir / CONFIG_FILE), self.dir / CONFIG_FILE)
         self.label_names = self.info["label_names"]
 
     @property
@@ -60,14 +76,21 @@ class Run:
 
     @cached_property
     def model(self) -> keras.Model:
-        return load_model(self.checkpoints / "best.keras")
+        model = load_model(self.checkpoints / "best.keras")
+        self.app.check_model(model, self)
+        return model
 
     def load_data(self):
         splits = self.app.load_data(self.info["data"], self.info.get("data_root"), self.config, self.info["options"])
         return splits.capped(self.config["max_examples"], self.config["seed"])
 
     def metrics(self) -> dict:
-        return read_json(self.dir / METRICS_FILE, default={})
+        """What metrics.json holds; a damaged file counts as empty, since the run rewrites it whole."""
+        try:
+            metrics = read_json(self.dir / METRICS_FILE, default={})
+        except UserError:
+            return {}
+        return metrics if isinstance(metrics, dict) else {}
 
     def update_metrics(self, **values):
         write_json(self.dir / METRICS_FILE, {**self.metrics(), **values})

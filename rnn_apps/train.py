@@ -10,6 +10,7 @@ RUN_DIR/members/I/, then joined into one Keras model that averages their probabi
 """
 
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -76,40 +77,66 @@ def member_dirs(out: Path, config: dict) -> list:
 def train(app, config: dict, data: str | None, data_root, out_dir, options: dict, resume: bool = False,
           resume_epochs: int | None = None, echo=click.echo) -> Run:
     """Train a new run in out_dir from `config`, or with `resume` continue the run there with its
-    own config, optionally with a new epoch budget `resume_epochs`."""
+    own config, optionally with a new epoch budget `resume_epochs`.
+
+    A new run that fails before any model finished an epoch is removed again (what this call added
+    to out_dir), so a plain retry is never refused; a run killed before that point (no chance to
+    clean up) is restarted from its stored config by `--resume`."""
     out = Path(out_dir)
-    if config["monitor"] not in app.monitors:
-        raise UserError(f"config monitor: {config['monitor']!r} is not one of {', '.join(app.monitors)}")
-    if config["members"] < 1:
-        raise UserError(f"config members: expected at least 1, got {config['members']}")
     if resume:
         run = Run(out)
         if run.info["app"] != app.name:
             raise UserError(f"{out} is a run of app {run.info['app']!r}, not {app.name!r}")
         config = {**run.config, "epochs": resume_epochs or run.config["epochs"]}  # only the budget may change
         info = run.info
-        if not any(read_json(d / STATE_FILE, default=new_state(""))["epochs_done"] for d in member_dirs(out, config)):
-            raise UserError(f"{out} has no finished epoch to resume from; start it again without --resume")
     else:
         if (out / RUN_FILE).exists():
-            raise UserError(f"{out} already holds a run; continue it with --resume or choose another --out")
+            raise UserError(f"{out} already holds a run; continue it with --resume (which also restarts a run "
+                            "killed before its first epoch ended) or choose another --out")
         data = data or first_available(app.default_data, data_root)
         info = {"app": app.name, "data": data, "data_root": str(data_root) if data_root else None,
                 "options": options}
+    existing = set(out.iterdir()) if out.is_dir() else None
+    try:
+        return _train(app, config, info, out, resume, echo)
+    except BaseException:
+        if not resume and not _any_epoch_done(out, config):
+            _remove_added(out, existing)
+        raise
+
+
+def _any_epoch_done(out: Path, config: dict) -> bool:
+    return any((d / STATE_FILE).exists() for d in member_dirs(out, config))
+
+
+def _remove_added(out: Path, existing):
+    """Undo a failed start: remove out_dir if this call made it, else what this call added to it."""
+    if existing is None:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for path in set(out.iterdir()) - existing if out.is_dir() else ():
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _train(app, config: dict, info: dict, out: Path, resume: bool, echo) -> Run:
     keras.utils.set_random_seed(config["seed"])
-    splits = app.load_data(info["data"], info["data_root"], config, info["options"])
+    splits = app.load_data(info["data"], info.get("data_root"), config, info["options"])
     splits = splits.capped(config["max_examples"], config["seed"])
     echo(splits.describe())
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         preprocessing = app.load_preprocessing(out, config)
+        if not _any_epoch_done(out, config):
+            echo(f"{out} has no finished epoch yet: starting its training from the stored config")
     else:
         preprocessing = app.fit_preprocessing(splits, config, out)
-        # Written once preprocessing succeeded: a failed start leaves no run in the way of a retry.
         info["label_names"] = list(splits.label_names)
         info["splits"] = {s: splits.size(s) for s in ("train", "validation", "test")}
-        write_json(out / RUN_FILE, info)
         config_lib.save(config, out / CONFIG_FILE)
+        write_json(out / RUN_FILE, info)  # last: the file that makes out_dir a run
     val_ds = app.dataset(splits.validation, preprocessing, config)
     # Keras warns that a tf.data input ignores shuffle=True and that an epoch of unknown length
     # "ran out of data"; both are expected here (the pipeline shuffles, epochs end with the data).

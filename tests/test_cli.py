@@ -41,7 +41,7 @@ def test_unknown_config_key_and_bad_value(tmp_path, data_root):
     assert_one_line_error(invoke("train", "digits", "--out", tmp_path / "r", "--set", "units=many"),
                           "config units: expected int")
     assert_one_line_error(invoke("train", "digits", "--out", tmp_path / "r", "--set", "members=0"),
-                          "config members: expected at least 1, got 0")
+                          "config members: expected an integer >= 1, got 0")
     bad_vectors = ("--set", "word_vectors=/no/such/vectors.txt", "--data", "sst2", "--data-root", data_root)
     assert_one_line_error(invoke("train", "sentiment", "--out", tmp_path / "s", *bad_vectors),
                           "is neither 'glove.6B.50d' nor a GloVe-format text file")
@@ -241,5 +241,5 @@ def test_query_digits_from_an_image(tiny_export, digit_files):
 
 def test_monitor_must_be_a_metric_the_app_reports(tmp_path):
     assert_one_line_error(invoke("train", "digits", "--out", tmp_path / "r", "--set", "monitor=val_acc"),
-                          "'val_acc' is not one of val_loss, val_accuracy")
+                          "config monitor: expected one of val_loss, val_accuracy, got 'val_acc'")
     assert not (tmp_path / "r").exists()

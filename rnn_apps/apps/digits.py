@@ -60,6 +60,7 @@ class Digits(ClassifierApp):
         # Measured: 98.6% vs 97.0% mean test accuracy without it (5 splits, bench/digits.py).
         "label_smoothing": 0.1,
     }
+    config_checks = {"output_dropout": config_lib.FRACTION}
     presets = {"tiny": {"epochs": 2, "max_examples": 64, "batch_size": 16, "units": 8, "jit_compile": False}}
 
     def load_data(self, data, data_root, config, options):
@@ -97,6 +98,9 @@ class Digits(ClassifierApp):
     def _read_inputs(self, inputs) -> tuple:
         names, rows = [], []
         for item in inputs:
+            if Path(item).is_dir():
+                raise UserError(f"{item}: a folder, not a file; give image files (PNG/JPEG) or CSV files of "
+                                "64-pixel rows")
             if Path(item).suffix.lower() == ".csv":
                 pixel_rows = images.read_pixel_rows(item)
                 names += [f"{item}:{i + 1}" for i in range(len(pixel_rows))]
