@@ -6,37 +6,104 @@
 
 Everything is written into a staging folder inside EXPORT_ROOT, checked, then renamed into place,
 so a server polling the folder never sees half a model, and an existing version is never touched.
+The version is chosen, the folders renamed and the manifest rewritten (atomically) under a lock on
+EXPORT_ROOT/.lock, so exports running at once get distinct versions. A damaged manifest stops an
+export before any work is done; staging folders left by killed exports are removed by the next.
 """
 
+import contextlib
 import datetime
+import fcntl
 import json
 import os
+import secrets
 import shutil
 from pathlib import Path
 
 from export import parity, savedmodel, tflite
 from rnn_apps.errors import UserError
-from rnn_apps.run import read_json, write_json
+from rnn_apps.run import write_json
 
 MANIFEST = "manifest.json"
+LOCK = ".lock"
+STAGING_PREFIX = ".staging-"
 PARITY_EXAMPLES = 64
+# The SavedModel's signatures run a request in chunks of this many examples (a tf.while_loop in the
+# graph), so a server's peak memory does not grow with the batch a client sends.
+SERVING_CHUNK = 256
 
 
-def next_version(*folders) -> int:
+@contextlib.contextmanager
+def locked(root: Path):
+    """Hold the export root's lock: one process at a time chooses a version, publishes it and
+    writes the manifest. The kernel releases it when the process dies, even by SIGKILL."""
+    with open(root / LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_manifest(root: Path, missing_ok: bool = True) -> dict:
+    """EXPORT_ROOT/manifest.json, checked: {"exports": [{"model_name": str, "version": int, ...}]}."""
+    path = Path(root) / MANIFEST
+    if not path.exists():
+        if missing_ok:
+            return {"exports": []}
+        raise UserError(f"{path} is missing; write an export with `rnn-apps export RUN_DIR --out {root}`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        manifest = None
+    entries = manifest.get("exports") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("model_name"), str) and isinstance(e.get("version"), int)
+            and isinstance(e.get("artefacts"), list) for e in entries):
+        raise UserError(f"{path} is damaged (expected {{\"exports\": [...]}} with a model_name, version and "
+                        f"artefacts in each entry); restore it or move it away from the export root {root}")
+    return manifest
+
+
+def next_version(manifest: dict, model_name: str, *folders) -> int:
+    """One more than any version of model_name on disk or in the manifest."""
     versions = [int(p.name) for f in folders if f.is_dir() for p in f.iterdir() if p.name.isdigit()]
+    versions += [e["version"] for e in manifest["exports"] if e["model_name"] == model_name]
     return max(versions, default=0) + 1
+
+
+def remove_stale_staging(root: Path):
+    """Staging folders of exports whose process is gone (killed mid-export) are removed."""
+    for folder in root.glob(STAGING_PREFIX + "*"):
+        pid = folder.name[len(STAGING_PREFIX):].split("-")[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLES, echo=print) -> dict:
     app, root = run.app, Path(export_root)
     model_name = model_name or app.name
+    if not model_name or "/" in model_name or model_name.startswith("."):
+        raise UserError(f"--name {model_name!r}: a model name is one folder name, not a path")
     serving_base, tflite_base = root / model_name, root / "tflite" / model_name
-    version = next_version(serving_base, tflite_base)
-    staging = root / f".staging-{model_name}-{version}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    with locked(root):
+        read_manifest(root)  # a damaged manifest stops the export before any work
+        remove_stale_staging(root)
+    staging = root / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     (staging / "tflite").mkdir(parents=True)
     try:
-        savedmodel.write(staging / "saved_model", app.serving(run))
+        savedmodel.write(staging / "saved_model", app.serving(run), batch_chunk=SERVING_CHUNK)
         tflite_entries = []
         for model in app.tflite_models(run):
             path = staging / "tflite" / model.filename
@@ -52,30 +119,43 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
                               staging / "saved_model", staging / "tflite")
         if not report["ok"]:
             raise UserError(f"parity check failed, nothing published: {json.dumps(report['cases'])}")
-        entry = {
-            "model_name": model_name, "version": version, "app": app.name, "run_dir": str(run.dir.resolve()),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "artefacts": [{"kind": "saved_model", "path": f"{model_name}/{version}",
-                           "signatures": savedmodel.signature_specs(staging / "saved_model")}],
-            "parity": report,
-        }
+        artefacts = [{"kind": "saved_model", "signatures": savedmodel.signature_specs(staging / "saved_model")}]
         for model, ops in tflite_entries:
-            entry["artefacts"].append({
-                "kind": "tflite", "path": f"tflite/{model_name}/{version}/{model.filename}",
-                "signatures": tflite.signature_specs(staging / "tflite" / model.filename),
-                "ops": ops, "assets": sorted(model.assets),
-            })
-        for staged, final in ((staging / "saved_model", serving_base / str(version)),
-                              (staging / "tflite", tflite_base / str(version))):
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():  # another export took this version meanwhile; never overwrite it
-                raise UserError(f"{final} appeared while exporting; run export again")
-            os.rename(staged, final)
+            artefacts.append({"kind": "tflite", "file": model.filename,
+                              "signatures": tflite.signature_specs(staging / "tflite" / model.filename),
+                              "ops": ops, "assets": sorted(model.assets)})
+        with locked(root):
+            manifest = read_manifest(root)
+            version = next_version(manifest, model_name, serving_base, tflite_base)
+            for artefact in artefacts:
+                file = artefact.pop("file", None)
+                artefact["path"] = f"{model_name}/{version}" if file is None else \
+                    f"tflite/{model_name}/{version}/{file}"
+            entry = {
+                "model_name": model_name, "version": version, "app": app.name, "run_dir": str(run.dir.resolve()),
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "artefacts": artefacts, "parity": report,
+            }
+            _publish([(staging / "saved_model", serving_base / str(version)),
+                      (staging / "tflite", tflite_base / str(version))])
+            manifest["exports"].append(entry)
+            write_json(root / MANIFEST, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    manifest = read_json(root / MANIFEST, default={"exports": []})
-    manifest["exports"].append(entry)
-    write_json(root / MANIFEST, manifest)
     echo(f"exported {model_name} version {version}: SavedModel {serving_base / str(version)}, "
          f"TFLite {tflite_base / str(version)}; parity ok over {parity_examples} test examples")
     return entry
+
+
+def _publish(moves: list):
+    """Rename each staged folder into place (atomic each); if one fails, take back the others."""
+    done = []
+    try:
+        for staged, final in moves:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staged, final)
+            done.append((staged, final))
+    except OSError as e:
+        for staged, final in reversed(done):
+            os.rename(final, staged)
+        raise UserError(f"could not publish {final}: {e}") from None

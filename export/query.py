@@ -8,19 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from export import tflite
+from export.exporter import MANIFEST, read_manifest
 from rnn_apps import registry
 from rnn_apps.errors import UserError
-from rnn_apps.run import read_json
 
 
 def latest(export_root, model_name: str) -> dict:
-    manifest_path = Path(export_root) / "manifest.json"
-    if not manifest_path.exists():
-        raise UserError(f"{manifest_path} is missing; "
-                        f"write an export with `rnn-apps export RUN_DIR --out {export_root}`")
-    entries = [e for e in read_json(manifest_path)["exports"] if e["model_name"] == model_name]
+    entries = [e for e in read_manifest(Path(export_root), missing_ok=False)["exports"]
+               if e["model_name"] == model_name]
     if not entries:
-        raise UserError(f"no export named {model_name!r} in {manifest_path}")
+        raise UserError(f"no export named {model_name!r} in {Path(export_root) / MANIFEST}")
     return max(entries, key=lambda e: e["version"])
 
 

@@ -8,13 +8,46 @@ import keras
 import tensorflow as tf
 
 
-def write(path, endpoints):
+def write(path, endpoints, batch_chunk=None):
+    """Endpoints -> SavedModel signatures; with `batch_chunk`, each runs over its batch in chunks."""
     archive = keras.export.ExportArchive()
     for endpoint in endpoints:
         for obj in endpoint.track:
             archive.track(obj)
-        archive.add_endpoint(endpoint.name, endpoint.fn, input_signature=endpoint.input_signature)
+        fn = endpoint.fn if batch_chunk is None else in_chunks(endpoint.fn, endpoint.input_signature, batch_chunk)
+        archive.add_endpoint(endpoint.name, fn, input_signature=endpoint.input_signature)
     archive.write_out(str(path), verbose=False)
+
+
+def in_chunks(fn, input_signature: list, chunk: int):
+    """`fn` applied to `chunk` examples at a time, one chunk after another (a tf.while_loop with
+    parallel_iterations=1), its outputs concatenated along the batch: the peak memory of a request
+    is that of one chunk, whatever the batch. Inputs whose first dimension is the batch (None) are
+    sliced; others (a scalar option) are passed whole. Every output must be batch-major."""
+    batched = [spec.shape.rank and spec.shape[0] is None for spec in input_signature]
+    if not any(batched):
+        return fn
+    specs = tf.function(fn).get_concrete_function(*input_signature).structured_outputs
+    for name, spec in specs.items():
+        if not spec.shape.rank:
+            raise ValueError(f"output {name!r} has no batch dimension; it cannot be computed in chunks")
+
+    def chunked(*args):
+        size = tf.shape(args[batched.index(True)])[0]
+
+        def body(start, arrays):
+            end = tf.minimum(start + chunk, size)
+            outputs = fn(*[a[start:end] if b else a for a, b in zip(args, batched, strict=True)])
+            return end, {k: arrays[k].write(start // chunk, outputs[k]) for k in arrays}
+
+        arrays = {k: tf.TensorArray(s.dtype, size=0, dynamic_size=True, infer_shape=False,
+                                    element_shape=tf.TensorShape([None]).concatenate(s.shape[1:]))
+                  for k, s in specs.items()}
+        _, arrays = tf.while_loop(lambda start, _: start < size, body, (tf.constant(0), arrays),
+                                  parallel_iterations=1)
+        return {k: a.concat() for k, a in arrays.items()}
+
+    return chunked
 
 
 def signature_specs(path) -> dict:

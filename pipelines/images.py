@@ -4,6 +4,8 @@ download) and TFDS `mnist` (online), both as 8x8 grayscale pixels in digits' sca
 MNIST's 28x28 images are area-resized to 8x8 when read, so one model and one code path serve both.
 """
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
 
@@ -86,22 +88,27 @@ MAX_IMAGE_PIXELS = 64_000_000  # larger files are refused rather than decoded
 def read_image_file(path) -> np.ndarray:
     """A PNG/JPEG/... photo or scan of one digit -> 64 pixels in 0..16, ink high.
 
-    Transparency is composited on white; a light background (dark ink, as on paper) is inverted
-    so that ink is high, as in the training data.
+    8-bit, 16-bit and float grayscale keep their full range; transparency is composited on white;
+    a light background (dark ink, as on paper) is inverted so that ink is high, as in the training
+    data. Images of more than MAX_IMAGE_PIXELS pixels are refused before they are decoded.
     """
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as image:
-            image.load()
+        with warnings.catch_warnings():
+            # PIL only warns between its limit and twice it; the size check below refuses those.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(image.size)
             if image.width * image.height == 0:
                 raise UserError(f"{path}: the image is empty")
-            if image.mode in ("RGBA", "LA", "P", "PA"):
-                image = image.convert("RGBA")
-                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, image)
-            gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+            image.load()
+            gray = _gray(image)
+    except IsADirectoryError:
+        raise UserError(f"{path}: a folder, not an image file") from None
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except UnidentifiedImageError:
@@ -109,10 +116,27 @@ def read_image_file(path) -> np.ndarray:
     except Image.DecompressionBombError:
         raise UserError(f"{path}: image larger than {MAX_IMAGE_PIXELS:,} pixels; crop or shrink it") from None
     except OSError as e:
-        raise UserError(f"{path}: damaged image ({e})") from None
+        raise UserError(f"{path}: damaged or unreadable image ({e})") from None
     if gray.mean() > 0.5:
         gray = 1.0 - gray
     return to_pixels(gray[None, :, :, None]).numpy()[0]
+
+
+def _gray(image) -> np.ndarray:
+    """A PIL image of any mode -> float32 gray levels in 0..1 (0 = black)."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        # 16-bit grayscale (PNG, TIFF); convert("L") would saturate it to white.
+        return np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0.0, 1.0)
+    if image.mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float32))
+        return np.clip(values / (255.0 if values.max() > 1.0 else 1.0), 0.0, 1.0)
+    if image.mode in ("RGBA", "LA", "P", "PA", "La", "RGBa"):
+        from PIL import Image
+
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
 def read_pixel_rows(path) -> np.ndarray:
@@ -135,10 +159,14 @@ def read_pixel_rows(path) -> np.ndarray:
                     raise UserError(f"{path} row {number}: {len(values)} values; expected {GRID * GRID} "
                                     f"(8x8 pixels, 0..16)")
                 rows.append(values)
+    except IsADirectoryError:
+        raise UserError(f"{path}: a folder, not a CSV file") from None
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text CSV file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror or e})") from None
     if not rows:
         raise UserError(f"{path}: no pixel rows")
     return np.asarray(rows, dtype=np.float32)

@@ -11,7 +11,10 @@ Bad input (unknown app, missing files, unreachable data, damaged runs) ends with
 `Error: ...` on stderr and exit status 2, never a traceback.
 """
 
+import io
 import json
+import logging
+import os
 import sys
 
 import click
@@ -33,10 +36,48 @@ class Group(click.Group):
             raise CliError(str(e)) from None
 
 
+def quiet_native_logs():
+    """Hide what TensorFlow, XLA, oneDNN and LiteRT log from C++ straight to file descriptor 2
+    (absl's InitializeLog notice, cuda probes, "Created TensorFlow Lite XNNPACK delegate"):
+    TF_CPP_MIN_LOG_LEVEL does not reach all of them. Python's sys.stderr moves to a copy of the
+    descriptor, so our own messages and errors still show; fd 2 itself goes to /dev/null."""
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        if sys.stderr.fileno() != 2:
+            return
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return  # not the process's stderr (click's CliRunner, pytest's capture): nothing to move
+    sys.stderr.flush()
+    encoding = sys.stderr.encoding
+    sys.stderr = os.fdopen(os.dup(2), "w", buffering=1, encoding=encoding, errors="backslashreplace")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+def text_arguments(arguments) -> list:
+    """Command-line inputs as text. Python keeps bytes that are not UTF-8 as lone surrogates, which
+    no encoder takes; like stdin lines, they become U+FFFD."""
+    out = []
+    for argument in arguments:
+        try:
+            raw = argument.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raw = argument.encode("utf-8", "replace")
+        out.append(raw.decode("utf-8", "replace"))
+    return out
+
+
 @click.group(cls=Group)
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's and LiteRT's own log lines (hidden by default).")
 @click.version_option(package_name="rnn_apps")
-def main():
+def main(verbose):
     """SimpleRNN apps for every RNN topology: train on public data, export to TF Serving and TFLite."""
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # rnn_apps/__init__.py sets 3 otherwise
+    else:
+        quiet_native_logs()
 
 
 @main.command("list")
@@ -89,8 +130,8 @@ def evaluate(run_dir):
 
     run = Run(run_dir)
     metrics = run.app.evaluate(run, run.load_data())
-    run.update_metrics(test=metrics)
     click.echo(json.dumps(metrics))
+    run.update_metrics(test=metrics)
 
 
 @main.command()
@@ -102,10 +143,12 @@ def predict(run_dir, inputs, as_json):
     from rnn_apps.run import Run
 
     run = Run(run_dir)
-    if not inputs:
+    if inputs:
+        inputs = text_arguments(inputs)
+    else:
         # Bytes, decoded leniently: invalid UTF-8 becomes U+FFFD, as in the serving graph.
         inputs = [line.decode("utf-8", "replace").rstrip("\r\n") for line in sys.stdin.buffer]
-    for row in run.app.predict(run, list(inputs)):
+    for row in run.app.predict(run, inputs):
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
         else:
@@ -133,10 +176,14 @@ def query(export_root, inputs, model_name, as_json):
     """Predict through the exported SavedModel and TFLite model only, side by side."""
     from export import query as query_lib
 
-    for row in query_lib.query(export_root, model_name, list(inputs)):
+    for row in query_lib.query(export_root, model_name, text_arguments(inputs)):
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
         else:
             served, phone = row["saved_model"], row["tflite"]
             click.echo(f"SavedModel v{row['version']}: {served['label']} {served['probability']:.4f}  "
                        f"TFLite: {phone['label']} {phone['probability']:.4f}  {row['input']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -50,9 +50,10 @@ class FrozenTailEmbedding(layers.Layer):
     them out of the optimizer spares it dense updates of rows that training is not meant to change
     (with XLA, an embedding's gradient and its AdamW update cover the whole table)."""
 
-    def __init__(self, input_dim, output_dim, frozen_rows=0, **kwargs):
+    def __init__(self, input_dim, output_dim, frozen_rows=0, unknown_id=1, **kwargs):
         super().__init__(**kwargs)
         self.input_dim, self.output_dim, self.frozen_rows = input_dim, output_dim, frozen_rows
+        self.unknown_id = unknown_id
         self.supports_masking = True
 
     def build(self, input_shape=None):
@@ -72,6 +73,10 @@ class FrozenTailEmbedding(layers.Layer):
 
     def call(self, ids):
         ids = ops.cast(ids, "int32")
+        # An id outside [0, input_dim) (a client's off-by-one, a vocabulary from another run) reads
+        # as the unknown word: a gather would otherwise index from the end (TFLite, negative ids)
+        # or fail (TensorFlow), and either would pass unnoticed on a phone.
+        ids = ops.where(ops.logical_or(ids < 0, ids >= self.input_dim), self.unknown_id, ids)
         if self.frozen is None:
             return ops.take(self.trained, ids, axis=0)
         # Two lookups rather than one in the joined table: joining copies the whole table every
@@ -89,7 +94,18 @@ class FrozenTailEmbedding(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
-                "frozen_rows": self.frozen_rows}
+                "frozen_rows": self.frozen_rows, "unknown_id": self.unknown_id}
+
+
+def find_layers(model, kind) -> list:
+    """The layers of type `kind` in `model`, nested models (ensemble members) included."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, kind):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found += find_layers(layer, kind)
+    return found
 
 
 def simple_rnn_stack(x, config: dict, unroll: bool = False, return_sequences: bool = True):

@@ -42,7 +42,7 @@ from rnn_apps.app import (
     prediction_rows,
 )
 from rnn_apps.errors import UserError
-from rnn_apps.layers import FrozenTailEmbedding, MaskedPooling1D, optional_dropout, simple_rnn_stack
+from rnn_apps.layers import FrozenTailEmbedding, MaskedPooling1D, find_layers, optional_dropout, simple_rnn_stack
 
 WORD_VECTORS_FILE = "word_vectors.json"
 
@@ -91,6 +91,17 @@ class Sentiment(ClassifierApp):
         "max_length": 64,  # tokens; the TFLite input length
         "monitor": "val_accuracy",
         "patience": 2,
+    }
+    config_checks = {
+        "vocab_size": config_lib.at_least(3),  # padding, unknown, and at least one word
+        "embedding_dim": config_lib.POSITIVE,
+        "max_length": config_lib.POSITIVE,
+        "word_vectors_std": config_lib.POSITIVE_NUMBER,
+        "word_vectors_unseen_words": config_lib.NON_NEGATIVE,
+        "embedding_dropout": config_lib.FRACTION,
+        "word_dropout": config_lib.FRACTION,
+        "output_dropout": config_lib.FRACTION,
+        "pooling": config_lib.one_of("max", "mean", "max_mean", "last"),
     }
     presets = {
         "tiny": {"epochs": 1, "max_examples": 96, "batch_size": 16, "units": 8, "embedding_dim": 8,
@@ -188,6 +199,14 @@ class Sentiment(ClassifierApp):
         embedding.frozen.assign(word_vectors.place_unseen_words(start[:seen][fit], trained[fit], start[seen:]))
         return True
 
+    def check_model(self, model, run):
+        words = run.preprocessing.vectorizer.vocabulary_size()
+        rows = sorted({layer.input_dim for layer in find_layers(model, FrozenTailEmbedding)})
+        if rows != [words]:
+            raise UserError(f"{run.dir / text.VOCAB_FILE} holds {words} tokens but the model's embedding has "
+                            f"{' / '.join(map(str, rows))} rows: the vocabulary does not belong to this model; "
+                            "restore it or retrain the run")
+
     def _padded_ids(self, run, texts) -> np.ndarray:
         return text.padded_ids(run.preprocessing.vectorizer, texts, run.config["max_length"])
 
@@ -206,7 +225,7 @@ class Sentiment(ClassifierApp):
                          track=[vectorizer, model])]
 
     def tflite_models(self, run):
-        length = run.config["max_length"]
+        length, vocabulary = run.config["max_length"], text.load_vocabulary(run.dir)
         unrolled = self.unrolled_twin(run, length)
 
         def classify_ids(token_ids):
@@ -215,7 +234,9 @@ class Sentiment(ClassifierApp):
         card = {
             "app": self.name, "topology": self.topology, "task": self.task,
             "input": {"name": "token_ids", "dtype": "int32", "shape": [1, length],
-                      "padding": f"right-pad with 0 to exactly {length} ids; ids after {length} are dropped"},
+                      "padding": f"right-pad with 0 to exactly {length} ids; ids after {length} are dropped",
+                      "id_range": f"0 = padding, 1 = unknown; an id < 0 or >= {len(vocabulary)} "
+                                  "(the vocabulary size) is read as 1, unknown"},
             "outputs": {"probabilities": f"float32 [1, {len(run.label_names)}], order of labels.txt",
                         "label_id": "int32 [1], index into labels.txt"},
             "tokenisation": text.__doc__.split("Rules", 1)[1].strip(),
@@ -226,7 +247,7 @@ class Sentiment(ClassifierApp):
                             Endpoint("serving_default", classify_ids,
                                      [tf.TensorSpec([None, length], tf.int32, name="token_ids")],
                                      track=[unrolled]),
-                            assets={"vocab.txt": "\n".join(text.load_vocabulary(run.dir)) + "\n",
+                            assets={"vocab.txt": "\n".join(vocabulary) + "\n",
                                     "labels.txt": "\n".join(run.label_names) + "\n",
                                     "model_card.json": json.dumps(card, indent=2) + "\n"})]
 

@@ -1,0 +1,351 @@
+"""Fault injection: what hostile but realistic use did to the foundation, kept fixed.
+
+Each test names the item of the reliability issue it guards. They kill processes, damage run and
+export folders, race two exports, and send input a careless client would send.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_cli import assert_one_line_error, invoke
+
+RNN_APPS = [sys.executable, "-m", "rnn_apps.cli"]
+
+
+def run_cli(*args, timeout=300):
+    """`rnn-apps ARGS` in its own process: what a user's shell sees (stdout, stderr, exit code)."""
+    return subprocess.run([*RNN_APPS, *map(os.fsencode, args)], capture_output=True, timeout=timeout)
+
+
+def copy_run(run, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(run.dir, copy)
+    return copy
+
+
+# 1. Memory of a SavedModel request is bounded whatever the batch --------------------------------
+
+MEASURE_PEAK = """
+import sys
+import tensorflow as tf
+classify = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+def status(key):  # kB
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))
+classify(text=tf.constant(["warm up , a fine film ."] * 300))
+texts = tf.constant([f"a fine film number {i} , with words that go on ." for i in range(int(sys.argv[2]))])
+open("/proc/self/clear_refs", "w").write("5")  # resets the peak (VmHWM) to the current RSS
+before = status("VmRSS")
+out = classify(text=texts)
+print(out["label"].shape[0], (status("VmHWM") - before) // 1024)
+"""
+
+
+def test_saved_model_peak_memory_does_not_grow_with_the_batch(tiny_export):
+    root, _ = tiny_export("sentiment")
+    done = subprocess.run([sys.executable, "-c", MEASURE_PEAK, str(root / "sentiment" / "1"), "100000"],
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows, growth_mb = map(int, done.stdout.split())
+    # Unchunked, this tiny model's graph took 448 MB more for 100,000 strings; in chunks, ~16 MB.
+    assert rows == 100_000 and growth_mb < 100
+
+
+@pytest.mark.parametrize("name", ["sentiment", "digits"])
+def test_chunked_signatures_equal_row_by_row_results(name, tiny_export):
+    import tensorflow as tf
+
+    from export.exporter import SERVING_CHUNK
+
+    root, _ = tiny_export(name)
+    signature = tf.saved_model.load(str(root / name / "1")).signatures["serving_default"]
+    n = 2 * SERVING_CHUNK + 3
+    if name == "sentiment":
+        words = ["good", "bad", "film", "dull", "fine", "."]
+        inputs = {"text": tf.constant([" ".join(words[(i + j) % 6] for j in range(i % 7)) for i in range(n)])}
+    else:
+        inputs = {"pixels": tf.constant(np.random.default_rng(0).uniform(0, 16, (n, 64)), tf.float32)}
+    whole = signature(**inputs)["probabilities"].numpy()
+    assert whole.shape[0] == n
+    for i in (0, SERVING_CHUNK - 1, SERVING_CHUNK, n - 1):
+        one = signature(**{k: v[i: i + 1] for k, v in inputs.items()})["probabilities"].numpy()
+        np.testing.assert_allclose(whole[i], one[0], atol=1e-6)
+
+
+# 2. Config values out of range fail before anything is built ------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "embedding_dim=0"], "config embedding_dim: expected an integer >= 1, got 0"),
+    (["--units", "0"], "config units: expected an integer >= 1, got 0"),
+    (["--set", "units=1.5"], "config units: expected int, got 1.5"),
+    (["--set", "pooling=bogus"], "config pooling: expected one of max, mean, max_mean, last, got 'bogus'"),
+    (["--set", "max_length=0"], "config max_length: expected an integer >= 1"),
+    (["--batch-size", "0"], "config batch_size: expected an integer >= 1"),
+    (["--dropout", "1.5"], "config dropout: expected a number >= 0 and < 1, got 1.5"),
+    (["--set", "depth=0"], "config depth: expected an integer >= 1"),
+    (["--learning-rate", "nan"], "config learning_rate: expected a finite number > 0, got nan"),
+    (["--max-examples", "-5"], "config max_examples: expected an integer >= 0, got -5"),
+    (["--set", "patience=-1"], "config patience: expected an integer >= 0"),
+    (["--epochs", "0"], "config epochs: expected an integer >= 1"),
+    (["--set", "word_dropout=1"], "config word_dropout: expected a number >= 0 and < 1"),
+])
+def test_config_values_out_of_range_are_one_line_errors(tmp_path, args, message):
+    out = tmp_path / "run"
+    assert_one_line_error(invoke("train", "sentiment", "--out", out, "--preset", "tiny", *args), message)
+    assert not out.exists()
+
+
+# 3. A run folder never gets stuck -----------------------------------------------------------------
+
+KILLED_AT_FIRST_EPOCH = """
+import os, signal, sys
+import keras
+from rnn_apps.cli import main
+keras.Model.fit = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # dies as training starts
+main(sys.argv[1:])
+"""
+
+
+def test_a_run_killed_before_its_first_epoch_resumes(tmp_path, data_root):
+    out = tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_FIRST_EPOCH, "train", "sentiment", "--preset", "tiny",
+                             "--data", "sst2", "--data-root", str(data_root), "--out", str(out)],
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (out / "run.json").exists() and not (out / "state.json").exists()
+    assert_one_line_error(invoke("train", "sentiment", "--out", out), "already holds a run", "--resume",
+                          "killed before its first epoch")
+    resumed = invoke("train", "sentiment", "--out", out, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "no finished epoch yet: starting its training from the stored config" in resumed.output
+    assert json.loads((out / "state.json").read_text())["epochs_done"] == 1
+    assert (out / "checkpoints" / "best.keras").exists()
+
+
+@pytest.mark.parametrize("out_exists", [False, True])
+def test_a_failure_before_training_leaves_no_half_run(tmp_path, data_root, monkeypatch, out_exists):
+    from rnn_apps.apps import sentiment
+
+    out = tmp_path / "run"
+    if out_exists:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+
+    def broken_build(*args, **kwargs):
+        raise RuntimeError("model construction failed")
+
+    monkeypatch.setattr(sentiment.APP, "build_model", broken_build)
+    result = invoke("train", "sentiment", "--preset", "tiny", "--data", "sst2", "--data-root", data_root, "--out", out)
+    assert isinstance(result.exception, RuntimeError)
+    if out_exists:
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # what was there before stays
+    else:
+        assert not out.exists()
+    monkeypatch.undo()
+    retry = invoke("train", "sentiment", "--preset", "tiny", "--data", "sst2", "--data-root", data_root, "--out", out)
+    assert retry.exit_code == 0, retry.output
+
+
+# 4. and 5. Export: a damaged manifest stops it before publishing; races; killed exports -----------
+
+@pytest.mark.parametrize("content", ["{}", '{"exports": [{"model_name": "x"', "[]", '{"exports": [3]}'])
+def test_export_with_a_damaged_manifest_publishes_nothing(tiny_run, tmp_path, content):
+    root = tmp_path / "exports"
+    root.mkdir()
+    (root / "manifest.json").write_text(content)
+    result = invoke("export", tiny_run("digits").dir, "--out", root)
+    assert_one_line_error(result, "manifest.json", f"export root {root}")
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "manifest.json"]  # no version, no staging
+    assert (root / "manifest.json").read_text() == content
+    assert_one_line_error(invoke("query", root, "--name", "digits", "x.csv"), "manifest.json is damaged")
+
+
+def test_two_exports_at_once_get_distinct_versions(tiny_run, tmp_path):
+    run_dir, root = tiny_run("digits").dir, tmp_path / "exports"
+    exports = [subprocess.Popen([*RNN_APPS, "export", str(run_dir), "--out", str(root)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in exports]
+    assert [r[0] for r in results] == [0, 0], [r[2][-2000:] for r in results]
+    assert sorted(p.name for p in (root / "digits").iterdir()) == ["1", "2"]
+    assert sorted(p.name for p in (root / "tflite" / "digits").iterdir()) == ["1", "2"]
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert sorted(e["version"] for e in manifest["exports"]) == [1, 2]
+    assert not list(root.glob(".staging*"))
+
+
+def test_a_killed_export_leaves_nothing_a_later_export_keeps(tiny_run, tmp_path):
+    from export import exporter
+
+    run, root = tiny_run("digits"), tmp_path / "exports"
+    export = subprocess.Popen([*RNN_APPS, "export", str(run.dir), "--out", str(root)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(root.glob(".staging-*/saved_model")) and time.time() < deadline:
+        time.sleep(0.05)
+    export.send_signal(signal.SIGKILL)
+    export.wait()
+    assert list(root.glob(".staging-*")), "the export was not caught mid-way"
+    assert not (root / "digits").exists() and not (root / "manifest.json").exists()
+    entry = exporter.export_run(run, root, echo=lambda *_: None)
+    assert entry["version"] == 1
+    assert not list(root.glob(".staging-*"))
+
+
+# 6. and 9. Images: every pixel format reads the same; the size limit holds --------------------------
+
+def test_a_digit_reads_the_same_in_8_bit_16_bit_rgba_and_palette_form(tiny_run, tmp_path):
+    from PIL import Image
+
+    from pipelines import images
+
+    seven = np.full((40, 40), 255, np.uint8)
+    seven[7:11, 8:32] = 0  # strokes 4 pixels wide, as a pen on a 40x40 scan
+    for y in range(8, 36):
+        seven[y, 29 - y // 2: 33 - y // 2] = 0
+    files = {"8-bit": tmp_path / "gray8.png", "16-bit": tmp_path / "gray16.png", "rgba": tmp_path / "rgba.png",
+             "palette": tmp_path / "palette.png"}
+    Image.fromarray(seven).save(files["8-bit"])
+    Image.fromarray(seven.astype(np.uint16) * 257).save(files["16-bit"])
+    Image.fromarray(seven).convert("RGBA").save(files["rgba"])
+    Image.fromarray(seven).convert("P").save(files["palette"])
+    assert Image.open(files["16-bit"]).mode.startswith("I")
+    expected = images.read_image_file(files["8-bit"])
+    assert expected.max() > 8  # the stroke is there, ink high
+    for name, path in files.items():
+        np.testing.assert_allclose(images.read_image_file(path), expected, atol=1e-4, err_msg=name)
+    result = invoke("predict", tiny_run("digits").dir, *files.values(), "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert len({(r["label"], round(r["probability"], 5)) for r in rows}) == 1
+
+
+def test_an_image_above_the_pixel_limit_is_refused_below_pils_own_limit(tiny_run, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from pipelines import images
+
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 10_000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after the test
+    large = tmp_path / "large.png"
+    Image.new("L", (110, 110), 255).save(large)  # 12,100 pixels: PIL alone only warns below 20,000
+    assert_one_line_error(invoke("predict", tiny_run("digits").dir, large), "larger than 10,000 pixels")
+
+
+# 7. and 8. Token ids outside the vocabulary; a vocabulary that does not fit -----------------------
+
+def test_ids_outside_the_vocabulary_read_as_unknown_in_tflite_and_keras(tiny_export, tiny_run):
+    from export import tflite
+
+    root, entry = tiny_export("sentiment")
+    artefact = next(a for a in entry["artefacts"] if a["kind"] == "tflite")
+    card = json.loads((root / artefact["path"]).with_name("model_card.json").read_text())
+    length = card["input"]["shape"][1]
+    vocabulary = len((root / artefact["path"]).with_name("vocab.txt").read_text(encoding="utf-8").split("\n")) - 1
+    assert f">= {vocabulary}" in card["input"]["id_range"]
+    runner = tflite.interpreter(root / artefact["path"]).get_signature_runner("serving_default")
+    model = tiny_run("sentiment").model
+
+    def with_first_id(first):
+        ids = np.array([[first, 5, 6] + [0] * (length - 3)], np.int32)
+        return runner(token_ids=ids)["probabilities"], model(ids).numpy()
+
+    unknown_tflite, unknown_keras = with_first_id(1)
+    for odd in (-1, -5000, vocabulary, vocabulary + 7, 2**31 - 1):
+        got_tflite, got_keras = with_first_id(odd)
+        np.testing.assert_allclose(got_tflite, unknown_tflite, atol=1e-6, err_msg=str(odd))
+        np.testing.assert_allclose(got_keras, unknown_keras, atol=1e-6, err_msg=str(odd))
+    assert not np.allclose(with_first_id(2)[0], unknown_tflite, atol=1e-7)  # a real word still counts
+
+
+def test_a_vocabulary_that_does_not_fit_the_model_is_refused(tiny_run, tmp_path):
+    copy = copy_run(tiny_run("sentiment"), tmp_path)
+    with open(copy / "vocab.txt", "a", encoding="utf-8") as f:
+        f.write("extra\nwords\n")
+    for args in (["predict", copy, "fine"], ["evaluate", copy], ["export", copy, "--out", tmp_path / "e"]):
+        assert_one_line_error(invoke(*args), "vocab.txt holds", "does not belong to this model")
+    assert not (tmp_path / "e" / "sentiment").exists()
+
+
+# 10. and 11. Command-line input: invalid UTF-8, folders where files are expected ------------------
+
+def test_invalid_utf8_arguments_read_as_replacement_characters(tiny_run, tiny_export):
+    result = invoke("predict", tiny_run("sentiment").dir, "bad \udcff arg", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["input"] == "bad \ufffd arg"
+    root, _ = tiny_export("sentiment")
+    result = invoke("query", root, "--name", "sentiment", "bad \udcff arg", "--json")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["input"] == "bad \ufffd arg" and row["saved_model"]["label"] == row["tflite"]["label"]
+
+
+def test_folders_given_as_files_are_one_line_errors(tiny_run, tmp_path):
+    run = tiny_run("digits")
+    for name in ("x.csv", "adir", "y.png"):
+        (tmp_path / name).mkdir()
+        assert_one_line_error(invoke("predict", run.dir, tmp_path / name), f"{name}: a folder, not a file")
+
+
+# 12. and 13. Run files of the wrong shape; a garbage metrics.json ----------------------------------
+
+@pytest.mark.parametrize("file, content, message", [
+    ("config.json", "[]", "holds list, not a config object"),
+    ("config.json", None, "missing keys max_length"),
+    ("config.json", '{"units": "many"}', "missing keys"),
+    ("run.json", "{}", "'app' (the app's name) is missing"),
+    ("run.json", '{"app": "sentiment", "data": "sst2", "options": {}}', "'label_names'"),
+    ("run.json", '"sentiment"', "holds str, not a run object"),
+])
+def test_run_files_of_the_wrong_shape_are_one_line_errors(tiny_run, tmp_path, file, content, message):
+    copy = copy_run(tiny_run("sentiment"), tmp_path)
+    if content is None:  # the real config without one key
+        config = json.loads((copy / file).read_text())
+        del config["max_length"]
+        content = json.dumps(config)
+    (copy / file).write_text(content)
+    for command in (["predict", copy, "fine"], ["evaluate", copy]):
+        assert_one_line_error(invoke(*command), file, message)
+
+
+def test_a_stored_config_value_out_of_range_is_refused(tiny_run, tmp_path):
+    copy = copy_run(tiny_run("sentiment"), tmp_path)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "units": 0}))
+    assert_one_line_error(invoke("predict", copy, "fine"), "config.json: config units: expected an integer >= 1")
+
+
+def test_evaluate_prints_and_rewrites_a_garbage_metrics_file(tiny_run, tmp_path):
+    copy = copy_run(tiny_run("sentiment"), tmp_path)
+    for garbage in ("garbage{", "[1, 2]"):
+        (copy / "metrics.json").write_text(garbage)
+        result = invoke("evaluate", copy)
+        assert result.exit_code == 0, result.output
+        printed = json.loads(result.stdout.strip().splitlines()[-1])
+        assert printed["examples"] == 96
+        assert json.loads((copy / "metrics.json").read_text())["test"] == printed
+
+
+# 14. A one-line error is one line in a real process; --verbose shows the native logs ---------------
+
+def test_a_real_process_prints_one_line_errors_and_no_native_logs(tiny_run, tmp_path):
+    copy = copy_run(tiny_run("sentiment"), tmp_path)
+    with open(copy / "vocab.txt", "a", encoding="utf-8") as f:
+        f.write("extra\n")
+    quiet = run_cli("predict", str(copy), "fine")  # fails after TensorFlow has loaded and logged
+    assert quiet.returncode == 2
+    lines = quiet.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "does not belong" in lines[0], lines
+    verbose = run_cli("--verbose", "predict", str(copy), "fine")
+    assert verbose.returncode == 2
+    assert verbose.stderr.decode().strip().splitlines()[-1] == lines[0]
+    good = run_cli("predict", str(tiny_run("sentiment").dir), b"bad \xff arg", "--json")
+    assert good.returncode == 0 and good.stderr == b"", good.stderr[-2000:]
+    assert json.loads(good.stdout)["input"] == "bad \ufffd arg"
