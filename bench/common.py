@@ -67,3 +67,36 @@ def write(name: str, result: dict):
               "machine": machine(), **result}
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+
+
+# What the serving benchmarks train when no export root is given: each app's default architecture
+# (the sizes, the ensemble, the 65k-row sentiment embedding that memory and speed depend on), fitted
+# on a little data for one epoch: its answers are poor, its graph is the real one.
+QUICK_TRAINING = {"sentiment": ("sst2", {"max_examples": 1024, "epochs": 1}),
+                  "digits": ("digits", {"epochs": 1})}
+
+
+def default_architecture_exports(root: Path) -> Path:
+    """Train and export every registered app's default architecture on little data into root."""
+    from export import exporter
+    from rnn_apps import registry
+    from rnn_apps.run import Run
+    from rnn_apps.train import train
+
+    for name in registry.names():
+        if (root / name).is_dir():
+            continue
+        if name not in QUICK_TRAINING:
+            raise SystemExit(f"bench/common.py: add {name!r} to QUICK_TRAINING")
+        data, overrides = QUICK_TRAINING[name]
+        app = registry.get(name)
+        out = root / "runs" / name
+        if not (out / "run.json").exists():
+            train(app, app.resolve_config(None, overrides), data, DATA_ROOT, out, {}, echo=lambda *_: None)
+        exporter.export_run(Run(out), root, echo=print)
+    return root
+
+
+def exports_root(path) -> Path:
+    """--exports PATH (apps missing there are trained and exported into it), else a fresh folder."""
+    return default_architecture_exports(Path(path) if path else Path(tempfile.mkdtemp(prefix="bench_exports_")))
