@@ -3,8 +3,9 @@
 Each app's signatures process a request in chunks of `export.exporter.SERVING_CHUNK` examples (a
 `tf.while_loop` in the graph), so peak memory is that of one chunk plus the request itself. This
 measures it, in a fresh process per request: resident memory after loading, a warm-up call and
-building the request, then the peak (VmHWM, reset just before) during one call with N examples. For comparison, the same model written without
-chunks (as exports were before), up to a batch it survives.
+building the request, then the peak (VmHWM, reset just before) during one call with N examples.
+For comparison, the same model written without chunks (as exports were before), up to a batch it
+survives.
 
     python bench/serving_memory.py [--exports EXPORT_ROOT] [--sizes 1 1000 10000 30000 100000]
 
