@@ -21,13 +21,12 @@ import shutil
 from pathlib import Path
 
 from export import parity, savedmodel, tflite
-from rnn_apps.errors import UserError
-from rnn_apps.run import write_json
+from rnn_apps.errors import ExportError, UserError
+from rnn_apps.run import PARITY_EXAMPLES, write_json
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 STAGING_PREFIX = ".staging-"
-PARITY_EXAMPLES = 64
 # The SavedModel's signatures run a request in chunks of this many examples (a tf.while_loop in the
 # graph), so a server's peak memory does not grow with the batch a client sends.
 SERVING_CHUNK = 256
@@ -107,18 +106,18 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
         tflite_entries = []
         for model in app.tflite_models(run):
             path = staging / "tflite" / model.filename
-            path.write_bytes(tflite.convert(model.endpoint))
+            path.write_bytes(tflite.convert(model.endpoints))
             for name, content in model.assets.items():
                 (staging / "tflite" / name).write_text(content, encoding="utf-8")
             ops = tflite.op_names(path)
-            non_builtin = [op for op in ops if op.startswith("Flex") or op == "CUSTOM"]
-            if non_builtin:
-                raise UserError(f"{model.filename} needs non-builtin ops {non_builtin}; it would not run on a phone")
+            if tflite.forbidden_ops(ops):
+                raise ExportError(f"{model.filename} holds ops a phone's runtime lacks or that keep state: "
+                                  f"{tflite.forbidden_ops(ops)}; nothing published")
             tflite_entries.append((model, ops))
-        report = parity.check(app.parity_cases(run, run.load_data(), parity_examples),
-                              staging / "saved_model", staging / "tflite")
+        examples = {k: v[:parity_examples] for k, v in run.parity_examples().items()}
+        report = parity.check(app.parity_cases(run, examples), staging / "saved_model", staging / "tflite")
         if not report["ok"]:
-            raise UserError(f"parity check failed, nothing published: {json.dumps(report['cases'])}")
+            raise ExportError(f"parity check failed, nothing published: {json.dumps(report['cases'])}")
         artefacts = [{"kind": "saved_model", "signatures": savedmodel.signature_specs(staging / "saved_model")}]
         for model, ops in tflite_entries:
             artefacts.append({"kind": "tflite", "file": model.filename,
@@ -143,7 +142,7 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     echo(f"exported {model_name} version {version}: SavedModel {serving_base / str(version)}, "
-         f"TFLite {tflite_base / str(version)}; parity ok over {parity_examples} test examples")
+         f"TFLite {tflite_base / str(version)}; parity ok over {len(next(iter(examples.values())))} test examples")
     return entry
 
 

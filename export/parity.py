@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from export import tflite
+from rnn_apps.errors import ExportError
 
 TOLERANCE = 1e-4
 
@@ -25,7 +26,7 @@ def run_saved_model_in_subprocess(saved_model_dir, signature: str, inputs: dict)
         done = subprocess.run([sys.executable, "-m", "export.parity", str(saved_model_dir), str(request),
                                str(response)], capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"SavedModel process failed: {done.stderr.strip().splitlines()[-1:]}")
+            raise ExportError(f"the SavedModel failed in a fresh process:\n{done.stderr.strip()[-4000:]}")
         return pickle.loads(response.read_bytes())
 
 
@@ -45,10 +46,11 @@ def check(cases, saved_model_dir, tflite_dir) -> dict:
     report = {"ok": True, "tolerance": TOLERANCE, "cases": []}
     for case in cases:
         signature, sm_inputs = case.saved_model
-        tflite_file, tflite_inputs = case.tflite
+        model = tflite.interpreter(Path(tflite_dir) / case.tflite_file)
         outputs = {
             "saved_model": run_saved_model_in_subprocess(saved_model_dir, signature, sm_inputs),
-            "tflite": tflite.run_one_by_one(Path(tflite_dir) / tflite_file, "serving_default", tflite_inputs),
+            "tflite": case.tflite_loop(model) if case.tflite_loop else
+            tflite.run_one_by_one(model, case.tflite_signature, case.tflite_inputs),
         }
         entry = {"name": case.name, "examples": len(next(iter(sm_inputs.values())))}
         for kind, got in outputs.items():

@@ -11,19 +11,32 @@ import numpy as np
 import tensorflow as tf
 
 from export import savedmodel
-from rnn_apps.errors import UserError
+from rnn_apps.errors import ExportError
+
+# Ops a phone's stock LiteRT runtime lacks (Flex = select TensorFlow ops, CUSTOM), and the
+# resource-variable ops that mean state kept inside the interpreter between calls (a dropout seed,
+# an unfrozen variable): a model with any of them is not published.
+FORBIDDEN_OPS = ("CUSTOM", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
 
 
-def convert(endpoint) -> bytes:
+def forbidden_ops(ops) -> list:
+    """The ops of `ops` (names as op_names gives them) that a shipped model must not contain."""
+    return [op for op in ops if op.startswith("Flex") or op in FORBIDDEN_OPS]
+
+
+def convert(endpoints) -> bytes:
+    """Endpoints -> one .tflite holding a signature per endpoint, builtin ops only."""
+    names = [endpoint.name for endpoint in endpoints]
     with tempfile.TemporaryDirectory() as tmp:
-        savedmodel.write(tmp, [endpoint])
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[endpoint.name])
+        savedmodel.write(tmp, endpoints)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=names)
         # Builtins only: select-TF (Flex) ops do not run in ai_edge_litert or on a stock phone runtime.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         try:
             return converter.convert()
         except Exception as e:
-            raise UserError(f"TFLite conversion of {endpoint.name!r} failed: {str(e).splitlines()[0]}") from None
+            # Not the user's input: the converter's whole message is what debugging needs.
+            raise ExportError(f"TFLite conversion of signatures {names} failed:\n{e}") from e
 
 
 def interpreter(path_or_bytes):
@@ -38,9 +51,12 @@ def op_names(model_path) -> list:
     return sorted({op["op_name"] for op in interpreter(model_path)._get_ops_details()})
 
 
-def run_one_by_one(model_path, signature: str, inputs: dict) -> dict:
-    """Run each example as its own batch of 1, as a phone does; stack the outputs."""
-    runner = interpreter(model_path).get_signature_runner(signature)
+def run_one_by_one(model, signature: str, inputs: dict) -> dict:
+    """Run each example as its own batch of 1, as a phone does; stack the outputs. `model` is a
+    path, the file's bytes, or an interpreter."""
+    if not hasattr(model, "get_signature_runner"):
+        model = interpreter(model)
+    runner = model.get_signature_runner(signature)
     n = len(next(iter(inputs.values())))
     rows = [runner(**{k: np.asarray(v[i : i + 1]) for k, v in inputs.items()}) for i in range(n)]
     return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}

@@ -35,7 +35,8 @@ class Splits:
 
     def describe(self) -> str:
         """The data resolution, printed before training: which dataset, which split, from where."""
-        lines = [f"data: {self.dataset} (labels: {', '.join(self.label_names)})"]
+        labels = f" (labels: {', '.join(self.label_names)})" if self.label_names else ""
+        lines = [f"data: {self.dataset}{labels}"]
         for split in SPLIT_NAMES:
             lines.append(f"  {split:<10} {self.size(split):>7,} examples  from {self.origin.get(split, '?')}")
         return "\n".join(lines)

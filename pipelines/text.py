@@ -1,11 +1,5 @@
 """Word tokenisation shared by the text apps, in TF ops so the same rules run in training,
-in the SavedModel's serving graph, and (documented in the model card) on a phone.
-
-Rules (SST-2's PTB style, which the public sentiment data uses):
-  1. keep the first MAX_BYTES_PER_TOKEN * max_length bytes (a 1 MB string costs no more than that);
-  2. replace invalid UTF-8 with U+FFFD, lower-case (Unicode-aware);
-  3. split off "n't" and the clitics 's 're 've 'll 'd 'm, and each of . , ! ? ; : ( ) " as a token;
-  4. split on whitespace; look up each token in vocab.txt (line i = id i; 0 = padding, 1 = unknown).
+in the SavedModel's serving graph, and (TOKENISATION_RULES, in the model card) on a phone.
 """
 
 from pathlib import Path
@@ -17,6 +11,14 @@ from keras import layers
 PADDING_ID, UNKNOWN_ID = 0, 1
 MAX_BYTES_PER_TOKEN = 32
 VOCAB_FILE = "vocab.txt"
+
+# What `token_ids` does, for the model card a phone developer reimplements it from.
+TOKENISATION_RULES = """SST-2's PTB style, which the public sentiment data uses:
+  1. keep the first MAX_BYTES_PER_TOKEN * max_length bytes (a 1 MB string costs no more than that);
+  2. replace invalid UTF-8 with U+FFFD, lower-case (Unicode-aware);
+  3. split off "n't" and the clitics 's 're 've 'll 'd 'm, and each of . , ! ? ; : ( ) " as a token;
+  4. split on whitespace; look up each token in vocab.txt (line i = id i; 0 = padding, 1 = unknown).""".replace(
+    "MAX_BYTES_PER_TOKEN", str(MAX_BYTES_PER_TOKEN))
 
 
 def standardize(text: tf.Tensor) -> tf.Tensor:

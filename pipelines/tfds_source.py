@@ -20,7 +20,7 @@ VALIDATION_FRACTION = 0.1
 def exists(name: str) -> bool:
     import tensorflow_datasets as tfds
 
-    return name.split(":")[0] in tfds.list_builders()
+    return name.split(":")[0].split("/")[0] in tfds.list_builders()  # "name[/config][:version]"
 
 
 def _reachable(url: str) -> bool:
@@ -34,8 +34,10 @@ def _reachable(url: str) -> bool:
         return False
 
 
-def load(name: str, seed: int, convert, data_dir: str | None = None, note: str = "") -> Splits:
-    """A TFDS dataset with `train` and `test` splits -> Splits, validation = seeded 10% of train.
+def load(name: str, seed: int, convert, data_dir: str | None = None, note: str = "", splits=("train", "test"),
+         label_names=None) -> Splits:
+    """A TFDS dataset's `splits` -> Splits; without a `validation` split, validation is a seeded 10%
+    of train. Label names come from the `label` feature unless given.
 
     `convert(columns) -> columns` turns TFDS features into the app's columns (decode text, resize
     images); `note` says what it did, for the printed data resolution. Downloads and prepares the
@@ -63,14 +65,20 @@ def load(name: str, seed: int, convert, data_dir: str | None = None, note: str =
         except Exception as e:
             raise UserError(f"TFDS download of {name!r} failed: {str(e).splitlines()[0]}; {hint}") from None
     read = {}
-    for split in ("train", "test"):
+    for split in splits:
         columns: dict[str, list] = {}
         for example in tfds.as_numpy(builder.as_dataset(split=split)):
             for key, value in example.items():
                 columns.setdefault(key, []).append(value)
         read[split] = convert({k: np.asarray(v) for k, v in columns.items()})
-    train, validation = carve(read["train"], VALIDATION_FRACTION, seed)
-    origin = {"train": f"tfds {name} 'train' (90%, seeded){note}",
-              "validation": f"tfds {name} 'train' (10%, seeded){note}",
-              "test": f"tfds {name} 'test'{note}"}
-    return Splits(name, train, validation, read["test"], list(builder.info.features["label"].names), origin)
+    if "validation" in read:
+        train, validation = read["train"], read["validation"]
+        origin = {split: f"tfds {name} '{split}'{note}" for split in ("train", "validation", "test")}
+    else:
+        train, validation = carve(read["train"], VALIDATION_FRACTION, seed)
+        origin = {"train": f"tfds {name} 'train' (90%, seeded){note}",
+                  "validation": f"tfds {name} 'train' (10%, seeded){note}",
+                  "test": f"tfds {name} 'test'{note}"}
+    if label_names is None:
+        label_names = list(builder.info.features["label"].names)
+    return Splits(name, train, validation, read["test"], label_names, origin)

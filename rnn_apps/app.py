@@ -7,6 +7,7 @@ assumes one text input or one label output; `ClassifierApp` adds what classifier
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -29,22 +30,31 @@ class Endpoint:
 
 @dataclass
 class TFLiteModel:
-    """A `.tflite` file: one endpoint converted with builtin ops only, plus files shipped beside it."""
+    """A `.tflite` file: its endpoints (one signature key each, converted together with builtin ops
+    only: a classifier's `serving_default`, a decoder's `encode` and `decode_step`), plus files
+    shipped beside it."""
 
     filename: str
-    endpoint: Endpoint
+    endpoints: list
     assets: dict = field(default_factory=dict)  # file name -> text content
 
 
 @dataclass
 class ParityCase:
-    """The same inputs through Keras, the SavedModel and TFLite; `compare` names shared outputs."""
+    """The same inputs through Keras, the SavedModel and TFLite; `compare` names shared outputs.
+
+    The TFLite side is either one signature run one example (batch 1) at a time on
+    `tflite_inputs`, or `tflite_loop(interpreter) -> outputs`: a loop a phone would run over the
+    file's signatures (a decoder's reference loop), whose outputs are compared the same way."""
 
     name: str
     keras_outputs: dict
     saved_model: tuple  # (signature name, {input name: array})
-    tflite: tuple  # (tflite file name, {input name: array}), run one example (batch 1) at a time
+    tflite_file: str
     compare: list
+    tflite_inputs: dict | None = None
+    tflite_signature: str = "serving_default"
+    tflite_loop: object = None
 
 
 class App:
@@ -56,6 +66,7 @@ class App:
     presets: dict  # named overrides; "tiny" is used by the tests and smoke runs
     config_checks: dict = {}  # key -> config_lib.Range for the app's own keys (COMMON's are in CHECKS)
     monitors = ("val_loss",)  # what config["monitor"] may name
+    generates = False  # writes sequences: evaluate/predict take a beam width
 
     def checks(self) -> dict:
         return {**config_lib.CHECKS, "monitor": config_lib.one_of(*self.monitors), **self.config_checks}
@@ -125,7 +136,8 @@ class App:
     def tflite_models(self, run) -> list:
         raise NotImplementedError
 
-    def parity_cases(self, run, splits, n: int) -> list:
+    def parity_cases(self, run, examples: dict) -> list:
+        """[ParityCase] on `examples`, raw test-split columns stored with the run at training time."""
         raise NotImplementedError
 
     def exported_inputs(self, inputs: list, tflite_dir) -> tuple:
@@ -133,11 +145,48 @@ class App:
         files shipped beside the .tflite (vocabulary, model card): what a client has."""
         raise NotImplementedError
 
+    def run_tflite(self, interpreter, tflite_inputs: dict, tflite_dir) -> dict:
+        """What a phone computes for `tflite_inputs`: by default serving_default, one at a time."""
+        from export import tflite
+
+        return tflite.run_one_by_one(interpreter, "serving_default", tflite_inputs)
+
+    def query_rows(self, names: list, served: dict, on_phone: dict, tflite_dir) -> list:
+        """One JSON-able row per input: the SavedModel's and the TFLite model's answers side by side."""
+        raise NotImplementedError
+
+    def format_prediction(self, row: dict) -> str:
+        """A `predict` row as one line of text (`--json` prints the row itself)."""
+        raise NotImplementedError
+
+    def format_query(self, row: dict) -> str:
+        raise NotImplementedError
+
 
 class ClassifierApp(App):
     """Apps that map an input to one of `label_names`: softmax probabilities, accuracy."""
 
     monitors = ("val_loss", "val_accuracy")
+
+    def query_rows(self, names, served, on_phone, tflite_dir):
+        label_names = (Path(tflite_dir) / "labels.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        rows = []
+        for i, name in enumerate(names):
+            phone = on_phone["probabilities"][i]
+            rows.append({
+                "input": name,
+                "saved_model": {"label": served["label"][i].decode(), "probability": float(served["probability"][i])},
+                "tflite": {"label": label_names[int(np.argmax(phone))], "probability": float(phone.max())},
+            })
+        return rows
+
+    def format_prediction(self, row):
+        return f"{row['label']}\t{row['probability']:.4f}\t{row['input']}"
+
+    def format_query(self, row):
+        served, phone = row["saved_model"], row["tflite"]
+        return (f"SavedModel v{row['version']}: {served['label']} {served['probability']:.4f}  "
+                f"TFLite: {phone['label']} {phone['probability']:.4f}  {row['input']}")
 
     def compile(self, model, config):
         model.compile(

@@ -3,12 +3,14 @@
     rnn-apps list
     rnn-apps train sentiment --data sst2 --data-root ../shared/data --out runs/sentiment
     rnn-apps evaluate runs/sentiment
+    rnn-apps predict runs/translate "¿Dónde está la biblioteca?" --beam 4
     rnn-apps predict runs/sentiment "a gorgeous , witty movie ." --json
     rnn-apps export runs/sentiment --out exports
     rnn-apps query exports --name sentiment "a gorgeous , witty movie ."
 
 Bad input (unknown app, missing files, unreachable data, damaged runs) ends with a one-line
-`Error: ...` on stderr and exit status 2, never a traceback.
+`Error: ...` on stderr and exit status 2, never a traceback; an export that fails for another
+reason (conversion, parity) says why, with the cause, and exits with status 1.
 """
 
 import io
@@ -21,11 +23,15 @@ import click
 
 from rnn_apps import config as config_lib
 from rnn_apps import registry
-from rnn_apps.errors import UserError
+from rnn_apps.errors import ExportError, UserError
 
 
 class CliError(click.ClickException):
     exit_code = 2
+
+
+class InternalError(click.ClickException):
+    exit_code = 1
 
 
 class Group(click.Group):
@@ -34,6 +40,8 @@ class Group(click.Group):
             return super().invoke(ctx)
         except UserError as e:
             raise CliError(str(e)) from None
+        except ExportError as e:
+            raise InternalError(str(e)) from None
 
 
 def quiet_native_logs():
@@ -122,14 +130,26 @@ def train(app_name, data, data_root, tfds_data_dir, text_column, label_column, o
     train_lib.train(app, config, data, data_root, out_dir, data_options, resume=resume, resume_epochs=options["epochs"])
 
 
+def decoding_options(app, beam) -> dict:
+    """--beam N for apps that write sequences (greedy without it); a one-line error for others."""
+    if beam is None:
+        return {}
+    if not app.generates:
+        raise UserError(f"--beam is for apps that write sequences; {app.name} does not")
+    if beam < 1:
+        raise UserError(f"--beam: expected a width >= 1, got {beam}")
+    return {"beam": beam}
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path())
-def evaluate(run_dir):
+@click.option("--beam", type=int, help="Beam search of this width (apps that write sequences; default greedy).")
+def evaluate(run_dir, beam):
     """Print test metrics of RUN_DIR as JSON and store them in its metrics.json."""
     from rnn_apps.run import Run
 
     run = Run(run_dir)
-    metrics = run.app.evaluate(run, run.load_data())
+    metrics = run.app.evaluate(run, run.load_data(), **decoding_options(run.app, beam))
     click.echo(json.dumps(metrics))
     run.update_metrics(test=metrics)
 
@@ -138,7 +158,8 @@ def evaluate(run_dir):
 @click.argument("run_dir", type=click.Path())
 @click.argument("inputs", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def predict(run_dir, inputs, as_json):
+@click.option("--beam", type=int, help="Beam search of this width (apps that write sequences; default greedy).")
+def predict(run_dir, inputs, as_json, beam):
     """Predict for INPUTS (text, or files, by app), or for each stdin line when none are given."""
     from rnn_apps.run import Run
 
@@ -148,11 +169,9 @@ def predict(run_dir, inputs, as_json):
     else:
         # Bytes, decoded leniently: invalid UTF-8 becomes U+FFFD, as in the serving graph.
         inputs = [line.decode("utf-8", "replace").rstrip("\r\n") for line in sys.stdin.buffer]
-    for row in run.app.predict(run, inputs):
-        if as_json:
-            click.echo(json.dumps(row, ensure_ascii=False))
-        else:
-            click.echo(f"{row['label']}\t{row['probability']:.4f}\t{row['input']}")
+    options = decoding_options(run.app, beam)
+    for row in run.app.predict(run, inputs, **options):
+        click.echo(json.dumps(row, ensure_ascii=False) if as_json else run.app.format_prediction(row))
 
 
 @main.command("export")
@@ -176,13 +195,9 @@ def query(export_root, inputs, model_name, as_json):
     """Predict through the exported SavedModel and TFLite model only, side by side."""
     from export import query as query_lib
 
+    app = registry.get(query_lib.latest(export_root, model_name)["app"])
     for row in query_lib.query(export_root, model_name, text_arguments(inputs)):
-        if as_json:
-            click.echo(json.dumps(row, ensure_ascii=False))
-        else:
-            served, phone = row["saved_model"], row["tflite"]
-            click.echo(f"SavedModel v{row['version']}: {served['label']} {served['probability']:.4f}  "
-                       f"TFLite: {phone['label']} {phone['probability']:.4f}  {row['input']}")
+        click.echo(json.dumps(row, ensure_ascii=False) if as_json else app.format_query(row))
 
 
 if __name__ == "__main__":

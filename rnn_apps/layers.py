@@ -108,13 +108,15 @@ def find_layers(model, kind) -> list:
     return found
 
 
-def simple_rnn_stack(x, config: dict, unroll: bool = False, return_sequences: bool = True):
-    """`depth` SimpleRNN layers of `units`, optionally bidirectional, with input/recurrent dropout."""
+def simple_rnn_stack(x, config: dict, unroll: bool = False, return_sequences: bool = True,
+                     return_state: bool = False):
+    """`depth` SimpleRNN layers of `units`, optionally bidirectional, with input dropout. With
+    `return_state`: (outputs, the last layer's final state; both directions' side by side)."""
     for i in range(config["depth"]):
         last = i == config["depth"] - 1
         rnn = layers.SimpleRNN(
             config["units"], return_sequences=return_sequences or not last, unroll=unroll,
-            dropout=config["dropout"], name=f"simple_rnn_{i}",
+            return_state=return_state and last, dropout=config["dropout"], name=f"simple_rnn_{i}",
         )
         if config["bidirectional"]:
             rnn = layers.Bidirectional(rnn, name=f"bidirectional_{i}")
@@ -125,7 +127,47 @@ def simple_rnn_stack(x, config: dict, unroll: bool = False, return_sequences: bo
                 rnn.forward_layer.zero_output_for_mask = False
                 rnn.backward_layer.zero_output_for_mask = False
         x = rnn(x)
+    if return_state:
+        x, *states = x
+        return x, states[0] if len(states) == 1 else layers.Concatenate(name="final_state")(states)
     return x
+
+
+@keras.saving.register_keras_serializable(package="rnn_apps")
+class LuongAttention(layers.Layer):
+    """Luong's "general" attention for a decoder over encoder outputs:
+    scores = (h_t W) . s_j / sqrt(d) over the unmasked source steps j, context c_t = sum_j a_tj s_j,
+    output tanh(W_c [c_t; h_t]). The 1/sqrt(d) matters: unscaled scores saturate the softmax early
+    and attention never engages (measured, issue 7). Works on a whole teacher-forced sequence
+    [batch, time, units] and on one step [batch, 1, units] alike, with the same weights."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.supports_masking = True  # masks come in as source_mask; the output carries none
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+    def build(self, decoder_states_shape, encoder_outputs_shape, source_mask_shape):
+        self.query = layers.Dense(encoder_outputs_shape[-1], use_bias=False, name="query")
+        self.query.build(decoder_states_shape)
+        self.combine = layers.Dense(self.units, activation="tanh", name="combine")
+        self.combine.build((*decoder_states_shape[:-1], encoder_outputs_shape[-1] + decoder_states_shape[-1]))
+
+    def call(self, decoder_states, encoder_outputs, source_mask):
+        """source_mask [batch, source_time]: 1.0 for real steps, 0.0 for padding."""
+        scale = ops.sqrt(ops.cast(ops.shape(encoder_outputs)[-1], decoder_states.dtype))
+        scores = ops.matmul(self.query(decoder_states), ops.transpose(encoder_outputs, (0, 2, 1))) / scale
+        scores = ops.where(ops.expand_dims(source_mask, 1) > 0.5, scores, -1e9)
+        context = ops.matmul(ops.softmax(scores, axis=-1), encoder_outputs)
+        return self.combine(ops.concatenate([context, decoder_states], axis=-1))
+
+    def compute_output_shape(self, decoder_states_shape, encoder_outputs_shape, source_mask_shape):
+        return (*decoder_states_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
 
 
 def optional_dropout(x, rate: float):

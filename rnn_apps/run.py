@@ -3,6 +3,7 @@
   run.json            app, data spec and where it resolved, label names, options
   config.json         the resolved config
   vocab.txt, ...      preprocessing learned from the training split (the app decides)
+  parity_examples.npz the first test examples, raw: what export checks parity on
   checkpoints/        last.keras (every epoch, with optimizer state, for --resume), best.keras
   state.json          epochs done, best validation loss, epochs without improvement
   logs/               TensorBoard
@@ -15,12 +16,24 @@ from functools import cached_property
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from rnn_apps import config as config_lib
 from rnn_apps import registry
 from rnn_apps.errors import UserError
 
 RUN_FILE, CONFIG_FILE, STATE_FILE, METRICS_FILE = "run.json", "config.json", "state.json", "metrics.json"
+PARITY_FILE, PARITY_EXAMPLES = "parity_examples.npz", 64
+
+
+def save_parity_examples(run_dir: Path, test_columns: dict):
+    """The first PARITY_EXAMPLES raw test examples, kept with the run so that export checks parity
+    without reading the data again (a run trained on TFDS exports offline)."""
+    columns = {}
+    for key, values in test_columns.items():
+        values = np.asarray(values[:PARITY_EXAMPLES])
+        columns[key] = values.astype(str) if values.dtype == object else values  # no pickles on disk
+    np.savez(Path(run_dir) / PARITY_FILE, **columns)
 
 
 def write_json(path: Path, value):
@@ -83,6 +96,18 @@ class Run:
     def load_data(self):
         splits = self.app.load_data(self.info["data"], self.info.get("data_root"), self.config, self.info["options"])
         return splits.capped(self.config["max_examples"], self.config["seed"])
+
+    def parity_examples(self) -> dict:
+        """What save_parity_examples stored (text as object arrays of str, as the sources give it);
+        for a run from before it, the test split read again."""
+        path = self.dir / PARITY_FILE
+        if not path.exists():
+            return {k: v[:PARITY_EXAMPLES] for k, v in self.load_data().test.items()}
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return {k: stored[k].astype(object) if stored[k].dtype.kind == "U" else stored[k] for k in stored}
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path} is unreadable ({e}); the run folder is damaged") from None
 
     def metrics(self) -> dict:
         """What metrics.json holds; a damaged file counts as empty, since the run rewrites it whole."""

@@ -23,7 +23,16 @@ from pipelines.splits import first_available
 from rnn_apps import config as config_lib
 from rnn_apps.app import ensemble
 from rnn_apps.errors import UserError
-from rnn_apps.run import CONFIG_FILE, RUN_FILE, STATE_FILE, Run, load_model, read_json, write_json
+from rnn_apps.run import (
+    CONFIG_FILE,
+    RUN_FILE,
+    STATE_FILE,
+    Run,
+    load_model,
+    read_json,
+    save_parity_examples,
+    write_json,
+)
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -135,6 +144,7 @@ def _train(app, config: dict, info: dict, out: Path, resume: bool, echo) -> Run:
         preprocessing = app.fit_preprocessing(splits, config, out)
         info["label_names"] = list(splits.label_names)
         info["splits"] = {s: splits.size(s) for s in ("train", "validation", "test")}
+        save_parity_examples(out, splits.test)
         config_lib.save(config, out / CONFIG_FILE)
         write_json(out / RUN_FILE, info)  # last: the file that makes out_dir a run
     val_ds = app.dataset(splits.validation, preprocessing, config)

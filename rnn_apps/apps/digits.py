@@ -148,8 +148,8 @@ class Digits(ClassifierApp):
                         "label_id": "int32 [1], index into labels.txt"},
         }
         return [TFLiteModel(f"{self.name}.tflite",
-                            Endpoint("serving_default", classify_pixels,
-                                     [tf.TensorSpec([None, PIXELS], tf.float32, name="pixels")], track=[twin]),
+                            [Endpoint("serving_default", classify_pixels,
+                                      [tf.TensorSpec([None, PIXELS], tf.float32, name="pixels")], track=[twin])],
                             assets={"labels.txt": "\n".join(run.label_names) + "\n",
                                     "model_card.json": json.dumps(card, indent=2) + "\n"})]
 
@@ -157,8 +157,8 @@ class Digits(ClassifierApp):
         names, pixels = self._read_inputs(inputs)
         return names, {"pixels": pixels}, {"pixels": pixels}
 
-    def parity_cases(self, run, splits, n):
-        pixels = splits.test["pixels"][:n]
+    def parity_cases(self, run, examples):
+        pixels = examples["pixels"]
         image_batch = np.round(pixels.reshape(-1, images.GRID, images.GRID, 1) * (255 / images.MAX_VALUE))
         image_batch = image_batch.astype(np.uint8)
         cases = []
@@ -167,8 +167,8 @@ class Digits(ClassifierApp):
             ("test images", "classify_images", {"images": image_batch}, images.to_pixels(image_batch).numpy()),
         ):
             expected = expected_outputs(run.model.predict(keras_pixels, verbose=0))
-            cases.append(ParityCase(name, expected, (signature, sm_inputs),
-                                    (f"{self.name}.tflite", {"pixels": keras_pixels}), ["probabilities", "label_id"]))
+            cases.append(ParityCase(name, expected, (signature, sm_inputs), f"{self.name}.tflite",
+                                    ["probabilities", "label_id"], tflite_inputs={"pixels": keras_pixels}))
         return cases
 
 

@@ -239,14 +239,14 @@ class Sentiment(ClassifierApp):
                                   "(the vocabulary size) is read as 1, unknown"},
             "outputs": {"probabilities": f"float32 [1, {len(run.label_names)}], order of labels.txt",
                         "label_id": "int32 [1], index into labels.txt"},
-            "tokenisation": text.__doc__.split("Rules", 1)[1].strip(),
+            "tokenisation": text.TOKENISATION_RULES,
             "vocabulary": "vocab.txt, UTF-8, line i holds the token with id i",
             "signature": "serving_default",
         }
         return [TFLiteModel(f"{self.name}.tflite",
-                            Endpoint("serving_default", classify_ids,
-                                     [tf.TensorSpec([None, length], tf.int32, name="token_ids")],
-                                     track=[unrolled]),
+                            [Endpoint("serving_default", classify_ids,
+                                      [tf.TensorSpec([None, length], tf.int32, name="token_ids")],
+                                      track=[unrolled])],
                             assets={"vocab.txt": "\n".join(vocabulary) + "\n",
                                     "labels.txt": "\n".join(run.label_names) + "\n",
                                     "model_card.json": json.dumps(card, indent=2) + "\n"})]
@@ -257,13 +257,13 @@ class Sentiment(ClassifierApp):
         return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
             {"token_ids": padded}
 
-    def parity_cases(self, run, splits, n):
-        texts = list(splits.test["text"][:n])
+    def parity_cases(self, run, examples):
+        texts = list(examples["text"])
         ids = self._padded_ids(run, texts)
         expected = expected_outputs(run.model.predict(ids, verbose=0))
         return [ParityCase("test sentences", expected,
                            ("serving_default", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)}),
-                           (f"{self.name}.tflite", {"token_ids": ids}), ["probabilities", "label_id"])]
+                           f"{self.name}.tflite", ["probabilities", "label_id"], tflite_inputs={"token_ids": ids})]
 
 
 APP = Sentiment()

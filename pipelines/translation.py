@@ -1,0 +1,195 @@
+"""Sentence pairs for translation (many-to-many, encoder-decoder), and their tokenisation.
+
+`--data` resolves, in this order:
+  1. a folder laid out as `../shared/data/spa_eng` (Tatoeba/Anki `spa.part*.txt`, concatenated in
+     order: `English \\t Spanish`) or `kor_eng` (`kor.txt`: `English \\t Korean \\t attribution`);
+  2. a bare name under the data root (`spa_eng`, `kor_eng`);
+  3. a TFDS name with a config, e.g. `ted_hrlr_translate/pt_to_en` (its own train/validation/test).
+The direction (`spa-en`, `en-spa`, `ko-en`, `en-ko`, `pt-en`, ...) names the source and target
+languages; both must be in the data.
+
+Splits of the Anki files are made by source sentence (many repeat with other translations), so no
+source sentence is in two splits; validation and test each hold min(2,000, 10%) of the pairs.
+
+Tokenisation, in TF ops so that it runs in the serving graph as in training:
+  - word level (Spanish, English, Portuguese, ...): invalid UTF-8 -> U+FFFD; the source is
+    lower-cased (the target keeps its case, so outputs compare with raw references); accents kept;
+    ¿ ¡ ? ! . , ; : " ( ) « » … split off as tokens; split on whitespace;
+  - character level (Korean, whose words carry particles: a word vocabulary would be mostly
+    unseen words): every character is a token, a run of whitespace is the token "▁".
+Target ids: 0 padding, 1 unknown, 2 START, 3 END. Detokenising joins the tokens and removes the
+spaces before closing and after opening punctuation (word level) or turns "▁" into a space.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from pipelines import tfds_source
+from pipelines.splits import Splits, select
+from rnn_apps.errors import UserError
+
+PADDING_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
+START, END, SPACE = "[START]", "[END]", "▁"
+MAX_BYTES_PER_TOKEN = 32
+CHARACTER_LANGUAGES = ("ko", "ja", "zh")
+# Anki files: name -> language of each text column, and the files, read in this order.
+ANKI = {"spa_eng": (("en", "spa"), "spa.part*.txt"), "kor_eng": (("en", "ko"), "kor.txt")}
+HELD_OUT_PAIRS, HELD_OUT_FRACTION = 2000, 0.1
+
+
+def parse_direction(direction: str) -> tuple:
+    source, sep, target = direction.partition("-")
+    if not sep or not source or not target or source == target:
+        raise UserError(f"config direction: expected SOURCE-TARGET such as spa-en, got {direction!r}")
+    return source, target
+
+
+def load(spec: str, data_root, seed: int, direction: str, tfds_data_dir=None) -> Splits:
+    source, target = parse_direction(direction)
+    path = Path(spec).expanduser()
+    if not path.exists() and data_root is not None and (Path(data_root) / spec).exists():
+        path = Path(data_root) / spec
+    if path.is_dir():
+        return _anki(path, source, target, seed)
+    if tfds_source.exists(spec):
+        return _tfds(spec, source, target, tfds_data_dir)
+    root = f"data root {data_root}" if data_root else "no data root (set --data-root or RNN_APPS_DATA_ROOT)"
+    raise UserError(f"no translation dataset {spec!r}: not a folder of Anki pairs (spa_eng, kor_eng), not under "
+                    f"the {root}, and not a TFDS name")
+
+
+def _anki(path: Path, source: str, target: str, seed: int) -> Splits:
+    kind = next((k for k, (_, pattern) in ANKI.items() if sorted(path.glob(pattern))), None)
+    if kind is None:
+        raise UserError(f"{path} holds no Anki sentence pairs (expected {' or '.join(p for _, p in ANKI.values())})")
+    languages, pattern = ANKI[kind]
+    if {source, target} != set(languages):
+        raise UserError(f"config direction {source}-{target} does not fit {path.name}, whose languages are "
+                        f"{' and '.join(languages)}")
+    files = sorted(path.glob(pattern))
+    columns = {language: [] for language in languages}
+    for file in files:
+        for number, line in enumerate(file.read_text(encoding="utf-8").split("\n"), start=1):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) < 2:
+                raise UserError(f"{file}:{number}: expected tab-separated sentence pairs")
+            for language, text in zip(languages, fields[:2], strict=True):
+                columns[language].append(text.strip())
+    pairs = {"source": np.array(columns[source], dtype=object), "target": np.array(columns[target], dtype=object)}
+    train, validation, test = split_by_source(pairs, seed)
+    where = (f"{path}/{pattern} ({len(pairs['source']):,} pairs, {source}->{target}), "
+             f"split by source sentence, seed {seed}")
+    origin = {"train": where, "validation": where, "test": where}
+    return Splits(f"{path.name} {source}-{target}", train, validation, test, [], origin)
+
+
+def split_by_source(pairs: dict, seed: int) -> tuple:
+    """(train, validation, test): seeded, whole source sentences per split, held-out splits of
+    min(HELD_OUT_PAIRS, HELD_OUT_FRACTION of all) pairs each."""
+    sources, group = np.unique(pairs["source"].astype(str), return_inverse=True)
+    order = np.random.default_rng(seed).permutation(len(sources))
+    pairs_per_source = np.bincount(group, minlength=len(sources))[order]
+    held_out = min(HELD_OUT_PAIRS, int(HELD_OUT_FRACTION * len(group)))
+    filled = np.cumsum(pairs_per_source)
+    test_end = int(np.searchsorted(filled, held_out)) + 1
+    validation_end = int(np.searchsorted(filled, filled[test_end - 1] + held_out)) + 1
+    rank = np.empty(len(sources), dtype=int)
+    rank[order] = np.arange(len(sources))
+    place = rank[group]
+    test, validation = place < test_end, (place >= test_end) & (place < validation_end)
+    train = ~(test | validation)
+    return tuple(select(pairs, np.flatnonzero(mask)) for mask in (train, validation, test))
+
+
+def _tfds(spec: str, source: str, target: str, data_dir) -> Splits:
+    """TFDS translation datasets whose features are the two languages (ted_hrlr_translate/pt_to_en: pt, en)."""
+
+    def convert(columns):
+        missing = [language for language in (source, target) if language not in columns]
+        if missing:
+            raise UserError(f"config direction {source}-{target} does not fit TFDS {spec!r}, whose features are "
+                            f"{', '.join(sorted(columns))}")
+        return {"source": np.array([t.decode("utf-8", "replace") for t in columns[source]], dtype=object),
+                "target": np.array([t.decode("utf-8", "replace") for t in columns[target]], dtype=object)}
+
+    return tfds_source.load(spec, 0, convert, data_dir, splits=("train", "validation", "test"), label_names=[],
+                            note=f", {source}->{target}")
+
+
+# --- tokenisation --------------------------------------------------------------------------------
+
+def is_character_level(language: str) -> bool:
+    return language in CHARACTER_LANGUAGES
+
+
+def _valid_utf8(text):
+    return tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+
+
+def standardize_source(text):
+    text = tf.strings.lower(_valid_utf8(text), encoding="utf-8")
+    return tf.strings.regex_replace(text, r"([¿¡?!.,;:\"()«»…])", r" \1 ")
+
+
+def standardize_target(text):
+    return tf.strings.regex_replace(_valid_utf8(text), r"([¿¡?!.,;:\"()«»…])", r" \1 ")
+
+
+def split_characters(text):
+    text = tf.strings.regex_replace(tf.strings.strip(text), r"\s+", SPACE)
+    return tf.strings.unicode_split(text, "UTF-8")
+
+
+def vectorizer(language: str, side: str, vocabulary=None, max_tokens=None) -> layers.TextVectorization:
+    """Text -> ragged token ids for one side (`source` or `target`) in `language`."""
+    character = is_character_level(language)
+    standardize = {"source": standardize_source, "target": standardize_target}[side]
+    return layers.TextVectorization(
+        max_tokens=max_tokens, standardize=_valid_utf8 if character else standardize,
+        split=split_characters if character else "whitespace", output_mode="int", ragged=True,
+        vocabulary=vocabulary)
+
+
+def adapt(texts, language: str, side: str, max_tokens: int) -> layers.TextVectorization:
+    layer = vectorizer(language, side, max_tokens=max_tokens - (2 if side == "target" else 0))
+    layer.adapt(tf.data.Dataset.from_tensor_slices(np.asarray(texts, dtype=object).astype(str)).batch(1024))
+    words = layer.get_vocabulary()[2:]
+    if side == "target":
+        words = [START, END] + [w for w in words if w not in (START, END)]
+    return vectorizer(language, side, vocabulary=words)
+
+
+def token_ids(layer: layers.TextVectorization, texts, max_length: int) -> tf.RaggedTensor:
+    """A batch of strings -> ragged ids, at most max_length per text (a 1 MB string is cut first)."""
+    texts = tf.strings.substr(tf.convert_to_tensor(texts, tf.string), 0, MAX_BYTES_PER_TOKEN * max_length)
+    return layer(texts)[:, :max_length]
+
+
+def detokenize(tokens: tf.Tensor, language: str) -> tf.Tensor:
+    """Token strings [batch, time] ("" for padding) -> one string per row."""
+    if is_character_level(language):
+        text = tf.strings.reduce_join(tokens, axis=-1)
+        return tf.strings.strip(tf.strings.regex_replace(text, SPACE, " "))
+    text = tf.strings.strip(tf.strings.regex_replace(tf.strings.reduce_join(tokens, axis=-1, separator=" "),
+                                                     r" +", " "))
+    text = tf.strings.regex_replace(text, r" ([?!.,;:)»…])", r"\1")
+    return tf.strings.regex_replace(text, r"([¿¡(«]) ", r"\1")
+
+
+def save_vocabulary(layer: layers.TextVectorization, path: Path):
+    Path(path).write_text("\n".join(layer.get_vocabulary()) + "\n", encoding="utf-8")
+
+
+def load_vocabulary(path: Path) -> list:
+    return Path(path).read_text(encoding="utf-8").split("\n")[:-1]
+
+
+def from_vocabulary(path: Path, language: str, side: str) -> layers.TextVectorization:
+    layer = vectorizer(language, side, vocabulary=load_vocabulary(path)[2:])
+    layer(tf.constant([""]))  # builds it: ExportArchive only tracks built layers
+    return layer

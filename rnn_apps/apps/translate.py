@@ -1,0 +1,408 @@
+"""translate — many-to-many, encoder-decoder: a sentence in one language in, one in another out.
+
+Topology: source ids [batch, source_time] -> Embedding -> bidirectional SimpleRNN encoder
+(`depth` layers, `units` per direction) -> encoder outputs [batch, source_time, 2*units] and a
+final state -> Dense tanh "bridge" -> the initial state of a SimpleRNN decoder (`decoder_units`).
+Training (teacher forcing): target ids [START, w1, ...] -> Embedding -> decoder states
+[batch, target_time, decoder_units] -> Luong attention over the encoder outputs (scaled scores,
+padding masked) -> Dense logits [batch, target_time, target_vocab], loss masked on padding.
+Decoding: the trained decoder's `cell` on one step with the same weights (`step`), driven by the
+one loop in `rnn_apps/decoding.py`: greedy or beam search, at most
+min(target_length, ceil(length_ratio * source tokens) + length_extra) tokens, stopping at END.
+
+Data: Tatoeba/Anki `../shared/data/spa_eng` (spa-en by default; `--set direction=en-spa`) and
+`kor_eng` (`ko-en`, `en-ko`; Korean at character level), split by source sentence; TFDS
+`ted_hrlr_translate/pt_to_en` online (`--set direction=pt-en`). See pipelines/translation.py.
+
+Exports: SavedModel `serving_default(text: string[batch])` -> translation (string), token_ids
+(int32 [batch, steps], 0 after the end), lengths; `beam_search` the same with beam width
+`beam_width`; tokenisation, the decoding loop and detokenisation run in the graph. TFLite
+`translate.tflite` with two signatures a phone drives (export/step_loop.py is the reference loop):
+`encode(source_ids: int32[1, source_length])` -> encoder_outputs, source_mask, state;
+`decode_step(token: int32[1], state, encoder_outputs, source_mask)` -> log_probabilities, state;
+source_vocab.txt, target_vocab.txt and model_card.json beside it.
+
+    rnn-apps train translate --data spa_eng --data-root ../shared/data --out runs/translate
+    rnn-apps evaluate runs/translate [--beam 4]        # BLEU, chrF, samples
+    rnn-apps predict runs/translate "¿Dónde está la biblioteca?" [--beam 4]
+    rnn-apps export runs/translate --out exports
+    rnn-apps query exports --name translate "¿Dónde está la biblioteca?"
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from export import step_loop
+from pipelines import batching, translation
+from rnn_apps import config as config_lib
+from rnn_apps import decoding
+from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
+from rnn_apps.errors import UserError
+from rnn_apps.layers import FrozenTailEmbedding, LuongAttention, simple_rnn_stack
+
+SOURCE_VOCAB, TARGET_VOCAB = "source_vocab.txt", "target_vocab.txt"
+SAMPLES = 5
+
+
+@dataclass
+class Preprocessing:
+    source: layers.TextVectorization
+    target: layers.TextVectorization
+    source_language: str
+    target_language: str
+
+    @property
+    def target_tokens(self) -> list:
+        return [str(t) for t in self.target.get_vocabulary()]
+
+
+class Translate(App):
+    name = "translate"
+    topology = "many-to-many (encoder-decoder)"
+    task = "translation"
+    default_data = ("spa_eng", "ted_hrlr_translate/pt_to_en")
+    generates = True
+    config = {
+        **config_lib.COMMON,
+        "direction": "spa-en",  # SOURCE-TARGET languages
+        # The prototype of issue 7 (bidirectional 256 encoder, 512 decoder, scaled Luong attention,
+        # Adam 1e-3 with clipping, no dropout) reached 45.4 BLEU after 20 minutes on 2 cores.
+        "units": 256,  # encoder, per direction
+        "bidirectional": True,
+        "decoder_units": 512,
+        "embedding_dim": 256,
+        "source_vocab_size": 20000,
+        "target_vocab_size": 12000,
+        "source_length": 32,  # tokens; the TFLite encode input length
+        "target_length": 32,  # tokens, END included: the longest output
+        "length_ratio": 2.0,
+        "length_extra": 10,
+        "beam_width": 4,  # the SavedModel's beam_search signature
+        "length_penalty": 1.0,
+        "clipnorm": 1.0,
+        "epochs": 6,
+        "batch_size": 64,
+        "patience": 2,
+        "jit_compile": True,
+    }
+    config_checks = {
+        "direction": config_lib.Range("SOURCE-TARGET, e.g. spa-en", lambda v: len(v.split("-")) == 2),
+        "decoder_units": config_lib.POSITIVE,
+        "embedding_dim": config_lib.POSITIVE,
+        "source_vocab_size": config_lib.at_least(3),
+        "target_vocab_size": config_lib.at_least(5),  # padding, unknown, START, END, a word
+        "source_length": config_lib.POSITIVE,
+        "target_length": config_lib.POSITIVE,
+        "length_ratio": config_lib.NON_NEGATIVE_NUMBER,
+        "length_extra": config_lib.NON_NEGATIVE,
+        "beam_width": config_lib.POSITIVE,
+        "length_penalty": config_lib.NON_NEGATIVE_NUMBER,
+        "clipnorm": config_lib.POSITIVE_NUMBER,
+        # One model decodes; averaging the steps of several is not built.
+        "members": config_lib.one_of(1),
+    }
+    presets = {
+        "tiny": {"epochs": 1, "max_examples": 96, "batch_size": 16, "units": 8, "decoder_units": 16,
+                 "embedding_dim": 8, "source_vocab_size": 200, "target_vocab_size": 200, "source_length": 12,
+                 "target_length": 12, "jit_compile": False, "beam_width": 3},
+    }
+
+    # --- data ---------------------------------------------------------------------------
+    def load_data(self, data, data_root, config, options):
+        return translation.load(data, data_root, config["seed"], config["direction"], options.get("tfds_data_dir"))
+
+    def fit_preprocessing(self, splits, config, run_dir):
+        source_language, target_language = translation.parse_direction(config["direction"])
+        preprocessing = Preprocessing(
+            translation.adapt(splits.train["source"], source_language, "source", config["source_vocab_size"]),
+            translation.adapt(splits.train["target"], target_language, "target", config["target_vocab_size"]),
+            source_language, target_language)
+        translation.save_vocabulary(preprocessing.source, Path(run_dir) / SOURCE_VOCAB)
+        translation.save_vocabulary(preprocessing.target, Path(run_dir) / TARGET_VOCAB)
+        return preprocessing
+
+    def load_preprocessing(self, run_dir, config):
+        source_language, target_language = translation.parse_direction(config["direction"])
+        return Preprocessing(translation.from_vocabulary(Path(run_dir) / SOURCE_VOCAB, source_language, "source"),
+                             translation.from_vocabulary(Path(run_dir) / TARGET_VOCAB, target_language, "target"),
+                             source_language, target_language)
+
+    def dataset(self, columns, preprocessing, config, shuffle_seed=None):
+        """((source ids, target ids after START), target ids then END), padded per length bucket."""
+        source = translation.token_ids(preprocessing.source, columns["source"], config["source_length"])
+        target = translation.token_ids(preprocessing.target, columns["target"], config["target_length"] - 1)
+        rows = target.nrows()
+        target_in = tf.concat([tf.fill([rows, 1], np.int64(translation.START_ID)), target], axis=1)
+        target_out = tf.concat([target, tf.fill([rows, 1], np.int64(translation.END_ID))], axis=1)
+        ds = tf.data.Dataset.from_tensor_slices((source, target_in, target_out))
+        ds = ds.map(lambda s, i, o: (s[:], i[:], o[:])).cache()  # ragged rows -> dense rows
+        if shuffle_seed is not None:
+            ds = ds.shuffle(batching.SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
+        longest = max(config["source_length"], config["target_length"])
+        bounds = batching.bucket_boundaries(longest)
+        ds = ds.bucket_by_sequence_length(
+            lambda s, i, o: tf.maximum(tf.shape(s)[0], tf.shape(i)[0]), bounds,
+            [config["batch_size"]] * (len(bounds) + 1), pad_to_bucket_boundary=True,
+            drop_remainder=shuffle_seed is not None)
+        return ds.map(lambda s, i, o: ((tf.cast(s, tf.int32), tf.cast(i, tf.int32)), o)).prefetch(tf.data.AUTOTUNE)
+
+    # --- model --------------------------------------------------------------------------
+    def build_model(self, config, preprocessing, unroll_length=None):
+        if unroll_length:
+            config = {**config, "dropout": 0.0}
+        source = keras.Input((unroll_length,), dtype="int32", name="source_ids")
+        target = keras.Input((None,), dtype="int32", name="target_ids")
+        x = FrozenTailEmbedding(preprocessing.source.vocabulary_size(), config["embedding_dim"],
+                                name="source_embedding")(source)
+        encoder_outputs, final_state = simple_rnn_stack(x, config, unroll=unroll_length is not None,
+                                                        return_state=True)
+        initial_state = layers.Dense(config["decoder_units"], activation="tanh", name="bridge")(final_state)
+        y = FrozenTailEmbedding(preprocessing.target.vocabulary_size(), config["embedding_dim"],
+                                name="target_embedding")(target)
+        states = layers.SimpleRNN(config["decoder_units"], return_sequences=True, name="decoder_rnn")(
+            y, initial_state=initial_state)
+        attended = LuongAttention(config["decoder_units"], name="attention")(
+            states, encoder_outputs, source_mask(source))
+        logits = layers.Dense(preprocessing.target.vocabulary_size(), name="logits")(attended)
+        return keras.Model([source, target], logits, name=self.name)
+
+    def compile(self, model, config):
+        model.compile(
+            optimizer=keras.optimizers.Adam(config["learning_rate"], clipnorm=config["clipnorm"]),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=translation.PADDING_ID),
+            jit_compile=config["jit_compile"],
+        )
+
+    def check_model(self, model, run):
+        for layer_name, vectorizer, file in (("source_embedding", run.preprocessing.source, SOURCE_VOCAB),
+                                             ("target_embedding", run.preprocessing.target, TARGET_VOCAB)):
+            rows, words = model.get_layer(layer_name).input_dim, vectorizer.vocabulary_size()
+            if rows != words:
+                raise UserError(f"{run.dir / file} holds {words} tokens but the model's {layer_name} has {rows} "
+                                "rows: the vocabulary does not belong to this model; restore it or retrain the run")
+
+    # --- decoding -----------------------------------------------------------------------
+    def _encoder(self, model) -> keras.Model:
+        """source ids -> (encoder outputs, decoder initial state), with the trained model's layers."""
+        encoder_outputs = model.get_layer("attention").input[1]
+        return keras.Model(model.inputs[0], [encoder_outputs, model.get_layer("bridge").output])
+
+    def step(self, model):
+        """step(tokens [rows], cache) -> (log-probabilities [rows, vocab], cache): the trained
+        decoder's cell, attention and output layer on one step."""
+        embedding, cell = model.get_layer("target_embedding"), model.get_layer("decoder_rnn").cell
+        attention, logits = model.get_layer("attention"), model.get_layer("logits")
+        # Padding and START are never outputs.
+        never = np.zeros(embedding.input_dim, np.float32)
+        never[[translation.PADDING_ID, translation.START_ID]] = -1e9
+
+        def step(tokens, cache):
+            # tf.identity drops the padding mask Keras attaches to the embedding: one step has no time axis.
+            output, new_state = cell(tf.identity(embedding(tokens)), [cache["state"]])
+            attended = attention(output[:, None, :], cache["encoder_outputs"], cache["source_mask"])[:, 0, :]
+            log_probabilities = tf.nn.log_softmax(logits(attended) + never, axis=-1)
+            return log_probabilities, {**cache, "state": new_state[0]}
+
+        return step
+
+    def limits(self, config, source_ids) -> tf.Tensor:
+        """The longest output for each source: min(target_length, ceil(ratio * tokens) + extra)."""
+        tokens = tf.reduce_sum(tf.cast(source_ids != translation.PADDING_ID, tf.float32), axis=1)
+        wanted = tf.math.ceil(config["length_ratio"] * tokens) + config["length_extra"]
+        return tf.cast(tf.minimum(wanted, float(config["target_length"])), tf.int32)
+
+    def decoder(self, run, beam=None):
+        """text [batch] -> {"translation", "token_ids", "lengths"}: tokenise, decode, detokenise;
+        one function for predict, evaluate and both SavedModel signatures."""
+        model, config, preprocessing = run.model, run.config, run.preprocessing
+        encoder, step = self._encoder(model), self.step(model)
+        vocabulary = tf.constant(preprocessing.target_tokens)
+
+        def translate_text(text):
+            ids = translation.token_ids(preprocessing.source, text, config["source_length"]).to_tensor()
+            ids = tf.pad(tf.cast(ids, tf.int32), [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])  # >= 1 step
+            encoder_outputs, state = encoder(ids, training=False)
+            cache = {"state": state, "encoder_outputs": encoder_outputs, "source_mask": source_mask(ids)}
+            limits = self.limits(config, ids)
+            if beam:
+                token_ids, lengths = decoding.beam_search(step, cache, translation.START_ID, translation.END_ID,
+                                                          limits, beam, config["length_penalty"])
+            else:
+                token_ids, lengths = decoding.greedy(step, cache, translation.START_ID, translation.END_ID, limits)
+            tokens = tf.where(token_ids > 0, tf.gather(vocabulary, token_ids), "")
+            return {"translation": translation.detokenize(tokens, preprocessing.target_language),
+                    "token_ids": token_ids, "lengths": lengths}
+
+        return translate_text, [model, preprocessing.source]
+
+    def translate(self, run, texts: list, beam=None, batch_size=256) -> dict:
+        """Decode `texts` in batches -> translation (bytes), token_ids (padded with 0), lengths."""
+        fn = tf.function(self.decoder(run, beam)[0], reduce_retracing=True)
+        parts = [{k: v.numpy() for k, v in fn(tf.constant(texts[i: i + batch_size], tf.string)).items()}
+                 for i in range(0, len(texts), batch_size)]
+        width = max([p["token_ids"].shape[1] for p in parts] + [0])
+        return {"translation": np.concatenate([p["translation"] for p in parts] + [np.zeros(0, object)]),
+                "token_ids": np.concatenate([np.pad(p["token_ids"], [(0, 0), (0, width - p["token_ids"].shape[1])])
+                                             for p in parts] + [np.zeros((0, width), np.int32)]),
+                "lengths": np.concatenate([p["lengths"] for p in parts] + [np.zeros(0, np.int32)])}
+
+    # --- use ----------------------------------------------------------------------------
+    def evaluate(self, run, splits, beam=None) -> dict:
+        import sacrebleu
+
+        sources, references = list(splits.test["source"]), list(splits.test["target"])
+        hypotheses = [t.decode("utf-8") for t in self.translate(run, sources, beam)["translation"]]
+        seen = set(splits.train["target"])
+        unseen = [i for i, reference in enumerate(references) if reference not in seen]
+        tokenize = "char" if translation.is_character_level(run.preprocessing.target_language) else "13a"
+
+        def bleu(index):
+            return sacrebleu.corpus_bleu([hypotheses[i] for i in index], [[references[i] for i in index]],
+                                         tokenize=tokenize).score
+
+        everything = range(len(references))
+        return {
+            "examples": len(references), "decoding": f"beam {beam}" if beam else "greedy",
+            "bleu": bleu(everything),
+            "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
+            "bleu_unseen_references": bleu(unseen), "unseen_references": len(unseen),
+            "bleu_tokenizer": tokenize,
+            "samples": [{"source": sources[i], "reference": references[i], "translation": hypotheses[i]}
+                        for i in range(min(SAMPLES, len(references)))],
+        }
+
+    def predict(self, run, inputs, beam=None):
+        out = self.translate(run, inputs, beam)
+        return [{"input": text, "translation": out["translation"][i].decode("utf-8"),
+                 "tokens": int(out["lengths"][i])} for i, text in enumerate(inputs)]
+
+    def format_prediction(self, row):
+        return f"{row['translation']}\t{row['input']}"
+
+    def serving(self, run):
+        greedy_fn, track = self.decoder(run)
+        beam_fn, _ = self.decoder(run, beam=run.config["beam_width"])
+        text = [tf.TensorSpec([None], tf.string, name="text")]
+        return [Endpoint("serving_default", greedy_fn, text, track=track),
+                Endpoint("beam_search", beam_fn, text, track=track)]
+
+    def tflite_models(self, run):
+        config, preprocessing = run.config, run.preprocessing
+        length = config["source_length"]
+        twin = self.unrolled_twin(run, length)
+        encoder, step = self._encoder(twin), self.step(twin)
+        encoder_width = int(encoder.outputs[0].shape[-1])
+
+        def encode(source_ids):
+            encoder_outputs, state = encoder(source_ids, training=False)
+            return {"encoder_outputs": encoder_outputs, "source_mask": source_mask(source_ids), "state": state}
+
+        def decode_step(token, state, encoder_outputs, source_mask):
+            log_probabilities, cache = step(token, {"state": state, "encoder_outputs": encoder_outputs,
+                                                    "source_mask": source_mask})
+            return {"log_probabilities": log_probabilities, "state": cache["state"]}
+
+        units, vocabulary_size = config["decoder_units"], preprocessing.target.vocabulary_size()
+        endpoints = [
+            Endpoint("encode", encode, [tf.TensorSpec([None, length], tf.int32, name="source_ids")], track=[twin]),
+            Endpoint("decode_step", decode_step, [
+                tf.TensorSpec([None], tf.int32, name="token"), tf.TensorSpec([None, units], tf.float32, name="state"),
+                tf.TensorSpec([None, length, encoder_width], tf.float32, name="encoder_outputs"),
+                tf.TensorSpec([None, length], tf.float32, name="source_mask")], track=[twin]),
+        ]
+        card = {
+            "app": self.name, "topology": self.topology, "task": self.task, "direction": config["direction"],
+            "signatures": {
+                "encode": {"inputs": {"source_ids": f"int32 [1, {length}]"},
+                           "outputs": {"encoder_outputs": f"float32 [1, {length}, {encoder_width}]",
+                                       "source_mask": f"float32 [1, {length}]", "state": f"float32 [1, {units}]"}},
+                "decode_step": {"inputs": {"token": "int32 [1]", "state": f"float32 [1, {units}]",
+                                           "encoder_outputs": "as encode gave it", "source_mask": "as encode gave it"},
+                                "outputs": {"log_probabilities": f"float32 [1, {vocabulary_size}]",
+                                            "state": f"float32 [1, {units}]"}},
+            },
+            "source": {"vocabulary": SOURCE_VOCAB, "language": preprocessing.source_language, "length": length,
+                       "padding": f"right-pad with 0 to exactly {length} ids; ids after {length} are dropped",
+                       "id_range": "0 = padding, 1 = unknown; ids outside the vocabulary read as 1"},
+            "target": {"vocabulary": TARGET_VOCAB, "language": preprocessing.target_language,
+                       "start_id": translation.START_ID, "end_id": translation.END_ID},
+            "tokenisation": translation.__doc__.split("Tokenisation", 1)[1].strip(),
+            "max_output_tokens": {"target_length": config["target_length"], "length_ratio": config["length_ratio"],
+                                  "length_extra": config["length_extra"],
+                                  "rule": "min(target_length, ceil(length_ratio * source tokens) + length_extra)"},
+            "loop": step_loop.GREEDY_PSEUDOCODE,
+        }
+        return [TFLiteModel(f"{self.name}.tflite", endpoints, assets={
+            SOURCE_VOCAB: "\n".join(map(str, preprocessing.source.get_vocabulary())) + "\n",
+            TARGET_VOCAB: "\n".join(preprocessing.target_tokens) + "\n",
+            "model_card.json": json.dumps(card, indent=2, ensure_ascii=False) + "\n"})]
+
+    def exported_inputs(self, inputs, tflite_dir):
+        card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
+        source = translation.from_vocabulary(Path(tflite_dir) / SOURCE_VOCAB, card["source"]["language"], "source")
+        ids = translation.token_ids(source, inputs, card["source"]["length"]).to_tensor(
+            shape=[None, card["source"]["length"]]).numpy().astype(np.int32)
+        rule = card["max_output_tokens"]
+        limits = np.minimum(np.ceil(rule["length_ratio"] * (ids != 0).sum(1)) + rule["length_extra"],
+                            rule["target_length"]).astype(np.int32)
+        return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
+            {"source_ids": ids, "limits": limits}
+
+    def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
+        card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
+        return greedy_on_phone(interpreter, tflite_inputs["source_ids"], tflite_inputs["limits"],
+                               translation.load_vocabulary(Path(tflite_dir) / TARGET_VOCAB), card["target"]["language"])
+
+    def query_rows(self, names, served, on_phone, tflite_dir):
+        return [{"input": name, "saved_model": {"translation": served["translation"][i].decode("utf-8")},
+                 "tflite": {"translation": on_phone["translation"][i].decode("utf-8")}}
+                for i, name in enumerate(names)]
+
+    def format_query(self, row):
+        return (f"SavedModel v{row['version']}: {row['saved_model']['translation']}  "
+                f"TFLite: {row['tflite']['translation']}  <- {row['input']}")
+
+    def parity_cases(self, run, examples):
+        """Greedy decoding of real test sentences: the SavedModel's strings and ids, and the TFLite
+        reference loop's, equal Keras's exactly."""
+        texts, length = list(examples["source"]), run.config["source_length"]
+        expected = self.translate(run, texts)
+        ids = translation.token_ids(run.preprocessing.source, texts, length).to_tensor(shape=[None, length])
+        ids = ids.numpy().astype(np.int32)
+        limits = self.limits(run.config, ids).numpy()
+
+        def loop(interpreter):
+            return greedy_on_phone(interpreter, ids, limits, run.preprocessing.target_tokens,
+                                   run.preprocessing.target_language)
+
+        return [ParityCase("greedy translations of test sentences", expected,
+                           ("serving_default", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)}),
+                           f"{self.name}.tflite", ["translation", "token_ids", "lengths"], tflite_loop=loop)]
+
+
+def greedy_on_phone(interpreter, source_ids: np.ndarray, limits: np.ndarray, vocabulary: list, language: str) -> dict:
+    """What a phone computes: the reference loop over encode/decode_step, one sentence at a time;
+    outputs shaped like the SavedModel's (ids padded with 0, strings detokenised)."""
+    rows = [step_loop.greedy(interpreter, {"source_ids": ids[None]}, translation.START_ID, translation.END_ID,
+                             int(limit)) for ids, limit in zip(source_ids, limits, strict=True)]
+    width = max([len(r) for r in rows] + [0])
+    tokens = tf.reshape(tf.constant([vocabulary[i] for r in rows for i in r + [0] * (width - len(r))], tf.string),
+                        [len(rows), width])
+    tokens = tf.where(tokens == vocabulary[0], "", tokens)
+    return {"token_ids": np.array([r + [0] * (width - len(r)) for r in rows], np.int32).reshape(len(rows), width),
+            "lengths": np.array([len(r) for r in rows], np.int32),
+            "translation": translation.detokenize(tokens, language).numpy()}
+
+
+def source_mask(source_ids) -> tf.Tensor:
+    """1.0 where a source step holds a token, 0.0 on padding."""
+    return keras.ops.cast(keras.ops.not_equal(source_ids, translation.PADDING_ID), "float32")
+
+
+APP = Translate()

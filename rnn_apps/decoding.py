@@ -1,0 +1,96 @@
+"""One decoding loop for every model that writes a sequence (translate now; charlm, caption next).
+
+A model supplies only its next step, keras-hub `samplers/` style:
+
+    step(tokens: int32 [rows], cache: dict of [rows, ...] tensors) -> (log_probabilities [rows, vocab], cache)
+
+and the loops here drive it: `greedy` and `beam_search`, each a `tf.while_loop` with a bounded
+number of steps, used by `predict`, `evaluate` and the SavedModel signatures alike (eagerly or
+inside a tf.function). Every row stops at `end_id` or at its own `limits` entry (a maximum output
+length, e.g. relative to its input's length). What a phone runs over the TFLite step signature is
+the reference loop in `export/step_loop.py`, checked against `greedy` token for token.
+
+Outputs: token ids [batch, steps] (the end token excluded, 0 after it) and lengths [batch].
+"""
+
+import tensorflow as tf
+
+
+def greedy(step, cache: dict, start_id: int, end_id: int, limits: tf.Tensor):
+    """Take the most likely token at every step."""
+    limits = tf.cast(limits, tf.int32)
+    rows = tf.shape(limits)[0]
+    steps = tf.reduce_max(tf.concat([limits, [0]], 0))
+
+    def body(i, tokens, cache, done, sequences):
+        log_probabilities, cache = step(tokens, cache)
+        tokens = tf.argmax(log_probabilities, axis=-1, output_type=tf.int32)
+        done = done | (tokens == end_id) | (i >= limits)
+        sequences = tf.concat([sequences, tf.where(done, 0, tokens)[:, None]], axis=1)
+        return i + 1, tokens, cache, done, sequences
+
+    _, _, _, _, sequences = tf.while_loop(
+        lambda i, tokens, cache, done, sequences: (i < steps) & ~tf.reduce_all(done), body,
+        (tf.constant(0), tf.fill([rows], tf.constant(start_id, tf.int32)), cache, tf.zeros([rows], tf.bool),
+         tf.zeros([rows, 0], tf.int32)),
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None]), tf.nest.map_structure(_loose, cache),
+                          tf.TensorShape([None]), tf.TensorShape([None, None])))
+    return _finish(sequences)
+
+
+def beam_search(step, cache: dict, start_id: int, end_id: int, limits: tf.Tensor, width: int,
+                length_penalty: float = 1.0):
+    """Keep the `width` most likely prefixes of each row; pick the finished one whose
+    log-probability divided by length ** length_penalty is highest (length normalisation: without
+    it, short outputs win)."""
+    limits = tf.cast(limits, tf.int32)
+    rows = tf.shape(limits)[0]
+    steps = tf.reduce_max(tf.concat([limits, [0]], 0))
+    cache = tf.nest.map_structure(lambda t: tf.repeat(t, width, axis=0), cache)  # [rows * width, ...]
+    beam_limits = tf.repeat(limits, width)
+    # Only the first beam of each row is alive at the start, so the first step does not pick the
+    # same token `width` times.
+    scores = tf.tile(tf.concat([[0.0], tf.fill([width - 1], -1e9)], 0)[None], [rows, 1])
+
+    def body(i, tokens, cache, scores, done, sequences, lengths):
+        log_probabilities, cache = step(tokens, cache)
+        vocab = tf.shape(log_probabilities)[-1]
+        # A finished beam continues only with padding, at no cost, so it keeps its score.
+        finished_row = tf.one_hot(0, vocab, on_value=0.0, off_value=-1e9)
+        log_probabilities = tf.where(done[:, None], finished_row[None], log_probabilities)
+        total = tf.reshape(tf.reshape(scores, [-1])[:, None] + log_probabilities, [rows, width * vocab])
+        scores, flat = tf.math.top_k(total, k=width)
+        origin = tf.reshape(flat // vocab + tf.range(rows)[:, None] * width, [-1])  # rows of the old beams
+        tokens = tf.reshape(flat % vocab, [-1])
+        cache = tf.nest.map_structure(lambda t: tf.gather(t, origin), cache)
+        was_done, lengths = tf.gather(done, origin), tf.gather(lengths, origin)
+        tokens = tf.where(was_done, 0, tokens)
+        done = was_done | (tokens == end_id) | (i >= beam_limits)
+        lengths = lengths + tf.cast(~was_done, tf.int32)
+        written = tf.where(done, 0, tokens)
+        sequences = tf.concat([tf.gather(sequences, origin), written[:, None]], axis=1)
+        return i + 1, tokens, cache, scores, done, sequences, lengths
+
+    beams = rows * width
+    _, _, _, scores, done, sequences, lengths = tf.while_loop(
+        lambda i, tokens, cache, scores, done, sequences, lengths: (i < steps) & ~tf.reduce_all(done), body,
+        (tf.constant(0), tf.fill([beams], tf.constant(start_id, tf.int32)), cache, scores, tf.zeros([beams], tf.bool),
+         tf.zeros([beams, 0], tf.int32), tf.zeros([beams], tf.int32)),
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None]), tf.nest.map_structure(_loose, cache),
+                          tf.TensorShape([None, width]), tf.TensorShape([None]), tf.TensorShape([None, None]),
+                          tf.TensorShape([None])))
+    normalised = scores / tf.pow(tf.cast(tf.maximum(tf.reshape(lengths, [rows, width]), 1), tf.float32),
+                                 length_penalty)
+    best = tf.argmax(normalised, axis=-1, output_type=tf.int32) + tf.range(rows) * width
+    return _finish(tf.gather(sequences, best))
+
+
+def _loose(t: tf.Tensor) -> tf.TensorShape:
+    """The shape invariant of a cache tensor: any number of rows, the rest as it is."""
+    return tf.TensorShape([None]).concatenate(t.shape[1:])
+
+
+def _finish(sequences: tf.Tensor) -> tuple:
+    """Token ids with 0 after the end -> (ids [batch, steps], lengths [batch])."""
+    lengths = tf.reduce_sum(tf.math.cumprod(tf.cast(sequences != 0, tf.int32), axis=1), axis=1)
+    return sequences, lengths
