@@ -45,7 +45,9 @@ def in_chunks(fn, input_signature: list, chunk: int):
                   for k, s in specs.items()}
         _, arrays = tf.while_loop(lambda start, _: start < size, body, (tf.constant(0), arrays),
                                   parallel_iterations=1)
-        return {k: a.concat() for k, a in arrays.items()}
+        # An empty batch writes no chunk; its outputs are empty, unknown sizes counted as 0.
+        empty = {k: tf.zeros([0] + [d or 0 for d in s.shape[1:]], s.dtype) for k, s in specs.items()}
+        return {k: tf.cond(a.size() > 0, a.concat, lambda k=k: empty[k]) for k, a in arrays.items()}
 
     return chunked
 

@@ -30,6 +30,9 @@ COMMON = {
     "weight_decay": 0.0,  # AdamW's decoupled weight decay
     "label_smoothing": 0.0,
     "members": 1,  # >1: a deep ensemble of that many models (seeds seed, seed+1, ...), probabilities averaged
+    # > 0: training stops after this many minutes (all members together), mid-epoch if need be:
+    # that epoch is then validated and checkpointed as usual. 0 = only `epochs` and `patience` stop it.
+    "max_train_minutes": 0.0,
 }
 
 
@@ -73,6 +76,7 @@ CHECKS = {
     "weight_decay": NON_NEGATIVE_NUMBER,
     "label_smoothing": FRACTION,
     "members": POSITIVE,
+    "max_train_minutes": NON_NEGATIVE_NUMBER,
 }
 
 

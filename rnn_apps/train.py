@@ -64,6 +64,28 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training once `seconds` of fitting are spent (from each epoch's start to its last
+    batch, all models of the run together: validation, checkpoints and other callbacks do not
+    count), after the current batch; Keras then validates and ends the epoch, so RunCheckpoint
+    saves it like any other."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.left, self.epoch_start, self.last_batch_end = seconds, None, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = self.last_batch_end = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.last_batch_end = time.time()
+        if self.last_batch_end - self.epoch_start > self.left:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.left -= self.last_batch_end - self.epoch_start
+
+
 def save_model(model: keras.Model, path: Path):
     """Write via a temporary file and rename: a crash never leaves half a checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,9 +106,10 @@ def member_dirs(out: Path, config: dict) -> list:
 
 
 def train(app, config: dict, data: str | None, data_root, out_dir, options: dict, resume: bool = False,
-          resume_epochs: int | None = None, echo=click.echo) -> Run:
+          resume_epochs: int | None = None, echo=click.echo, callbacks=()) -> Run:
     """Train a new run in out_dir from `config`, or with `resume` continue the run there with its
-    own config, optionally with a new epoch budget `resume_epochs`.
+    own config, optionally with a new epoch budget `resume_epochs`. `callbacks` are Keras
+    callbacks added to every model's fit (benchmarks use them to measure along the way).
 
     A new run that fails before any model finished an epoch is removed again (what this call added
     to out_dir), so a plain retry is never refused; a run killed before that point (no chance to
@@ -107,7 +130,7 @@ def train(app, config: dict, data: str | None, data_root, out_dir, options: dict
                 "options": options}
     existing = set(out.iterdir()) if out.is_dir() else None
     try:
-        return _train(app, config, info, out, resume, echo)
+        return _train(app, config, info, out, resume, echo, callbacks)
     except BaseException:
         if not resume and not _any_epoch_done(out, config):
             _remove_added(out, existing)
@@ -130,7 +153,7 @@ def _remove_added(out: Path, existing):
             path.unlink(missing_ok=True)
 
 
-def _train(app, config: dict, info: dict, out: Path, resume: bool, echo) -> Run:
+def _train(app, config: dict, info: dict, out: Path, resume: bool, echo, callbacks) -> Run:
     keras.utils.set_random_seed(config["seed"])
     splits = app.load_data(info["data"], info.get("data_root"), config, info["options"])
     splits = splits.capped(config["max_examples"], config["seed"])
@@ -153,12 +176,14 @@ def _train(app, config: dict, info: dict, out: Path, resume: bool, echo) -> Run:
     warnings.filterwarnings("ignore", message=".*shuffle=True.*")
     warnings.filterwarnings("ignore", message=".*ran out of data.*")
     start = time.time()
+    if config["max_train_minutes"]:
+        callbacks = [*callbacks, TimeBudget(60 * config["max_train_minutes"])]
     states = []
     for i, member_dir in enumerate(member_dirs(out, config)):
         if config["members"] > 1:
             echo(f"member {i + 1} of {config['members']} (seed {config['seed'] + i}) in {member_dir}")
         states.append(_fit(app, {**config, "seed": config["seed"] + i}, splits, preprocessing, val_ds, member_dir,
-                           echo))
+                           echo, callbacks))
     metrics = {"monitor": config["monitor"], "train_seconds": round(time.time() - start, 1),
                "examples": {s: splits.size(s) for s in ("train", "validation", "test")}}
     if config["members"] == 1:
@@ -179,7 +204,7 @@ def _train(app, config: dict, info: dict, out: Path, resume: bool, echo) -> Run:
     return run
 
 
-def _fit(app, config: dict, splits, preprocessing, val_ds, run_dir: Path, echo) -> dict:
+def _fit(app, config: dict, splits, preprocessing, val_ds, run_dir: Path, echo, callbacks=()) -> dict:
     """Train one model in run_dir (or continue it from last.keras); returns its early-stopping state."""
     state = read_json(run_dir / STATE_FILE, default=new_state(config["monitor"]))
     keras.utils.set_random_seed(config["seed"])
@@ -192,7 +217,7 @@ def _fit(app, config: dict, splits, preprocessing, val_ds, run_dir: Path, echo) 
     if state["epochs_done"] < config["epochs"] and state["wait"] < config["patience"]:
         train_ds = app.dataset(splits.train, preprocessing, config, shuffle_seed=config["seed"])
         callbacks = [RunCheckpoint(run_dir, config["monitor"], config["patience"], state),
-                     keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"))]
+                     keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")), *callbacks]
         model.fit(train_ds, validation_data=val_ds, epochs=config["epochs"], initial_epoch=state["epochs_done"],
                   callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
     best = load_model(run_dir / "checkpoints" / "best.keras")
