@@ -4,8 +4,11 @@ signatures and TFLite signature runners, in one long-lived process, as a server 
 Inputs are made from each signature's own input spec, so every registered app is covered without
 code of its own here: strings (real SST-2 test sentences, empty, whitespace, 1 MB, invalid UTF-8,
 emoji, control characters, other scripts), float rows (in range, NaN, ±inf, 1e30, negative),
-images (0x0 to 600x600, 1/3/4 channels, at most 4 a request), token ids (in range, negative, past the vocabulary,
-INT32_MAX); batches of 0 to 1,000 for the SavedModel, 1 for TFLite. Each answer must have the
+images (0x0 to 600x600, 1/3/4 channels, at most 4 a request), token ids (in range, negative, past
+the vocabulary, INT32_MAX); a decoder step's state and encoder outputs get values in the range the
+model itself produces, since they come from the previous step, not from a client. Batches of 0 to
+1,000 for the SavedModel (at most 32 where a signature decodes sequences), 1 for TFLite; requests
+go round-robin over the apps, and within an app over its signatures. Each answer must have the
 batch's length and finite numbers; probabilities must sum to 1. Resident memory (VmRSS) is read
 after the warm-up (the first 10% of requests) and at the end: the growth between them is what a
 leak would show.
@@ -26,6 +29,8 @@ HOSTILE_TEXTS = ["", "   ", "\t\n", "😀" * 50, "good " * 200_000, "x" * 100_00
                  "mixed Ελληνικά русский 中文 عربى text", "‮reversed‬", "<script>alert(1)</script>"]
 HOSTILE_BYTES = [b"\xff\xfe\xfd invalid utf-8", b"\xc3\x28", b"good \xe2\x82 film"]
 HOSTILE_NUMBERS = [np.nan, np.inf, -np.inf, 1e30, -1e30, -5.0]
+# SavedModel batch sizes and how often each is drawn (sorted by size).
+BATCHES = [(0, 0.02), (1, 0.3), (2, 0.2), (8, 0.2), (32, 0.14), (64, 0.1), (300, 0.03), (1000, 0.01)]
 
 
 def rss_mb() -> float:
@@ -63,7 +68,7 @@ class Inputs:
             ids[:] = 0  # all padding
         return ids.astype(np.int32)
 
-    def batch(self, spec_dtype: str, spec_shape: list, batch: int, vocabulary: int):
+    def batch(self, spec_dtype: str, spec_shape: list, batch: int, vocabulary: int, hostile: bool = True):
         if spec_dtype == "string":
             return np.array([self.text() for _ in range(batch)], dtype=object)
         shape = [batch] + [d if d not in (-1, None) else None for d in spec_shape[1:]]
@@ -74,6 +79,8 @@ class Inputs:
             return self.ids(shape, vocabulary)
         if spec_dtype == "uint8":
             return self.rng.integers(0, 256, shape).astype(np.uint8)
+        if not hostile:  # a decoder's state between steps: what the previous step gave (tanh range)
+            return self.rng.uniform(-1, 1, shape).astype(spec_dtype)
         return self.numbers(shape, spec_dtype, 16.0)
 
 
@@ -93,7 +100,8 @@ def check(outputs: dict, batch: int) -> str | None:
 
 
 def targets(root):
-    """(label, call, [(input name, dtype, shape)], vocabulary size, batch sizes) for every signature."""
+    """(app, label, call, [(input name, dtype, shape)], vocabulary size, [(batch size, weight)]) for
+    every signature of the newest export of every model in the root."""
     import tensorflow as tf
 
     from export import exporter, tflite
@@ -106,7 +114,8 @@ def targets(root):
     for name, entry in sorted(latest.items()):
         for artefact in entry["artefacts"]:
             path = root / artefact["path"]
-            vocab_file = path.with_name("vocab.txt") if artefact["kind"] == "tflite" else None
+            vocab_file = next((path.with_name(n) for n in ("vocab.txt", "source_vocab.txt", "target_vocab.txt")
+                               if path.with_name(n).exists()), None) if artefact["kind"] == "tflite" else None
             vocabulary = len(vocab_file.read_text(encoding="utf-8").split("\n")) - 1 \
                 if vocab_file and vocab_file.exists() else 1
             if artefact["kind"] == "saved_model":
@@ -114,15 +123,17 @@ def targets(root):
                 for signature, spec in artefact["signatures"].items():
                     fn = loaded.signatures[signature]
                     inputs = [(k, v["dtype"], v["shape"]) for k, v in spec["inputs"].items()]
-                    found.append((f"{name} SavedModel {signature}", _saved_model_call(fn), inputs, vocabulary,
-                                  [0, 1, 2, 8, 32, 64, 300, 1000]))
-                found[-1] += (loaded,)  # keep the loaded object alive
+                    # A signature that writes sequences (it reports their lengths) costs a decoding
+                    # loop per row: its requests stay at most 32 rows, so the soak ends in minutes.
+                    batches = BATCHES[:5] if "lengths" in spec["outputs"] else BATCHES
+                    found.append((name, f"{name} SavedModel {signature}", _saved_model_call(fn), inputs, vocabulary,
+                                  batches, loaded))  # the loaded object is kept alive with it
             else:
                 interpreter = tflite.interpreter(path)
                 for signature, spec in artefact["signatures"].items():
                     runner = interpreter.get_signature_runner(signature)
                     inputs = [(k, v["dtype"], v["shape"]) for k, v in spec["inputs"].items()]
-                    found.append((f"{name} TFLite {signature}", runner, inputs, vocabulary, [1]))
+                    found.append((name, f"{name} TFLite {signature}", runner, inputs, vocabulary, [(1, 1.0)]))
     return found
 
 
@@ -147,14 +158,21 @@ def main():
     sentences = list(text_classification.load("sst2", common.DATA_ROOT, 0).test["text"])
     make = Inputs(args.seed, sentences)
     found = targets(root)
-    per_target = {t[0]: {"requests": 0, "failures": 0, "examples": 0, "seconds": 0.0} for t in found}
+    per_target = {t[1]: {"requests": 0, "failures": 0, "examples": 0, "seconds": 0.0} for t in found}
     failures, warm_rss, peak_rss = [], None, 0.0
     start = time.time()
+    apps = sorted({t[0] for t in found})
+    by_app = {app: [t for t in found if t[0] == app] for app in apps}
     for i in range(args.requests):
-        label, call, inputs, vocabulary, batches = found[i % len(found)][:5]
-        batch = int(make.rng.choice(batches, p=None if len(batches) == 1 else
-                                    [0.02, 0.3, 0.2, 0.2, 0.14, 0.1, 0.03, 0.01]))
-        request = {name: make.batch(dtype, shape, batch, vocabulary) for name, dtype, shape in inputs}
+        # Round-robin over the apps, and within each app over its signatures.
+        app_targets = by_app[apps[i % len(apps)]]
+        _, label, call, inputs, vocabulary, batches = app_targets[(i // len(apps)) % len(app_targets)][:6]
+        sizes, weights = zip(*batches, strict=True)
+        batch = int(make.rng.choice(sizes, p=np.array(weights) / sum(weights)))
+        # A step signature's float inputs (state, encoder outputs) come from the model itself, not
+        # from a client: they get values of the range the model produces; its token id is hostile.
+        hostile = not label.endswith("_step")
+        request = {name: make.batch(dtype, shape, batch, vocabulary, hostile) for name, dtype, shape in inputs}
         batch = len(next(iter(request.values())))
         t = time.time()
         try:

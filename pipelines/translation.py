@@ -11,14 +11,9 @@ languages; both must be in the data.
 Splits of the Anki files are made by source sentence (many repeat with other translations), so no
 source sentence is in two splits; validation and test each hold min(2,000, 10%) of the pairs.
 
-Tokenisation, in TF ops so that it runs in the serving graph as in training:
-  - word level (Spanish, English, Portuguese, ...): invalid UTF-8 -> U+FFFD; the source is
-    lower-cased (the target keeps its case, so outputs compare with raw references); accents kept;
-    ¿ ¡ ? ! . , ; : " ( ) « » … split off as tokens; split on whitespace;
-  - character level (Korean, whose words carry particles: a word vocabulary would be mostly
-    unseen words): every character is a token, a run of whitespace is the token "▁".
-Target ids: 0 padding, 1 unknown, 2 START, 3 END. Detokenising joins the tokens and removes the
-spaces before closing and after opening punctuation (word level) or turns "▁" into a space.
+Tokenisation runs in TF ops, in the serving graph as in training (TOKENISATION_RULES, also in the
+model card). Korean is tokenised by character: its words carry particles, so a word vocabulary
+would be mostly unseen words.
 """
 
 from pathlib import Path
@@ -38,6 +33,17 @@ CHARACTER_LANGUAGES = ("ko", "ja", "zh")
 # Anki files: name -> language of each text column, and the files, read in this order.
 ANKI = {"spa_eng": (("en", "spa"), "spa.part*.txt"), "kor_eng": (("en", "ko"), "kor.txt")}
 HELD_OUT_PAIRS, HELD_OUT_FRACTION = 2000, 0.1
+
+TOKENISATION_RULES = f"""Each text is cut to its first {MAX_BYTES_PER_TOKEN} bytes per allowed token; invalid UTF-8
+becomes U+FFFD.
+  - word level (Spanish, English, Portuguese, ...): the source is lower-cased (the target keeps its
+    case, so outputs compare with raw references); accents kept; ¿ ¡ ? ! . , ; : " ( ) « » … split off
+    as tokens; split on whitespace;
+  - character level ({", ".join(CHARACTER_LANGUAGES)}): every character is a token, a run of whitespace
+    is the token "{SPACE}".
+Ids: line i of the vocabulary file is id i; 0 padding, 1 unknown; target 2 START, 3 END.
+Detokenising joins the tokens and removes the spaces before closing and after opening punctuation
+(word level), or turns "{SPACE}" into a space (character level)."""
 
 
 def parse_direction(direction: str) -> tuple:

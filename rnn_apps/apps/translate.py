@@ -342,7 +342,7 @@ class Translate(App):
                        "id_range": "0 = padding, 1 = unknown; ids outside the vocabulary read as 1"},
             "target": {"vocabulary": TARGET_VOCAB, "language": preprocessing.target_language,
                        "start_id": translation.START_ID, "end_id": translation.END_ID},
-            "tokenisation": translation.__doc__.split("Tokenisation", 1)[1].strip(),
+            "tokenisation": translation.TOKENISATION_RULES,
             "max_output_tokens": {"target_length": config["target_length"], "length_ratio": config["length_ratio"],
                                   "length_extra": config["length_extra"],
                                   "rule": "min(target_length, ceil(length_ratio * source tokens) + length_extra)"},
