@@ -10,6 +10,9 @@ latency at batch 1, file sizes; and ko->en BLEU on kor_eng with the same default
 
     python bench/translate.py [--set key=value ...] [--skip-ko] [--keep RUN_DIR]
 
+With --keep, a run that finished training there (RUN_DIR/bleu_by_epoch.json with its training
+time) is not trained again: its evaluation, export and timings are redone.
+
 Writes bench/results/translate.json.
 """
 
@@ -23,6 +26,8 @@ from pathlib import Path
 import common
 import keras
 import numpy as np
+
+CURVE_FILE = "bleu_by_epoch.json"
 
 
 class BleuAfterEachEpoch(keras.callbacks.Callback):
@@ -47,6 +52,7 @@ class BleuAfterEachEpoch(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch + 1, "train_seconds": round(trained, 1), "bleu": round(bleu, 2),
                           "val_loss": round(float(logs["val_loss"]), 4)})
         print("after epoch", self.rows[-1], flush=True)
+        (self.run_dir / CURVE_FILE).write_text(json.dumps({"bleu_by_epoch": self.rows}) + "\n")
 
 
 class RunView:
@@ -57,14 +63,21 @@ class RunView:
 
 
 def train_with_bleu_curve(app, data, overrides, out: Path) -> tuple:
-    """-> (BLEU after each epoch, seconds of the whole train call less the BLEU decoding)."""
+    """-> (BLEU after each epoch, seconds of the whole train call less the BLEU decoding), also
+    kept in RUN_DIR/bleu_by_epoch.json so that --reuse can report a finished run."""
     from rnn_apps.train import train
 
+    if (out / CURVE_FILE).exists() and (out / "checkpoints" / "best.keras").exists():
+        stored = json.loads((out / CURVE_FILE).read_text())
+        if "train_seconds" in stored:
+            return stored["bleu_by_epoch"], stored["train_seconds"]
     config = app.resolve_config(None, overrides)
     curve = BleuAfterEachEpoch(app, config, out, app.load_data(data, common.DATA_ROOT, config, {}))
     start = time.time()
     train(app, config, data, common.DATA_ROOT, out, {}, echo=print, callbacks=[curve])
-    return curve.rows, time.time() - start - curve.excluded
+    seconds = time.time() - start - curve.excluded
+    (out / CURVE_FILE).write_text(json.dumps({"bleu_by_epoch": curve.rows, "train_seconds": seconds}) + "\n")
+    return curve.rows, seconds
 
 
 def latency_ms(fn, repeats: int) -> dict:

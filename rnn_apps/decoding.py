@@ -10,7 +10,7 @@ inside a tf.function). Every row stops at `end_id` or at its own `limits` entry 
 length, e.g. relative to its input's length). What a phone runs over the TFLite step signature is
 the reference loop in `export/step_loop.py`, checked against `greedy` token for token.
 
-Outputs: token ids [batch, steps] (the end token excluded, 0 after it) and lengths [batch].
+Outputs: token ids [batch, longest output] (the end token excluded, 0 after it) and lengths [batch].
 """
 
 import tensorflow as tf
@@ -91,6 +91,7 @@ def _loose(t: tf.Tensor) -> tf.TensorShape:
 
 
 def _finish(sequences: tf.Tensor) -> tuple:
-    """Token ids with 0 after the end -> (ids [batch, steps], lengths [batch])."""
+    """Token ids with 0 after the end -> (ids [batch, longest output], lengths [batch]): as wide
+    as the longest output, however many steps the loop ran, so every runner's ids compare."""
     lengths = tf.reduce_sum(tf.math.cumprod(tf.cast(sequences != 0, tf.int32), axis=1), axis=1)
-    return sequences, lengths
+    return sequences[:, :tf.reduce_max(tf.concat([lengths, [0]], 0))], lengths

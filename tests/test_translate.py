@@ -86,12 +86,12 @@ def table_step(tokens, cache):
 def test_greedy_and_beam_search_on_a_known_table():
     cache = {"steps": tf.zeros([3])}
     ids, lengths = decoding.greedy(table_step, cache, 2, 3, tf.constant([5, 1, 0]))
-    assert ids.numpy().tolist() == [[4, 0], [4, 0], [0, 0]] and lengths.numpy().tolist() == [1, 1, 0]
+    assert ids.numpy().tolist() == [[4], [4], [0]] and lengths.numpy().tolist() == [1, 1, 0]
     ids, lengths = decoding.beam_search(table_step, cache, 2, 3, tf.constant([5, 1, 0]), width=2)
     assert lengths.numpy().tolist() == [1, 1, 0]
-    assert ids.numpy()[:, :1].tolist() == [[5], [5], [0]]  # the likelier whole sentence
+    assert ids.numpy().tolist() == [[5], [5], [0]]  # the likelier whole sentence
     one_beam, _ = decoding.beam_search(table_step, cache, 2, 3, tf.constant([5, 1, 0]), width=1)
-    assert one_beam.numpy()[:, :1].tolist() == [[4], [4], [0]]  # width 1 is greedy
+    assert one_beam.numpy().tolist() == [[4], [4], [0]]  # width 1 is greedy
     empty, empty_lengths = decoding.greedy(table_step, {"steps": tf.zeros([0])}, 2, 3, tf.zeros([0], tf.int32))
     assert empty.shape[0] == 0 and empty_lengths.shape == (0,)
 
@@ -167,6 +167,7 @@ def test_saved_model_signatures_and_the_tflite_loop_agree_on_odd_input(tiny_expo
     names, _, phone_inputs = app.exported_inputs([b.decode("utf-8", "replace") for b in batch], tflite_dir)
     on_phone = app.run_tflite(tflite.interpreter(root / artefact["path"]), phone_inputs, tflite_dir)
     assert on_phone["translation"].tolist() == greedy["translation"].tolist()
+    np.testing.assert_array_equal(on_phone["token_ids"], greedy["token_ids"])  # same ids, same width
     card = json.loads((tflite_dir / "model_card.json").read_text())
     assert card["target"]["end_id"] == translation.END_ID and card["loop"]
 
