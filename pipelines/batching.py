@@ -9,12 +9,14 @@ import tensorflow as tf
 SHUFFLE_BUFFER = 100_000
 
 
-def bucket_boundaries(max_length: int) -> list:
-    """Upper bounds (exclusive) 9, 17, 33, ... so buckets pad to 8, 16, 32, ... and max_length."""
-    bounds, edge = [], 8
+def bucket_boundaries(max_length: int, first: int = 8, growth: float = 2.0) -> list:
+    """Upper bounds (exclusive) of the length buckets: by default 9, 17, 33, ... so buckets pad to
+    8, 16, 32, ... and max_length. A smaller `growth` wastes less on padding (each bucket's longest
+    is at most `growth` times its shortest) for more shapes to compile; edges grow by >= 2."""
+    bounds, edge = [], first
     while edge < max_length:
         bounds.append(edge + 1)
-        edge *= 2
+        edge = max(edge + 2, round(edge * growth))
     return bounds + [max_length + 1]
 
 

@@ -116,6 +116,7 @@ def test_odd_strings_tokenise_to_defined_ids():
 def test_buckets_pad_only_to_the_bucket_boundary():
     assert batching.bucket_boundaries(64) == [9, 17, 33, 65]
     assert batching.bucket_boundaries(16) == [9, 17]
+    assert batching.bucket_boundaries(32, first=6, growth=1.25) == [7, 9, 11, 13, 16, 20, 25, 31, 33]
     sequences = tf.ragged.constant([[1, 2], [3, 4, 5], [6] * 12, [7] * 13, [8] * 30])
     ds = tf.data.Dataset.from_tensor_slices((sequences, tf.constant([0, 1, 0, 1, 0])))
     shapes = sorted(x.shape[1] for x, _ in batching.sequence_batches(ds, batch_size=8, max_length=20))
