@@ -349,3 +349,19 @@ def test_a_real_process_prints_one_line_errors_and_no_native_logs(tiny_run, tmp_
     good = run_cli("predict", str(tiny_run("sentiment").dir), b"bad \xff arg", "--json")
     assert good.returncode == 0 and good.stderr == b"", good.stderr[-2000:]
     assert json.loads(good.stdout)["input"] == "bad \ufffd arg"
+
+
+# Issue 7's review: a failing conversion or parity check is not "bad input" -----------------------
+
+def test_an_export_that_fails_inside_says_why_and_exits_1(tiny_run, tmp_path, monkeypatch):
+    from export import parity
+
+    def broken_check(cases, saved_model_dir, tflite_dir):
+        return {"ok": False, "tolerance": parity.TOLERANCE, "cases": [{"name": "test pixels", "why": "injected"}]}
+
+    monkeypatch.setattr(parity, "check", broken_check)
+    result = invoke("export", tiny_run("digits").dir, "--out", tmp_path / "exports")
+    assert result.exit_code == 1, result.output
+    assert "parity check failed, nothing published" in result.stderr and "injected" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "exports" / "digits").exists()
