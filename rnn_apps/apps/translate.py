@@ -90,8 +90,8 @@ class Translate(App):
         "beam_width": 4,  # the SavedModel's beam_search signature
         "length_penalty": 1.0,
         "clipnorm": 1.0,
-        # At most 25 minutes of training steps: validation and checkpoints add ~7% (measured: a 27
-        # minute budget ended 30.4 min after the first step), reading and tokenising the data ~0.7
+        # At most 25 minutes of training steps: validation and checkpoints add ~12% (measured: a 27
+        # minute budget ended 30.3 min after the first step), reading and tokenising the data ~0.7
         # min, so the whole run stays under issue 7's 30 minutes on 2 cores. ~5 min an epoch.
         "max_train_minutes": 25.0,
         "epochs": 10,
