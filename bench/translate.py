@@ -17,7 +17,6 @@ Writes bench/results/translate.json.
 """
 
 import argparse
-import copy
 import json
 import tempfile
 import time
@@ -37,7 +36,7 @@ class BleuAfterEachEpoch(keras.callbacks.Callback):
     def __init__(self, app, config, run_dir: Path, splits):
         super().__init__()
         self.app, self.config, self.run_dir, self.splits = app, config, run_dir, splits
-        self.rows, self.start, self.excluded = [], None, 0.0
+        self.rows, self.start, self.excluded, self.view = [], None, 0.0, None
 
     def on_train_begin(self, logs=None):
         self.start = time.time()
@@ -45,9 +44,10 @@ class BleuAfterEachEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         begin = time.time()
         trained = begin - self.start - self.excluded
-        view = copy.copy(RunView(self.config, self.app.load_preprocessing(self.run_dir, self.config)))
-        view.model = self.model
-        bleu = self.app.evaluate(view, self.splits)["bleu"]
+        if self.view is None:  # the preprocessing is on disk once training starts
+            self.view = RunView(self.config, self.app.load_preprocessing(self.run_dir, self.config))
+        self.view.model = self.model
+        bleu = self.app.evaluate(self.view, self.splits)["bleu"]
         self.excluded += time.time() - begin
         self.rows.append({"epoch": epoch + 1, "train_seconds": round(trained, 1), "bleu": round(bleu, 2),
                           "val_loss": round(float(logs["val_loss"]), 4)})

@@ -224,7 +224,8 @@ class Translate(App):
         return step
 
     def limits(self, config, source_ids) -> tf.Tensor:
-        """The longest output for each source: min(target_length, ceil(ratio * tokens) + extra)."""
+        """The longest output for each source: min(target_length, ceil(ratio * tokens) + extra).
+        `config` is the run's config or the model card's max_output_tokens (the same keys)."""
         tokens = tf.reduce_sum(tf.cast(source_ids != translation.PADDING_ID, tf.float32), axis=1)
         wanted = tf.math.ceil(config["length_ratio"] * tokens) + config["length_extra"]
         return tf.cast(tf.minimum(wanted, float(config["target_length"])), tf.int32)
@@ -358,11 +359,8 @@ class Translate(App):
     def exported_inputs(self, inputs, tflite_dir):
         card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
         source = translation.from_vocabulary(Path(tflite_dir) / SOURCE_VOCAB, card["source"]["language"], "source")
-        ids = translation.token_ids(source, inputs, card["source"]["length"]).to_tensor(
-            shape=[None, card["source"]["length"]]).numpy().astype(np.int32)
-        rule = card["max_output_tokens"]
-        limits = np.minimum(np.ceil(rule["length_ratio"] * (ids != 0).sum(1)) + rule["length_extra"],
-                            rule["target_length"]).astype(np.int32)
+        ids = padded_source(source, inputs, card["source"]["length"])
+        limits = self.limits(card["max_output_tokens"], ids).numpy()  # the rule as the card states it
         return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
             {"source_ids": ids, "limits": limits}
 
@@ -383,10 +381,9 @@ class Translate(App):
     def parity_cases(self, run, examples):
         """Greedy decoding of real test sentences: the SavedModel's strings and ids, and the TFLite
         reference loop's, equal Keras's exactly."""
-        texts, length = list(examples["source"]), run.config["source_length"]
+        texts = list(examples["source"])
         expected = self.translate(run, texts)
-        ids = translation.token_ids(run.preprocessing.source, texts, length).to_tensor(shape=[None, length])
-        ids = ids.numpy().astype(np.int32)
+        ids = padded_source(run.preprocessing.source, texts, run.config["source_length"])
         limits = self.limits(run.config, ids).numpy()
 
         def loop(interpreter):
@@ -404,12 +401,16 @@ def greedy_on_phone(interpreter, source_ids: np.ndarray, limits: np.ndarray, voc
     rows = [step_loop.greedy(interpreter, {"source_ids": ids[None]}, translation.START_ID, translation.END_ID,
                              int(limit)) for ids, limit in zip(source_ids, limits, strict=True)]
     width = max([len(r) for r in rows] + [0])
-    tokens = tf.reshape(tf.constant([vocabulary[i] for r in rows for i in r + [0] * (width - len(r))], tf.string),
-                        [len(rows), width])
-    tokens = tf.where(tokens == vocabulary[0], "", tokens)
-    return {"token_ids": np.array([r + [0] * (width - len(r)) for r in rows], np.int32).reshape(len(rows), width),
-            "lengths": np.array([len(r) for r in rows], np.int32),
-            "translation": translation.detokenize(tokens, language).numpy()}
+    token_ids = np.array([r + [0] * (width - len(r)) for r in rows], np.int32).reshape(len(rows), width)
+    tokens = np.array(vocabulary, dtype=object)[token_ids]  # padding (id 0) is "" in the vocabulary file
+    return {"token_ids": token_ids, "lengths": np.array([len(r) for r in rows], np.int32),
+            "translation": translation.detokenize(tf.constant(tokens, tf.string), language).numpy()}
+
+
+def padded_source(vectorizer, texts, length: int) -> np.ndarray:
+    """Texts -> int32 source ids [batch, length], right-padded with 0: what `encode` takes."""
+    ids = translation.token_ids(vectorizer, texts, length).to_tensor(shape=[None, length])
+    return ids.numpy().astype(np.int32)
 
 
 def source_mask(source_ids) -> tf.Tensor:
