@@ -32,24 +32,46 @@ def in_chunks(fn, input_signature: list, chunk: int):
         if not spec.shape.rank:
             raise ValueError(f"output {name!r} has no batch dimension; it cannot be computed in chunks")
 
+    # Outputs sized by their content (a decoder's ids [batch, longest output]) differ from chunk to
+    # chunk: each chunk is padded to the widest (with 0, "" or False) before they are joined.
+    ragged = [k for k, s in specs.items() if None in s.shape[1:]]
+
     def chunked(*args):
         size = tf.shape(args[batched.index(True)])[0]
 
-        def body(start, arrays):
+        def body(start, arrays, widest):
             end = tf.minimum(start + chunk, size)
             outputs = fn(*[a[start:end] if b else a for a, b in zip(args, batched, strict=True)])
-            return end, {k: arrays[k].write(start // chunk, outputs[k]) for k in arrays}
+            widest = {k: tf.maximum(widest[k], tf.shape(outputs[k])[1:]) for k in ragged}
+            return end, {k: arrays[k].write(start // chunk, outputs[k]) for k in arrays}, widest
 
-        arrays = {k: tf.TensorArray(s.dtype, size=0, dynamic_size=True, infer_shape=False,
-                                    element_shape=tf.TensorShape([None]).concatenate(s.shape[1:]))
-                  for k, s in specs.items()}
-        _, arrays = tf.while_loop(lambda start, _: start < size, body, (tf.constant(0), arrays),
-                                  parallel_iterations=1)
+        arrays = {k: _array(s) for k, s in specs.items()}
+        widest = {k: tf.zeros([specs[k].shape.rank - 1], tf.int32) for k in ragged}
+        _, arrays, widest = tf.while_loop(lambda start, *_: start < size, body, (tf.constant(0), arrays, widest),
+                                          parallel_iterations=1)
+        arrays.update({k: _padded(arrays[k], widest[k], specs[k]) for k in ragged})
         # An empty batch writes no chunk; its outputs are empty, unknown sizes counted as 0.
         empty = {k: tf.zeros([0] + [d or 0 for d in s.shape[1:]], s.dtype) for k, s in specs.items()}
         return {k: tf.cond(a.size() > 0, a.concat, lambda k=k: empty[k]) for k, a in arrays.items()}
 
     return chunked
+
+
+def _array(spec) -> tf.TensorArray:
+    return tf.TensorArray(spec.dtype, size=0, dynamic_size=True, infer_shape=False,
+                          element_shape=tf.TensorShape([None]).concatenate(spec.shape[1:]))
+
+
+def _padded(array: tf.TensorArray, widest: tf.Tensor, spec) -> tf.TensorArray:
+    """Every element of `array` padded at the end of its non-batch dimensions to `widest`."""
+
+    def body(i, out):
+        x = array.read(i)
+        pads = tf.stack([tf.zeros_like(widest), widest - tf.shape(x)[1:]], axis=1)
+        return i + 1, out.write(i, tf.pad(x, tf.concat([[[0, 0]], pads], 0), constant_values=tf.zeros([], x.dtype)))
+
+    _, out = tf.while_loop(lambda i, _: i < array.size(), body, (tf.constant(0), _array(spec)))
+    return out
 
 
 def signature_specs(path) -> dict:

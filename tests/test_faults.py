@@ -80,6 +80,38 @@ def test_chunked_signatures_equal_row_by_row_results(name, tiny_export):
         np.testing.assert_allclose(whole[i], one[0], atol=1e-6)
 
 
+def test_chunks_of_different_widths_are_padded_before_they_are_joined():
+    """A decoder's ids are as wide as each chunk's longest output; chunks must still join."""
+    import tensorflow as tf
+
+    from export.savedmodel import in_chunks
+
+    def decode(widths):
+        ids = tf.sequence_mask(widths, tf.reduce_max(widths), dtype=tf.int32) * 7
+        return {"ids": ids, "text": tf.strings.as_string(ids), "lengths": widths}
+
+    chunked = tf.function(in_chunks(decode, [tf.TensorSpec([None], tf.int32)], chunk=2))
+    out = chunked(tf.constant([1, 3, 2, 5, 1]))  # chunk widths 3, 5, 1
+    assert out["ids"].numpy().tolist() == [[7, 0, 0, 0, 0], [7, 7, 7, 0, 0], [7, 7, 0, 0, 0], [7, 7, 7, 7, 7],
+                                           [7, 0, 0, 0, 0]]
+    assert out["text"].numpy()[4].tolist() == [b"7", b"", b"", b"", b""]
+    assert chunked(tf.constant([], tf.int32))["ids"].shape == (0, 0)
+
+
+def test_translate_answers_a_request_of_more_than_one_chunk(tiny_export):
+    import tensorflow as tf
+
+    from export.exporter import SERVING_CHUNK
+
+    root, _ = tiny_export("translate")
+    translate = tf.saved_model.load(str(root / "translate" / "1")).signatures["serving_default"]
+    texts = [("hola " * (i % 9)).strip() for i in range(SERVING_CHUNK + 40)]
+    whole = translate(text=tf.constant(texts))
+    assert whole["translation"].shape == (len(texts),)
+    last = translate(text=tf.constant(texts[-1:]))
+    assert whole["translation"].numpy()[-1] == last["translation"].numpy()[0]
+
+
 # 2. Config values out of range fail before anything is built ------------------------------------
 
 @pytest.mark.parametrize("args, message", [
