@@ -142,7 +142,8 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     echo(f"exported {model_name} version {version}: SavedModel {serving_base / str(version)}, "
-         f"TFLite {tflite_base / str(version)}; parity ok over {len(next(iter(examples.values())))} test examples")
+         f"TFLite {tflite_base / str(version)}; parity ok: "
+         + "; ".join(f"{case['name']} ({case['examples']})" for case in report["cases"]))
     return entry
 
 

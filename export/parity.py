@@ -46,12 +46,11 @@ def check(cases, saved_model_dir, tflite_dir) -> dict:
     report = {"ok": True, "tolerance": TOLERANCE, "cases": []}
     for case in cases:
         signature, sm_inputs = case.saved_model
-        model = tflite.interpreter(Path(tflite_dir) / case.tflite_file)
-        outputs = {
-            "saved_model": run_saved_model_in_subprocess(saved_model_dir, signature, sm_inputs),
-            "tflite": case.tflite_loop(model) if case.tflite_loop else
-            tflite.run_one_by_one(model, case.tflite_signature, case.tflite_inputs),
-        }
+        outputs = {"saved_model": run_saved_model_in_subprocess(saved_model_dir, signature, sm_inputs)}
+        if case.tflite_file:  # a SavedModel-only signature (a language model's `score`) has no TFLite side
+            model = tflite.interpreter(Path(tflite_dir) / case.tflite_file)
+            outputs["tflite"] = case.tflite_loop(model) if case.tflite_loop else \
+                tflite.run_one_by_one(model, case.tflite_signature, case.tflite_inputs)
         entry = {"name": case.name, "examples": len(next(iter(sm_inputs.values())))}
         for kind, got in outputs.items():
             entry[kind] = {key: compare(case.keras_outputs[key], got[key]) for key in case.compare}

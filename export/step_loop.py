@@ -1,11 +1,12 @@
-"""The reference decoding loop over a TFLite file's `encode` and `decode_step` signatures: what
-a phone app runs, in a few lines, and what parity checks against the Keras decoder
-(`rnn_apps/decoding.py`) token for token.
+"""The reference decoding loops over a TFLite file's step signature: what a phone app runs, in a
+few lines, and what parity checks against the Keras decoder (`rnn_apps/decoding.py`) token for
+token.
 
-Convention, for every model that decodes on a phone: `encode` returns the decoding state as named
-tensors; `decode_step` takes `token` plus every one of them by the same names, and returns
-`log_probabilities` plus the names it updates (the recurrent `state`); the rest (encoder outputs,
-masks) are passed back unchanged.
+Convention, for every model that decodes on a phone: the decoding state is a set of named tensors
+(a decoder's come from its `encode` signature; a language model's start as zeros). The step
+signature (`decode_step`, `step`) takes `token` plus every one of them by the same names, and
+returns `log_probabilities` plus the names it updates (the recurrent state); the rest (encoder
+outputs, masks) are passed back unchanged.
 """
 
 import numpy as np
@@ -21,16 +22,27 @@ GREEDY_PSEUDOCODE = [
 ]
 
 
-def greedy(interpreter, encode_inputs: dict, start_id: int, end_id: int, limit: int) -> list:
-    """Token ids of the greedy output (END excluded), at most `limit` of them."""
-    cache = interpreter.get_signature_runner("encode")(**encode_inputs)
-    decode_step = interpreter.get_signature_runner("decode_step")
-    token, output = start_id, []
+def greedy(interpreter, cache: dict, token: int, end_id, limit: int, signature: str = "decode_step") -> list:
+    """Token ids of the greedy output after feeding `token` with state `cache` (END, if any,
+    excluded), at most `limit` of them."""
+    step = interpreter.get_signature_runner(signature)
+    cache, output = dict(cache), []
     for _ in range(limit):
-        result = decode_step(token=np.array([token], np.int32), **cache)
+        result = step(token=np.array([token], np.int32), **cache)
         token = int(np.argmax(result.pop("log_probabilities")[0]))
         if token == end_id:
             break
         output.append(token)
         cache.update(result)
     return output
+
+
+def read(interpreter, tokens, cache: dict, signature: str = "step") -> dict:
+    """The state after feeding `tokens` one at a time (a prime, before writing)."""
+    step = interpreter.get_signature_runner(signature)
+    cache = dict(cache)
+    for token in tokens:
+        result = step(token=np.array([token], np.int32), **cache)
+        result.pop("log_probabilities")
+        cache.update(result)
+    return cache

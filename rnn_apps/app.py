@@ -45,12 +45,13 @@ class ParityCase:
 
     The TFLite side is either one signature run one example (batch 1) at a time on
     `tflite_inputs`, or `tflite_loop(interpreter) -> outputs`: a loop a phone would run over the
-    file's signatures (a decoder's reference loop), whose outputs are compared the same way."""
+    file's signatures (a decoder's reference loop), whose outputs are compared the same way; or,
+    with `tflite_file` None, nothing (a SavedModel signature no phone has)."""
 
     name: str
     keras_outputs: dict
     saved_model: tuple  # (signature name, {input name: array})
-    tflite_file: str
+    tflite_file: str | None
     compare: list
     tflite_inputs: dict | None = None
     tflite_signature: str = "serving_default"
@@ -113,6 +114,12 @@ class App:
         """Called when a run's model is loaded: refuse preprocessing files that do not fit the model
         (a vocabulary with rows added or lost), which would otherwise give quiet wrong answers."""
 
+    def for_inference(self, model: keras.Model, run) -> keras.Model:
+        """The model that evaluate, predict and export use, from the trained one: the same by
+        default; a model trained in mixed precision gets a float32 twin (what TFLite and the
+        SavedModel compute in)."""
+        return model
+
     def unrolled_twin(self, run, unroll_length) -> keras.Model:
         """run.model's weights in the layout `build_model(..., unroll_length)` gives (what TFLite
         converts); for an ensemble run, one such twin per member, averaged the same way."""
@@ -161,6 +168,13 @@ class App:
 
     def format_query(self, row: dict) -> str:
         raise NotImplementedError
+
+    def stream(self, run, prime: str, length: int, temperature: float, top_k: int, seed: int):
+        """`rnn-apps generate`: the text written after `prime`, piece by piece as it is chosen
+        (apps that write text from a prime; the others refuse)."""
+        from rnn_apps.errors import UserError
+
+        raise UserError(f"{self.name} does not write text from a prime; `generate` is for language models (charlm)")
 
 
 class ClassifierApp(App):

@@ -1,41 +1,93 @@
-"""One decoding loop for every model that writes a sequence (translate now; charlm, caption next).
+"""One decoding loop for every model that writes a sequence (translate, charlm; caption next).
 
 A model supplies only its next step, keras-hub `samplers/` style:
 
     step(tokens: int32 [rows], cache: dict of [rows, ...] tensors) -> (log_probabilities [rows, vocab], cache)
 
-and the loops here drive it: `greedy` and `beam_search`, each a `tf.while_loop` with a bounded
-number of steps, used by `predict`, `evaluate` and the SavedModel signatures alike (eagerly or
-inside a tf.function). Every row stops at `end_id` or at its own `limits` entry (a maximum output
-length, e.g. relative to its input's length). What a phone runs over the TFLite step signature is
-the reference loop in `export/step_loop.py`, checked against `greedy` token for token.
+and the loops here drive it: `greedy`, `sample` (temperature, top-k, a seed) and `beam_search`,
+each a `tf.while_loop` with a bounded number of steps, used by `predict`, `evaluate` and the
+SavedModel signatures alike (eagerly or inside a tf.function); `stream` is `sample` one token at a
+time for a CLI that prints as it goes, with the same choices. `start` is the first token fed (START
+for a decoder; a prime's last character for a language model), one for all rows or one per row.
+Every row stops at `end_id` (None: never) or at its own `limits` entry (a maximum output length).
+What a phone runs over the TFLite step signature is the reference loop in `export/step_loop.py`,
+checked against `greedy` token for token.
 
 Outputs: token ids [batch, longest output] (the end token excluded, 0 after it) and lengths [batch].
 """
 
 import tensorflow as tf
 
+NO_END = -1  # an id no model writes: rows run to their limit
 
-def greedy(step, cache: dict, start_id: int, end_id: int, limits: tf.Tensor):
+
+def choose(log_probabilities, position, temperature=0.0, top_k=0, seed=0):
+    """The next token of every row: the most likely one when temperature <= 0, else a sample of
+    softmax(log_probabilities / temperature) restricted to the top_k most likely tokens (0 = all).
+
+    Sampling is the Gumbel-max trick with noise drawn from (seed, position) alone, one draw per
+    vocabulary entry shared by all rows: the same prime and seed give the same text in any row
+    of any batch, in the graph and eagerly."""
+    greedy_ = tf.argmax(log_probabilities, axis=-1, output_type=tf.int32)
+    if isinstance(temperature, (int, float)) and temperature <= 0:
+        return greedy_  # known when tracing: no sampling ops in a greedy graph
+    vocab = tf.shape(log_probabilities)[-1]
+    temperature = tf.cast(temperature, tf.float32)
+    top_k = tf.cast(top_k, tf.int32)
+    allowed = tf.cond(top_k > 0, lambda: _top_k_only(log_probabilities, tf.minimum(top_k, vocab)),
+                      lambda: log_probabilities)
+    uniform = tf.random.stateless_uniform([vocab], seed=tf.stack([tf.cast(seed, tf.int64),
+                                                                  tf.cast(position, tf.int64)]),
+                                          minval=1e-7, maxval=1.0)
+    gumbel = -tf.math.log(-tf.math.log(uniform))
+    sampled = tf.argmax(allowed / tf.maximum(temperature, 1e-6) + gumbel[None], axis=-1, output_type=tf.int32)
+    return tf.where(temperature > 0, sampled, greedy_)
+
+
+def _top_k_only(log_probabilities, k):
+    kth_best = tf.math.top_k(log_probabilities, k=k).values[:, -1:]
+    return tf.where(log_probabilities >= kth_best, log_probabilities, -1e9)
+
+
+def greedy(step, cache: dict, start, end_id, limits: tf.Tensor):
     """Take the most likely token at every step."""
+    return sample(step, cache, start, end_id, limits, temperature=0.0)
+
+
+def sample(step, cache: dict, start, end_id, limits: tf.Tensor, temperature=0.0, top_k=0, seed=0):
+    """Choose each token with `choose` (greedy at temperature 0)."""
     limits = tf.cast(limits, tf.int32)
     rows = tf.shape(limits)[0]
     steps = tf.reduce_max(tf.concat([limits, [0]], 0))
+    end_id = NO_END if end_id is None else end_id
 
     def body(i, tokens, cache, done, sequences):
         log_probabilities, cache = step(tokens, cache)
-        tokens = tf.argmax(log_probabilities, axis=-1, output_type=tf.int32)
+        tokens = choose(log_probabilities, i, temperature, top_k, seed)
         done = done | (tokens == end_id) | (i >= limits)
         sequences = tf.concat([sequences, tf.where(done, 0, tokens)[:, None]], axis=1)
         return i + 1, tokens, cache, done, sequences
 
     _, _, _, _, sequences = tf.while_loop(
         lambda i, tokens, cache, done, sequences: (i < steps) & ~tf.reduce_all(done), body,
-        (tf.constant(0), tf.fill([rows], tf.constant(start_id, tf.int32)), cache, tf.zeros([rows], tf.bool),
-         tf.zeros([rows, 0], tf.int32)),
+        (tf.constant(0), _starts(start, rows), cache, tf.zeros([rows], tf.bool), tf.zeros([rows, 0], tf.int32)),
         shape_invariants=(tf.TensorShape([]), tf.TensorShape([None]), tf.nest.map_structure(_loose, cache),
                           tf.TensorShape([None]), tf.TensorShape([None, None])))
     return _finish(sequences)
+
+
+def stream(step, cache: dict, start, length: int, temperature=0.0, top_k=0, seed=0):
+    """`sample` for one row without an end token, yielding each token id as it is chosen."""
+    token = _starts(start, 1)
+    for i in range(length):
+        log_probabilities, cache = step(token, cache)
+        token = choose(log_probabilities, tf.constant(i), temperature, top_k, seed)
+        yield int(token[0])
+
+
+def _starts(start, rows) -> tf.Tensor:
+    start = tf.cast(start, tf.int32)
+    return tf.fill([rows], start) if start.shape.rank == 0 else start
 
 
 def beam_search(step, cache: dict, start_id: int, end_id: int, limits: tf.Tensor, width: int,
@@ -74,7 +126,7 @@ def beam_search(step, cache: dict, start_id: int, end_id: int, limits: tf.Tensor
     beams = rows * width
     _, _, _, scores, done, sequences, lengths = tf.while_loop(
         lambda i, tokens, cache, scores, done, sequences, lengths: (i < steps) & ~tf.reduce_all(done), body,
-        (tf.constant(0), tf.fill([beams], tf.constant(start_id, tf.int32)), cache, scores, tf.zeros([beams], tf.bool),
+        (tf.constant(0), tf.repeat(_starts(start_id, rows), width), cache, scores, tf.zeros([beams], tf.bool),
          tf.zeros([beams, 0], tf.int32), tf.zeros([beams], tf.int32)),
         shape_invariants=(tf.TensorShape([]), tf.TensorShape([None]), tf.nest.map_structure(_loose, cache),
                           tf.TensorShape([None, width]), tf.TensorShape([None]), tf.TensorShape([None, None]),

@@ -50,10 +50,10 @@ class FrozenTailEmbedding(layers.Layer):
     them out of the optimizer spares it dense updates of rows that training is not meant to change
     (with XLA, an embedding's gradient and its AdamW update cover the whole table)."""
 
-    def __init__(self, input_dim, output_dim, frozen_rows=0, unknown_id=1, **kwargs):
+    def __init__(self, input_dim, output_dim, frozen_rows=0, unknown_id=1, mask_zero=True, **kwargs):
         super().__init__(**kwargs)
         self.input_dim, self.output_dim, self.frozen_rows = input_dim, output_dim, frozen_rows
-        self.unknown_id = unknown_id
+        self.unknown_id, self.mask_zero = unknown_id, mask_zero
         self.supports_masking = True
 
     def build(self, input_shape=None):
@@ -87,14 +87,14 @@ class FrozenTailEmbedding(layers.Layer):
                          ops.take(self.frozen, ops.maximum(ids - trained_rows, 0), axis=0))
 
     def compute_mask(self, ids, mask=None):
-        return ops.not_equal(ids, 0)
+        return ops.not_equal(ids, 0) if self.mask_zero else None
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.output_dim)
 
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
-                "frozen_rows": self.frozen_rows, "unknown_id": self.unknown_id}
+                "frozen_rows": self.frozen_rows, "unknown_id": self.unknown_id, "mask_zero": self.mask_zero}
 
 
 def find_layers(model, kind) -> list:
@@ -109,7 +109,7 @@ def find_layers(model, kind) -> list:
 
 
 def simple_rnn_stack(x, config: dict, unroll: bool = False, return_sequences: bool = True,
-                     return_state: bool = False):
+                     return_state: bool = False, recurrent_initializer="orthogonal", dtype=None):
     """`depth` SimpleRNN layers of `units`, optionally bidirectional, with input dropout. With
     `return_state`: (outputs, the last layer's final state; both directions' side by side)."""
     for i in range(config["depth"]):
@@ -117,6 +117,7 @@ def simple_rnn_stack(x, config: dict, unroll: bool = False, return_sequences: bo
         rnn = layers.SimpleRNN(
             config["units"], return_sequences=return_sequences or not last, unroll=unroll,
             return_state=return_state and last, dropout=config["dropout"], name=f"simple_rnn_{i}",
+            recurrent_initializer=recurrent_initializer, dtype=dtype,
         )
         if config["bidirectional"]:
             rnn = layers.Bidirectional(rnn, name=f"bidirectional_{i}")

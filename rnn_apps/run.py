@@ -91,7 +91,7 @@ class Run:
     def model(self) -> keras.Model:
         model = load_model(self.checkpoints / "best.keras")
         self.app.check_model(model, self)
-        return model
+        return self.app.for_inference(model, self)
 
     def load_data(self):
         splits = self.app.load_data(self.info["data"], self.info.get("data_root"), self.config, self.info["options"])

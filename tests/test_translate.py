@@ -138,7 +138,7 @@ def test_evaluate_reports_bleu_chrf_and_samples(tiny_run):
 
 def test_beam_is_refused_for_classifiers_and_a_mismatched_run(tiny_run):
     assert_one_line_error(invoke("predict", tiny_run("sentiment").dir, "x", "--beam", "2"),
-                          "--beam is for apps that write sequences")
+                          "--beam is for apps that decode with beam search")
     assert_one_line_error(invoke("train", "translate", "--out", tiny_run("sentiment").dir, "--resume"),
                           "is a run of app 'sentiment', not 'translate'")
     assert_one_line_error(invoke("predict", tiny_run("translate").dir, "x", "--beam", "0"), "--beam")

@@ -398,7 +398,8 @@ class Translate(App):
 def greedy_on_phone(interpreter, source_ids: np.ndarray, limits: np.ndarray, vocabulary: list, language: str) -> dict:
     """What a phone computes: the reference loop over encode/decode_step, one sentence at a time;
     outputs shaped like the SavedModel's (ids padded with 0, strings detokenised)."""
-    rows = [step_loop.greedy(interpreter, {"source_ids": ids[None]}, translation.START_ID, translation.END_ID,
+    encode = interpreter.get_signature_runner("encode")
+    rows = [step_loop.greedy(interpreter, encode(source_ids=ids[None]), translation.START_ID, translation.END_ID,
                              int(limit)) for ids, limit in zip(source_ids, limits, strict=True)]
     width = max([len(r) for r in rows] + [0])
     token_ids = np.array([r + [0] * (width - len(r)) for r in rows], np.int32).reshape(len(rows), width)
