@@ -38,7 +38,9 @@ class Splits:
         labels = f" (labels: {', '.join(self.label_names)})" if self.label_names else ""
         lines = [f"data: {self.dataset}{labels}"]
         for split in SPLIT_NAMES:
-            lines.append(f"  {split:<10} {self.size(split):>7,} examples  from {self.origin.get(split, '?')}")
+            texts = self[split].get("text", [])
+            size = f"{len(texts[0]):>9,} characters" if len(texts) == 1 else f"{self.size(split):>7,} examples"
+            lines.append(f"  {split:<10} {size}  from {self.origin.get(split, '?')}")
         return "\n".join(lines)
 
     def capped(self, max_examples: int, seed: int) -> "Splits":
@@ -48,6 +50,15 @@ class Splits:
         capped = {s: take(shuffle(self[s], seed), max_examples) for s in SPLIT_NAMES}
         origin = {s: f"{self.origin.get(s, '?')} [first {max_examples} after seeded shuffle]" for s in SPLIT_NAMES}
         return Splits(self.dataset, label_names=self.label_names, origin=origin, **capped)
+
+    def first_characters(self, n: int) -> "Splits":
+        """Every text of every split cut to its first `n` characters (0 = whole): a text dataset of
+        one long text per split, made small for tests and smoke runs."""
+        if not n:
+            return self
+        cut = {s: {k: np.array([t[:n] for t in v], dtype=object) for k, v in self[s].items()} for s in SPLIT_NAMES}
+        origin = {s: f"{self.origin.get(s, '?')} [first {n:,} characters]" for s in SPLIT_NAMES}
+        return Splits(self.dataset, label_names=self.label_names, origin=origin, **cut)
 
 
 def count(columns: dict) -> int:

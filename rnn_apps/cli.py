@@ -5,6 +5,7 @@
     rnn-apps evaluate runs/sentiment
     rnn-apps predict runs/translate "¿Dónde está la biblioteca?" --beam 4
     rnn-apps predict runs/sentiment "a gorgeous , witty movie ." --json
+    rnn-apps generate runs/charlm --prime "ROMEO:" --length 300 --temperature 0.8 --seed 1
     rnn-apps export runs/sentiment --out exports
     rnn-apps query exports --name sentiment "a gorgeous , witty movie ."
 
@@ -135,7 +136,7 @@ def decoding_options(app, beam) -> dict:
     if beam is None:
         return {}
     if not app.generates:
-        raise UserError(f"--beam is for apps that write sequences; {app.name} does not")
+        raise UserError(f"--beam is for apps that decode with beam search (translate); {app.name} does not")
     if beam < 1:
         raise UserError(f"--beam: expected a width >= 1, got {beam}")
     return {"beam": beam}
@@ -172,6 +173,27 @@ def predict(run_dir, inputs, as_json, beam):
     options = decoding_options(run.app, beam)
     for row in run.app.predict(run, inputs, **options):
         click.echo(json.dumps(row, ensure_ascii=False) if as_json else run.app.format_prediction(row))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--prime", default="", help="Text to continue (default: empty, read as the start of a line).")
+@click.option("--length", type=int, default=300, show_default=True, help="Characters to write.")
+@click.option("--temperature", type=float, default=1.0, show_default=True,
+              help="Sampling temperature; 0 = always the most likely character.")
+@click.option("--top-k", type=int, default=0, show_default=True, help="Sample among the k likeliest only; 0 = all.")
+@click.option("--seed", type=int, default=0, show_default=True, help="The same seed writes the same text.")
+def generate(run_dir, prime, length, temperature, top_k, seed):
+    """Write text after --prime with a language model RUN_DIR, printed as it is written."""
+    from rnn_apps.run import Run
+
+    run = Run(run_dir)
+    prime = text_arguments([prime])[0]
+    pieces = run.app.stream(run, prime, length, temperature, top_k, seed)  # checks the options first
+    click.echo(prime, nl=False)
+    for piece in pieces:
+        click.echo(piece, nl=False)  # click flushes each write: the text appears as it is chosen
+    click.echo()
 
 
 @main.command("export")

@@ -1,0 +1,474 @@
+"""charlm — many-to-many while training (the next character at every step), one-to-many while
+writing (a prime in, text out, one character at a time): the lecture's character language model.
+
+Topology: character ids [batch, window] -> Embedding -> `depth` stacked SimpleRNN layers of
+`units` -> Dense logits [batch, window, vocabulary] for the next character at every step. Trained
+on shuffled windows of `window` characters (truncated backpropagation through time), each from a
+zero state: carrying the state across consecutive windows in training (stateful batches: `batch`
+streams read side by side) was measured and scored worse, 1.637 against 1.541 nats/char after
+3,000 steps (bench/RESULTS.md), since consecutive batches are then far from independent. Reading a
+whole text (evaluate, `score`, a prime) carries the state from window to window: the trained
+layers' cells in `keras.layers.RNN` wrappers that return their state (`Reader`).
+Writing: the same cells on one step (`step`), driven by the one loop in `rnn_apps/decoding.py`
+(greedy, or sampling with a temperature, top-k and a seed).
+
+Data: `../shared/data/tiny_shakespeare` (first 90% of the characters train, next 5% validate,
+last 5% test), any UTF-8 text file (`--data FILE.txt`, split the same way), TFDS
+`tiny_shakespeare` online. See pipelines/characters.py.
+
+Exports: SavedModel `serving_default` = `generate(prime: string[batch], length: int32,
+temperature: float32, top_k: int32, seed: int64)` -> text, token_ids, lengths, and
+`score(text: string[batch])` -> nats_per_char, bits_per_char, characters. TFLite `charlm.tflite`
+with one signature a phone drives character by character (export/step_loop.py is the reference
+loop): `step(token: int32[1], state_0 .. state_{depth-1}: float32[1, units])` ->
+log_probabilities, state_0 ...; vocabulary.json and model_card.json beside it.
+
+    rnn-apps train charlm --data tiny_shakespeare --data-root ../shared/data --out runs/charlm
+    rnn-apps evaluate runs/charlm          # nats and bits per character, perplexity, a sample
+    rnn-apps generate runs/charlm --prime "ROMEO:" --length 300 --temperature 0.8 --seed 1
+    rnn-apps predict runs/charlm "To be, or not to be"   # its loss, and the likeliest continuation
+    rnn-apps export runs/charlm --out exports
+    rnn-apps query exports --name charlm "ROMEO:"
+"""
+
+import json
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from export import step_loop
+from pipelines import characters
+from rnn_apps import config as config_lib
+from rnn_apps import decoding
+from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
+from rnn_apps.errors import UserError
+from rnn_apps.layers import FrozenTailEmbedding, simple_rnn_stack
+
+VOCABULARY = "vocabulary.json"
+# Bounds that keep every request's time and memory bounded (documented in the model card).
+MAX_LENGTH = 10_000  # characters written per request
+MAX_PRIME = 1_000  # a prime's last characters that are read
+MAX_SCORED = 20_000  # a scored text's first characters
+EMPTY_PRIME = "\n"  # an empty prime reads as the start of a line
+READ_WINDOW = 2048  # characters per call when evaluate reads a whole split
+CONTINUATION = 100  # characters `predict` writes after its input
+SAMPLE = {"length": 300, "temperature": 0.8, "seed": 0}  # evaluate's sample
+PARITY_PRIMES, PARITY_LENGTH = 3, 200
+
+
+@dataclass
+class Preprocessing:
+    vocabulary: list  # id -> character; 0 padding "", 1 unknown
+
+    @property
+    def size(self) -> int:
+        return len(self.vocabulary)
+
+    @cached_property
+    def lookup(self) -> layers.StringLookup:
+        """Characters -> ids in TF ops; one layer, so every exported signature tracks the same table."""
+        return characters.lookup(self.vocabulary)
+
+
+class CharLM(App):
+    name = "charlm"
+    topology = "many-to-many / one-to-many"
+    task = "character language model"
+    default_data = ("tiny_shakespeare",)
+    config = {
+        **config_lib.COMMON,
+        # Issue 9's prototype: Embedding 64 -> SimpleRNN 512 -> SimpleRNN 512, windows of 128,
+        # batch 128, Adam 2e-3 with clipping and a decaying rate: 1.478 nats/char after 18 minutes.
+        "units": 512,
+        "depth": 2,
+        "embedding_dim": 64,
+        "window": 128,
+        "batch_size": 128,
+        "learning_rate": 2e-3,
+        # The rate halves every this many steps (0 = constant). Chosen with dropout by a sweep at the
+        # step counts the time budget allows (bench/charlm_sweep_gpu.py; bench/RESULTS.md): at 3,500
+        # steps, half-life 1,500 with dropout 0.1 scored 1.455 nats/char, a constant rate without
+        # dropout 1.50 (overfitting from step 2,500), half-life 600 1.55-1.67.
+        "lr_half_life_steps": 1500,
+        "dropout": 0.1,
+        "clipnorm": 1.0,
+        "recurrent_initializer": "orthogonal",  # or "identity": h_(t-1) passed on as it is at first
+        # Train in bfloat16 (weights float32): this CPU's AMX units make a step 1.65x faster (0.46 s
+        # vs 0.76 s at batch 128); evaluate, predict and export use a float32 twin.
+        "mixed_precision": True,
+        "epochs": 100,
+        "patience": 3,
+        # Issue 9 allows 30 minutes of training on 2 cores; validation and checkpoints add little.
+        "max_train_minutes": 28.5,
+        # XLA made a step 2.4x slower here (1.8 s vs 0.76 s in float32; 10x in bfloat16).
+        "jit_compile": False,
+        "max_characters": 0,  # 0 = all; otherwise the first this many characters of every split (tests)
+    }
+    config_checks = {
+        "embedding_dim": config_lib.POSITIVE,
+        "window": config_lib.at_least(2),
+        "lr_half_life_steps": config_lib.NON_NEGATIVE,
+        "max_characters": config_lib.NON_NEGATIVE,
+        "clipnorm": config_lib.POSITIVE_NUMBER,
+        "recurrent_initializer": config_lib.one_of("orthogonal", "identity"),
+        # A language model reads left to right; one model writes (averaging steps is not built).
+        "bidirectional": config_lib.one_of(False),
+        "members": config_lib.one_of(1),
+    }
+    presets = {
+        "tiny": {"epochs": 2, "units": 16, "embedding_dim": 8, "window": 16, "batch_size": 8,
+                 "max_characters": 3000, "mixed_precision": False},
+    }
+
+    # --- data ---------------------------------------------------------------------------
+    def load_data(self, data, data_root, config, options):
+        return characters.load(data, data_root, options.get("tfds_data_dir")).first_characters(
+            config["max_characters"])
+
+    def fit_preprocessing(self, splits, config, run_dir):
+        vocabulary = characters.build_vocabulary(splits.train["text"][0])
+        characters.save_vocabulary(vocabulary, Path(run_dir) / VOCABULARY)
+        return Preprocessing(vocabulary)
+
+    def load_preprocessing(self, run_dir, config):
+        return Preprocessing(characters.load_vocabulary(Path(run_dir) / VOCABULARY))
+
+    def dataset(self, columns, preprocessing, config, shuffle_seed=None):
+        ids = characters.ids_of(columns["text"][0], preprocessing.vocabulary)
+        return characters.windows(ids, config["window"], config["batch_size"], shuffle_seed)
+
+    # --- model --------------------------------------------------------------------------
+    def build_model(self, config, preprocessing, unroll_length=None):
+        policy = "mixed_bfloat16" if config["mixed_precision"] else "float32"
+        ids = keras.Input((None,), dtype="int32", name="ids")
+        # No padding in training windows: no mask, so the RNN runs its plain (faster) loop.
+        x = FrozenTailEmbedding(preprocessing.size, config["embedding_dim"], mask_zero=False, name="embedding",
+                                dtype=policy)(ids)
+        initializer = {"orthogonal": "orthogonal", "identity": keras.initializers.Identity()}[
+            config["recurrent_initializer"]]
+        x = simple_rnn_stack(x, config, recurrent_initializer=initializer, dtype=policy)
+        if config["dropout"]:
+            x = layers.Dropout(config["dropout"], dtype=policy)(x)
+        logits = layers.Dense(preprocessing.size, name="logits", dtype="float32")(x)  # a float32 softmax
+        return keras.Model(ids, logits, name=self.name)
+
+    def for_inference(self, model, run):
+        """A float32 twin without dropout: what the exports compute. (A cell built with dropout
+        draws its mask from a seed variable even when not training: TFLite would hold it.)"""
+        if not run.config["mixed_precision"] and not run.config["dropout"]:
+            return model
+        config = {**run.config, "mixed_precision": False, "dropout": 0.0}
+        twin = self.build_model(config, run.preprocessing)
+        twin.set_weights(model.get_weights())  # the variables are float32 in both, in the same order
+        self.compile(twin, config)
+        return twin
+
+    def compile(self, model, config):
+        rate = config["learning_rate"]
+        if config["lr_half_life_steps"]:
+            rate = keras.optimizers.schedules.ExponentialDecay(rate, config["lr_half_life_steps"], 0.5)
+        model.compile(optimizer=keras.optimizers.Adam(rate, clipnorm=config["clipnorm"]),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=config["jit_compile"])
+
+    def check_model(self, model, run):
+        rows, size = model.get_layer("embedding").input_dim, run.preprocessing.size
+        if rows != size:
+            raise UserError(f"{run.dir / VOCABULARY} holds {size} entries but the model's embedding has {rows} "
+                            "rows: the vocabulary does not belong to this model; restore it or retrain the run")
+
+    # --- reading and writing ------------------------------------------------------------
+    def step(self, model):
+        """step(tokens [rows], cache {state_i}) -> (log-probabilities [rows, vocab], cache): the
+        trained cells on one character. Padding and unknown are never written."""
+        embedding, logits = model.get_layer("embedding"), model.get_layer("logits")
+        cells = [layer.cell for layer in rnn_layers(model)]
+        never = np.zeros(embedding.input_dim, np.float32)
+        never[[characters.PADDING_ID, characters.UNKNOWN_ID]] = -1e9
+
+        def step(tokens, cache):
+            x, new = embedding(tokens), {}
+            for i, cell in enumerate(cells):
+                x, state = cell(x, [cache[f"state_{i}"]])
+                new[f"state_{i}"] = state[0]
+            return tf.nn.log_softmax(logits(x) + never, axis=-1), new
+
+        return step
+
+    def generator(self, run):
+        """(prime [batch], length, temperature, top_k, seed) -> {"text", "token_ids", "lengths"}:
+        read each prime, then write `length` characters; one function for predict, the CLI's
+        stream and the SavedModel's `generate`."""
+        model, vocabulary = run.model, run.preprocessing.vocabulary
+        reader, step, lookup = Reader(model), self.step(model), run.preprocessing.lookup
+        table = tf.constant(vocabulary)
+
+        def generate(prime, length, temperature, top_k, seed):
+            cache, last = self.read_prime(reader, lookup, prime)
+            length = tf.clip_by_value(tf.cast(length, tf.int32), 0, MAX_LENGTH)
+            token_ids, lengths = decoding.sample(step, cache, last, None, tf.fill(tf.shape(last), length),
+                                                 tf.maximum(tf.cast(temperature, tf.float32), 0.0),
+                                                 tf.maximum(tf.cast(top_k, tf.int32), 0), tf.cast(seed, tf.int64))
+            return {"text": tf.strings.reduce_join(tf.gather(table, token_ids), axis=-1),
+                    "token_ids": token_ids, "lengths": lengths}
+
+        return generate, [model, lookup]
+
+    @staticmethod
+    def read_prime(reader, lookup, prime) -> tuple:
+        """Primes -> (state after all but their last character, that last character's id)."""
+        prime = tf.convert_to_tensor(prime, tf.string)
+        prime = tf.where(tf.strings.length(prime) == 0, EMPTY_PRIME, prime)
+        ids = tf.cast(lookup(characters.split_characters(prime, MAX_PRIME, keep="last")), tf.int32)
+        last = tf.gather(ids.flat_values, ids.row_limits() - 1)
+        context = ids[:, :-1].to_tensor()
+        context = tf.pad(context, [[0, 0], [0, tf.maximum(1 - tf.shape(context)[1], 0)]])  # >= 1 step
+        _, states = reader(context, reader.zero_states(tf.shape(context)[0]), mask=context != 0)
+        return states, last
+
+    def scorer(self, run):
+        """text [batch] -> {"nats_per_char", "bits_per_char", "characters"}: the model's loss on each
+        text's characters after its first, from a zero state (a text of < 2 characters: 0 of them,
+        loss 0)."""
+        model, reader, lookup = run.model, Reader(run.model), run.preprocessing.lookup
+
+        def score(text):
+            ids = tf.cast(lookup(characters.split_characters(text, MAX_SCORED)), tf.int32).to_tensor()
+            ids = tf.pad(ids, [[0, 0], [0, tf.maximum(2 - tf.shape(ids)[1], 0)]])  # >= 1 prediction
+            logits, _ = reader(ids[:, :-1], reader.zero_states(tf.shape(ids)[0]), mask=ids[:, :-1] != 0)
+            counted = tf.cast(ids[:, 1:] != 0, tf.float32)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(ids[:, 1:], logits) * counted
+            count = tf.reduce_sum(counted, axis=1)
+            nats = tf.math.divide_no_nan(tf.reduce_sum(losses, axis=1), count)
+            return {"nats_per_char": nats, "bits_per_char": nats / math.log(2),
+                    "characters": tf.cast(count, tf.int32)}
+
+        return score, [model, lookup]
+
+    def read_split(self, run, text: str) -> dict:
+        """Loss over every character of `text` after its first, batch 1, the state carried from
+        window to window; and the loss with a fresh state per training-sized window."""
+        ids = characters.ids_of(text, run.preprocessing.vocabulary)
+        reader = Reader(run.model)
+
+        @tf.function(reduce_retracing=True)
+        def window_loss(inputs, targets, states):
+            logits, states = reader(inputs, states)
+            return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)), states
+
+        total, states = 0.0, reader.zero_states(1)
+        for start in range(0, len(ids) - 1, READ_WINDOW):
+            chunk = ids[start: start + READ_WINDOW + 1]
+            loss, states = window_loss(chunk[None, :-1], chunk[None, 1:], states)
+            total += float(loss)
+        carried = total / (len(ids) - 1)
+        fresh = run.model.evaluate(self.dataset({"text": [text]}, run.preprocessing, run.config), verbose=0)
+        return {"characters": len(ids) - 1, "nats_per_char": carried, "bits_per_char": carried / math.log(2),
+                "perplexity": math.exp(carried), "fresh_state_per_window_nats_per_char": float(fresh)}
+
+    def stream(self, run, prime: str, length: int, temperature: float, top_k: int, seed: int):
+        """The generated characters one at a time, as the SavedModel's `generate` writes them for
+        the same arguments. Values out of range are refused here (the signature clamps them)."""
+        for name, value, ok, says in (
+                ("length", length, 0 <= length <= MAX_LENGTH, f"0 to {MAX_LENGTH:,} characters"),
+                ("temperature", temperature, math.isfinite(temperature) and temperature >= 0,
+                 "a number >= 0 (0 = greedy)"),
+                ("top-k", top_k, top_k >= 0, "an integer >= 0 (0 = every character)"),
+                ("seed", seed, 0 <= seed < 2 ** 63, "an integer from 0 to 2**63 - 1")):
+            if not ok:
+                raise UserError(f"--{name}: expected {says}, got {value}")
+        reader, lookup = Reader(run.model), run.preprocessing.lookup
+        cache, last = self.read_prime(reader, lookup, [prime])
+        step = tf.function(self.step(run.model))
+        vocabulary = run.preprocessing.vocabulary
+        return (vocabulary[token] for token in decoding.stream(step, cache, last, length, temperature, top_k, seed))
+
+    # --- use ----------------------------------------------------------------------------
+    def evaluate(self, run, splits) -> dict:
+        sample = "".join(self.stream(run, first_line(splits.test["text"][0]), SAMPLE["length"],
+                                     SAMPLE["temperature"], 0, SAMPLE["seed"]))
+        return {"validation": self.read_split(run, splits.validation["text"][0]),
+                "test": self.read_split(run, splits.test["text"][0]),
+                "window": run.config["window"], "sample": {**SAMPLE, "prime": first_line(splits.test["text"][0]),
+                                                           "text": sample}}
+
+    def predict(self, run, inputs):
+        scores = call(self.scorer(run)[0], tf.constant(inputs, tf.string))
+        written = call(self.generator(run)[0], tf.constant(inputs, tf.string), CONTINUATION, 0.0, 0, 0)
+        return [{"input": text, "nats_per_char": float(scores["nats_per_char"][i]),
+                 "bits_per_char": float(scores["bits_per_char"][i]), "characters": int(scores["characters"][i]),
+                 "continuation": written["text"][i].decode("utf-8")} for i, text in enumerate(inputs)]
+
+    def format_prediction(self, row):
+        return (f"{row['nats_per_char']:.4f} nats/char over {row['characters']}\t"
+                f"{one_line(row['input'])} -> {one_line(row['continuation'])}")
+
+    def serving(self, run):
+        generate, track = self.generator(run)
+        score, _ = self.scorer(run)
+        generate_inputs = [tf.TensorSpec([None], tf.string, name="prime"), tf.TensorSpec([], tf.int32, name="length"),
+                           tf.TensorSpec([], tf.float32, name="temperature"),
+                           tf.TensorSpec([], tf.int32, name="top_k"), tf.TensorSpec([], tf.int64, name="seed")]
+        return [Endpoint("serving_default", generate, generate_inputs, track=track),
+                Endpoint("generate", generate, generate_inputs, track=track),
+                Endpoint("score", score, [tf.TensorSpec([None], tf.string, name="text")], track=track)]
+
+    def tflite_models(self, run):
+        config, vocabulary = run.config, run.preprocessing.vocabulary
+        step, depth, units = self.step(run.model), config["depth"], config["units"]
+        names = [f"state_{i}" for i in range(depth)]
+
+        def step_signature(token, *states):
+            log_probabilities, cache = step(token, dict(zip(names, states, strict=True)))
+            return {"log_probabilities": log_probabilities, **cache}
+
+        endpoint = Endpoint("step", step_signature, [tf.TensorSpec([None], tf.int32, name="token")] + [
+            tf.TensorSpec([None, units], tf.float32, name=name) for name in names], track=[run.model])
+        state = f"float32 [1, {units}]"
+        card = {
+            "app": self.name, "topology": self.topology, "task": self.task,
+            "signatures": {"step": {"inputs": {"token": "int32 [1]", **dict.fromkeys(names, state)},
+                                    "outputs": {"log_probabilities": f"float32 [1, {len(vocabulary)}]",
+                                                **dict.fromkeys(names, state)}}},
+            "vocabulary": {"file": VOCABULARY, "format": "JSON list: entry i is the character of id i",
+                           "padding_id": characters.PADDING_ID, "unknown_id": characters.UNKNOWN_ID,
+                           "characters": "Unicode code points; a character not in the list is id 1; invalid "
+                                         "UTF-8 reads as U+FFFD; ids outside [0, vocabulary) read as 1",
+                           "never_written": "ids 0 and 1 (their log-probabilities are -1e9)"},
+            "initial_state": "zeros for every state_i",
+            "prime": f"feed every character of the prime but the last through step, keeping only the state; "
+                     f"then the loop starts from the last one. An empty prime reads as {EMPTY_PRIME!r}.",
+            "sampling": "greedy: argmax; with a temperature T > 0: sample softmax(log_probabilities / T), "
+                        "optionally over the top-k entries only",
+            "loop": ["state = zeros; for c in prime[:-1]: state = step(token=[c], **state).state_*",
+                     "token = prime[-1]; output = []",
+                     "repeat length times:",
+                     "    result = step(token=[token], **state)",
+                     "    token = argmax(result.log_probabilities[0])  # or a sample",
+                     "    output.append(token); state = result.state_*"],
+            "saved_model_limits": {"max_length": MAX_LENGTH, "prime_characters_read": f"the last {MAX_PRIME}",
+                                   "scored_characters": f"the first {MAX_SCORED}",
+                                   "temperature": "<= 0 is greedy", "top_k": "<= 0 is every character"},
+        }
+        return [TFLiteModel(f"{self.name}.tflite", [endpoint], assets={
+            VOCABULARY: json.dumps(vocabulary, ensure_ascii=False) + "\n",
+            "model_card.json": json.dumps(card, indent=2, ensure_ascii=False) + "\n"})]
+
+    def parity_cases(self, run, examples):
+        """Greedy continuations of PARITY_LENGTH characters from primes out of the test text:
+        the SavedModel's and the TFLite reference loop's equal Keras's character for character;
+        and the SavedModel's `score` of test snippets equals Keras's loss."""
+        text = str(examples["text"][0])
+        primes = [text[i: i + 40] for i in np.linspace(0, max(len(text) - 40, 0), PARITY_PRIMES).astype(int)]
+        generate_inputs = {"prime": np.array([p.encode() for p in primes], dtype=object),
+                           "length": np.int32(PARITY_LENGTH), "temperature": np.float32(0.0),
+                           "top_k": np.int32(0), "seed": np.int64(0)}
+        expected = call(self.generator(run)[0], *[tf.constant(v) for v in generate_inputs.values()])
+        snippets = [text[i: i + 300] for i in range(0, min(len(text), 2400), 300)] + ["", "a", "\u00e9\u4e2d?"]
+        loss = [keras_loss(run.model, characters.ids_of(s, run.preprocessing.vocabulary)) for s in snippets]
+        ids = [characters.ids_of(p, run.preprocessing.vocabulary) for p in primes]
+        vocabulary, names = run.preprocessing.vocabulary, [f"state_{i}" for i in range(run.config["depth"])]
+        units = run.config["units"]
+
+        def loop(interpreter):
+            return greedy_on_phone(interpreter, ids, PARITY_LENGTH, vocabulary, names, units)
+
+        return [
+            ParityCase("greedy continuations of test primes", expected, ("serving_default", generate_inputs),
+                       f"{self.name}.tflite", ["text", "token_ids", "lengths"], tflite_loop=loop),
+            ParityCase("score of test snippets vs the Keras loss", {"nats_per_char": np.array(loss, np.float32)},
+                       ("score", {"text": np.array([s.encode() for s in snippets], dtype=object)}),
+                       None, ["nats_per_char"]),
+        ]
+
+    def exported_inputs(self, inputs, tflite_dir):
+        vocabulary = characters.load_vocabulary(Path(tflite_dir) / VOCABULARY)
+        primes = [p or EMPTY_PRIME for p in inputs]
+        served = {"prime": np.array([p.encode("utf-8") for p in inputs], dtype=object),
+                  "length": np.int32(CONTINUATION), "temperature": np.float32(0.0), "top_k": np.int32(0),
+                  "seed": np.int64(0)}
+        return list(inputs), served, {"ids": [characters.ids_of(p[-MAX_PRIME:], vocabulary) for p in primes]}
+
+    def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
+        vocabulary = characters.load_vocabulary(Path(tflite_dir) / VOCABULARY)
+        details = interpreter.get_signature_runner("step").get_input_details()
+        names = sorted(n for n in details if n.startswith("state_"))
+        units = int(details[names[0]]["shape_signature"][-1])
+        return greedy_on_phone(interpreter, tflite_inputs["ids"], CONTINUATION, vocabulary, names, units)
+
+    def query_rows(self, names, served, on_phone, tflite_dir):
+        return [{"input": name, "saved_model": {"continuation": served["text"][i].decode("utf-8")},
+                 "tflite": {"continuation": on_phone["text"][i].decode("utf-8")}} for i, name in enumerate(names)]
+
+    def format_query(self, row):
+        return (f"SavedModel v{row['version']}: {one_line(row['saved_model']['continuation'])}  "
+                f"TFLite: {one_line(row['tflite']['continuation'])}  <- {one_line(row['input'])}")
+
+
+class Reader:
+    """The trained SimpleRNN layers' cells in RNN wrappers that take and return their state:
+    reads a sequence from given states (a window of a long text, a prime). Same weights."""
+
+    def __init__(self, model):
+        self.embedding, self.logits = model.get_layer("embedding"), model.get_layer("logits")
+        self.rnns = [layers.RNN(layer.cell, return_sequences=True, return_state=True) for layer in rnn_layers(model)]
+        self.units = [layer.cell.units for layer in rnn_layers(model)]
+
+    def zero_states(self, rows) -> dict:
+        return {f"state_{i}": tf.zeros([rows, units]) for i, units in enumerate(self.units)}
+
+    def __call__(self, ids, states: dict, mask=None) -> tuple:
+        """ids [batch, time] -> (logits [batch, time, vocab], states after the last unmasked step)."""
+        x, new = self.embedding(ids), {}
+        for i, rnn in enumerate(self.rnns):
+            x, new[f"state_{i}"] = rnn(x, initial_state=[states[f"state_{i}"]], mask=mask)
+        return self.logits(x), new
+
+
+def rnn_layers(model) -> list:
+    """The SimpleRNN layers, bottom first (simple_rnn_0, simple_rnn_1, ...)."""
+    return sorted((layer for layer in model.layers if isinstance(layer, layers.SimpleRNN)), key=lambda r: r.name)
+
+
+def greedy_on_phone(interpreter, primes: list, length: int, vocabulary: list, names: list, units: int) -> dict:
+    """What a phone computes: each prime read through `step`, then the reference greedy loop;
+    outputs shaped like the SavedModel's."""
+    rows = []
+    for ids in primes:
+        ids = ids if len(ids) else characters.ids_of(EMPTY_PRIME, vocabulary)
+        state = step_loop.read(interpreter, ids[:-1], {n: np.zeros([1, units], np.float32) for n in names})
+        rows.append(step_loop.greedy(interpreter, state, int(ids[-1]), None, length, signature="step"))
+    token_ids = np.array(rows, np.int32).reshape(len(rows), -1 if rows and rows[0] else 0)
+    return {"token_ids": token_ids, "lengths": np.array([len(r) for r in rows], np.int32),
+            "text": np.array(["".join(vocabulary[t] for t in r).encode("utf-8") for r in rows], dtype=object)}
+
+
+def keras_loss(model, ids: np.ndarray) -> float:
+    """The training model's mean loss on one text's characters after its first (0 if none)."""
+    if len(ids) < 2:
+        return 0.0
+    logits = model(ids[None, :-1], training=False)
+    return float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(ids[None, 1:], logits,
+                                                                               from_logits=True)))
+
+
+def call(fn, *args) -> dict:
+    return {k: v.numpy() for k, v in tf.function(fn)(*args).items()}
+
+
+def one_line(text: str) -> str:
+    """Text quoted as JSON: its newlines stay on the output's one line."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def first_line(text: str) -> str:
+    return text.split("\n", 1)[0][:80] or EMPTY_PRIME
+
+
+APP = CharLM()
