@@ -20,6 +20,7 @@ bench/results/soak.json.
 """
 
 import argparse
+import json
 import time
 
 import common
@@ -68,7 +69,18 @@ class Inputs:
             ids[:] = 0  # all padding
         return ids.astype(np.int32)
 
+    def scalar(self, spec_dtype: str):
+        """A request-wide option (charlm's length, temperature, top_k, seed): mostly ordinary,
+        sometimes negative, huge or not a number. Huge lengths are rare: each costs the signature's
+        full bound of decoding steps."""
+        if spec_dtype.startswith("int"):
+            return np.array(self.rng.choice([0, 1, 7, 40, 300, -3, 2**31 - 1], p=[.1, .2, .3, .2, .1, .09, .01]),
+                            dtype=spec_dtype)
+        return np.array(self.rng.choice([0.0, 0.5, 1.0, 10.0, -1.0, np.inf, np.nan]), dtype=spec_dtype)
+
     def batch(self, spec_dtype: str, spec_shape: list, batch: int, vocabulary: int, hostile: bool = True):
+        if not spec_shape:
+            return self.scalar(spec_dtype)
         if spec_dtype == "string":
             return np.array([self.text() for _ in range(batch)], dtype=object)
         shape = [batch] + [d if d not in (-1, None) else None for d in spec_shape[1:]]
@@ -114,10 +126,15 @@ def targets(root):
     for name, entry in sorted(latest.items()):
         for artefact in entry["artefacts"]:
             path = root / artefact["path"]
-            vocab_file = next((path.with_name(n) for n in ("vocab.txt", "source_vocab.txt", "target_vocab.txt")
+            vocab_file = next((path.with_name(n) for n in ("vocab.txt", "source_vocab.txt", "target_vocab.txt",
+                                                           "vocabulary.json")
                                if path.with_name(n).exists()), None) if artefact["kind"] == "tflite" else None
-            vocabulary = len(vocab_file.read_text(encoding="utf-8").split("\n")) - 1 \
-                if vocab_file and vocab_file.exists() else 1
+            if vocab_file is None:
+                vocabulary = 1
+            elif vocab_file.suffix == ".json":  # charlm: a JSON list of characters
+                vocabulary = len(json.loads(vocab_file.read_text(encoding="utf-8")))
+            else:
+                vocabulary = len(vocab_file.read_text(encoding="utf-8").split("\n")) - 1
             if artefact["kind"] == "saved_model":
                 loaded = tf.saved_model.load(str(path))
                 for signature, spec in artefact["signatures"].items():
