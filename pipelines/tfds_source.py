@@ -34,6 +34,18 @@ def _reachable(url: str) -> bool:
         return False
 
 
+def _column(values: list) -> np.ndarray:
+    """One feature's values over a split: an array, or an object array of them where their shapes
+    differ (sequence features: tokens, tags)."""
+    try:
+        return np.asarray(values)
+    except ValueError:
+        column = np.empty(len(values), dtype=object)
+        for i, value in enumerate(values):
+            column[i] = value
+        return column
+
+
 def load(name: str, seed: int, convert, data_dir: str | None = None, note: str = "", splits=("train", "test"),
          label_names=None) -> Splits:
     """A TFDS dataset's `splits` -> Splits; without a `validation` split, validation is a seeded 10%
@@ -70,7 +82,7 @@ def load(name: str, seed: int, convert, data_dir: str | None = None, note: str =
         for example in tfds.as_numpy(builder.as_dataset(split=split)):
             for key, value in example.items():
                 columns.setdefault(key, []).append(value)
-        read[split] = convert({k: np.asarray(v) for k, v in columns.items()})
+        read[split] = convert({k: _column(v) for k, v in columns.items()})
     if "validation" in read:
         train, validation = read["train"], read["validation"]
         origin = {split: f"tfds {name} '{split}'{note}" for split in ("train", "validation", "test")}
