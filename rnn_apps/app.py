@@ -56,6 +56,7 @@ class ParityCase:
     tflite_inputs: dict | None = None
     tflite_signature: str = "serving_default"
     tflite_loop: object = None
+    tflite_compare: list | None = None  # what the TFLite side is compared on, if not `compare`
 
 
 class App:
@@ -230,6 +231,17 @@ class ClassifierApp(App):
             "labels": list(run.label_names),
             "confusion_matrix": confusion.tolist(),  # rows: true label, columns: predicted
         }
+
+
+def float32_twin(app: App, model: keras.Model, run) -> keras.Model:
+    """`model` rebuilt in float32 without dropout, same weights, compiled: what an app trained in
+    mixed precision (or with dropout inside its SimpleRNN cells, whose masks draw on a seed
+    variable even when not training) evaluates, predicts and exports with."""
+    config = {**run.config, "mixed_precision": False, "dropout": 0.0}
+    twin = app.build_model(config, run.preprocessing)
+    twin.set_weights(model.get_weights())  # variables are float32 under both policies, in the same order
+    app.compile(twin, config)
+    return twin
 
 
 def ensemble(models: list, name: str) -> keras.Model:

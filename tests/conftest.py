@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = REPO.parent / "shared" / "data"
 
 # The tiny data each app's shared run trains on.
-TINY_DATA = {"sentiment": "sst2", "digits": "digits", "translate": "spa_eng", "charlm": "tiny_shakespeare"}
+TINY_DATA = {"sentiment": "sst2", "digits": "digits", "translate": "spa_eng", "charlm": "tiny_shakespeare",
+             "tagger": "ud_english_ewt"}
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,111 @@
+"""tagger: tokenisation and token features, the masked per-token loss and accuracy, and the app
+end to end on a tiny run (CLI, both SavedModel signatures on odd input, TFLite, query)."""
+
+import json
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from rnn_apps.apps import tagger
+from tests.test_cli import invoke
+
+
+def test_tokenisation_splits_punctuation_and_clitics_like_ud_english():
+    tokens = tagger.tokenize(tf.constant(['I don\'t know, "he" said.', "", "   ", b"\xffok"])).to_list()
+    assert tokens[0] == [b"I", b"do", b"n't", b"know", b",", b'"', b"he", b'"', b"said", b"."]
+    assert tokens[1] == [] and tokens[2] == [] and tokens[3] == ["\ufffdok".encode()]
+
+
+def test_shape_ids_and_suffixes():
+    shapes = tagger.shape_ids(tf.constant(["the", "The", "USA", "2019", "e-mail", "-", "", "Ünïcode"])).numpy()
+    assert shapes.tolist() == [1, 2, 4, 5, 9, 25, 0, 2]
+
+
+def test_features_of_a_tiny_run(tiny_run):
+    run = tiny_run("tagger")
+    words = run.preprocessing.words.get_vocabulary()
+    tokens = tf.ragged.constant([["The", "running", "a"], ["zzzzqq"]])
+    features = run.app.features(run.preprocessing, tokens)
+    assert features["word_ids"].to_list()[0][0] == words.index("the")  # lower-cased
+    assert features["word_ids"].to_list()[1] == [1]  # unknown
+    suffixes = run.preprocessing.suffixes.get_vocabulary()
+    ids = features["suffix_ids"].to_list()
+    assert suffixes[ids[0][1]] in ("ing", "[UNK]") and suffixes[ids[0][2]] in ("a", "[UNK]")
+    assert features["shape_ids"].to_list() == [[2, 1, 1], [1]]
+
+
+def test_the_training_loss_counts_real_tokens_only(tiny_run):
+    """Padding is masked in the loss: on a padded batch, Keras's loss is the mean over words alone."""
+    run = tiny_run("tagger")
+    validation = run.app.dataset(run.load_data().validation, run.preprocessing, run.config)
+    inputs, targets = next(iter(validation))
+    mask = inputs["word_ids"].numpy() != 0
+    assert not mask.all()  # the batch holds padding
+    probabilities = run.model(inputs).numpy()
+    picked = np.take_along_axis(probabilities, targets.numpy()[..., None], -1)[..., 0]
+    keras_loss = run.model.test_on_batch(inputs, targets, return_dict=True)["loss"]
+    np.testing.assert_allclose(keras_loss, -np.log(picked)[mask].mean(), rtol=1e-4)
+    assert abs(keras_loss - (-np.log(picked).mean())) > 1e-4  # counting padding would differ
+
+
+def test_evaluate_reports_accuracy_unseen_words_per_tag_and_errors(tiny_run):
+    run = tiny_run("tagger")
+    result = invoke("evaluate", run.dir)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    test = run.load_data().test
+    assert metrics["sentences"] == 96
+    assert metrics["tokens"] == sum(min(len(s.split("\t")), run.config["max_length"]) for s in test["tokens"])
+    assert 0 <= metrics["accuracy"] <= 1 and 0 < metrics["unseen_word_tokens"] < metrics["tokens"]
+    assert set(metrics["per_tag"]) == set(run.preprocessing.tag_names)
+    assert sum(t["count"] for t in metrics["per_tag"].values()) == metrics["tokens"]
+    assert sum(metrics["most_frequent_errors"].values()) <= metrics["tokens"]
+
+
+def test_predict_prints_token_tag_pairs(tiny_run):
+    run = tiny_run("tagger")
+    result = invoke("predict", run.dir, "The old man the boats .", "", "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert rows[0]["tokens"] == ["The", "old", "man", "the", "boats", "."] and len(rows[0]["tags"]) == 6
+    assert set(rows[0]["tags"]) <= set(run.preprocessing.tag_names)
+    assert rows[1]["tokens"] == [] and rows[1]["tags"] == []
+    text = invoke("predict", run.dir, "The boats")
+    assert text.exit_code == 0 and text.stdout.startswith("The/") and " boats/" in text.stdout
+    stdin = invoke("predict", run.dir, input=b"ok then\n\xff\xfe bad\n")
+    assert stdin.exit_code == 0 and len(stdin.stdout.strip("\n").split("\n")) == 2
+
+
+def test_saved_model_signatures_agree_and_give_defined_outputs(tiny_export, tiny_run):
+    root, entry = tiny_export("tagger")
+    run = tiny_run("tagger")
+    loaded = tf.saved_model.load(str(root / "tagger" / "1"))
+    raw, given = loaded.signatures["serving_default"], loaded.signatures["tag_tokens"]
+    odd = [b"The old man the boats .", b"", b"   ", b"\xff\xfe", "\u4e2d\u6587 text".encode(), b"word " * 200_000]
+    start = time.time()
+    out = {k: v.numpy() for k, v in raw(text=tf.constant(odd)).items()}
+    assert time.time() - start < 30
+    length = run.config["max_length"]
+    assert out["lengths"].tolist()[:4] == [6, 0, 0, 1] and out["lengths"][5] == length
+    assert out["tags"].shape == out["tag_ids"].shape == out["probabilities"].shape == out["tokens"].shape
+    padding = out["tokens"] == b""
+    assert (out["tag_ids"][padding] == tagger.PADDING_TAG_ID).all() and (out["tags"][padding] == b"").all()
+    assert (out["probabilities"][padding] == 0).all() and (out["probabilities"][~padding] > 0).all()
+    tokens = tf.constant([[b"The", b"old", b"man", b"the", b"boats", b"."], [b"x", b"", b"", b"", b"", b""]])
+    from_tokens = {k: v.numpy() for k, v in given(tokens=tokens).items()}
+    np.testing.assert_array_equal(from_tokens["tags"][0], out["tags"][0][:6])
+    assert from_tokens["lengths"].tolist() == [6, 1]
+    signatures = next(a for a in entry["artefacts"] if a["kind"] == "saved_model")["signatures"]
+    assert set(signatures) == {"serving_default", "tag_tokens"}
+
+
+def test_query_shows_the_saved_model_and_tflite_tags(tiny_export):
+    root, entry = tiny_export("tagger")
+    assert set(entry["parity"]["cases"][0]["tflite"]) == {"phone_probabilities"}
+    result = invoke("query", root, "--name", "tagger", "The old man the boats .", "", "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert rows[0]["tokens"] == ["The", "old", "man", "the", "boats", "."]
+    for row in rows:
+        assert row["saved_model"] == row["tflite"]
