@@ -92,10 +92,11 @@ def main(verbose):
 @main.command("list")
 def list_apps():
     """Show the apps with their topology, task and default data."""
-    click.echo(f"{'app':<12} {'topology':<14} {'task':<34} default data")
-    for name in registry.names():
-        app = registry.get(name)
-        click.echo(f"{name:<12} {app.topology:<14} {app.task:<34} {' | '.join(app.default_data)}")
+    apps = [registry.get(name) for name in registry.names()]
+    width = max([len("topology")] + [len(app.topology) for app in apps])
+    click.echo(f"{'app':<12} {'topology':<{width}} {'task':<34} default data")
+    for app in apps:
+        click.echo(f"{app.name:<12} {app.topology:<{width}} {app.task:<34} {' | '.join(app.default_data)}")
 
 
 @main.command()

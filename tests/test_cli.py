@@ -27,8 +27,11 @@ def assert_one_line_error(result, *fragments):
 def test_list_shows_every_app_with_topology_and_default_data():
     result = invoke("list")
     assert result.exit_code == 0
-    assert "sentiment    many-to-one" in result.output and "sst2 | imdb_reviews" in result.output
-    assert "digits       one-to-one" in result.output
+    assert "sentiment    many-to-one " in result.output and "sst2 | imdb_reviews" in result.output
+    assert "digits       one-to-one " in result.output
+    columns = {line.index(" translation ") for line in result.output.splitlines() if " translation " in line}
+    tasks = [line.find("character language model") for line in result.output.splitlines()]
+    assert columns and max(tasks) in columns  # the task column lines up past the longest topology
 
 
 def test_unknown_app(tmp_path):
