@@ -151,9 +151,10 @@ class LuongAttention(layers.Layer):
         return None
 
     def build(self, decoder_states_shape, encoder_outputs_shape, source_mask_shape):
-        self.query = layers.Dense(encoder_outputs_shape[-1], use_bias=False, name="query")
+        # The sublayers compute in this layer's dtype policy (bfloat16 under mixed precision).
+        self.query = layers.Dense(encoder_outputs_shape[-1], use_bias=False, name="query", dtype=self.dtype_policy)
         self.query.build(decoder_states_shape)
-        self.combine = layers.Dense(self.units, activation="tanh", name="combine")
+        self.combine = layers.Dense(self.units, activation="tanh", name="combine", dtype=self.dtype_policy)
         self.combine.build((*decoder_states_shape[:-1], encoder_outputs_shape[-1] + decoder_states_shape[-1]))
 
     def call(self, decoder_states, encoder_outputs, source_mask):

@@ -42,7 +42,7 @@ from export import step_loop
 from pipelines import batching, translation
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
-from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
+from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
 from rnn_apps.errors import UserError
 from rnn_apps.layers import FrozenTailEmbedding, LuongAttention, simple_rnn_stack
 
@@ -98,6 +98,9 @@ class Translate(App):
         "batch_size": 64,
         "patience": 2,
         "jit_compile": True,
+        # bfloat16 compute (float32 weights) without XLA: 0.132 s a step against 0.165 s in float32
+        # with XLA (batch 64, 12/13 tokens); evaluate, predict and export use a float32 twin.
+        "mixed_precision": False,
     }
     config_checks = {
         "direction": config_lib.Range("SOURCE-TARGET, e.g. spa-en", lambda v: len(v.split("-")) == 2),
@@ -167,22 +170,28 @@ class Translate(App):
     # --- model --------------------------------------------------------------------------
     def build_model(self, config, preprocessing, unroll_length=None):
         if unroll_length:
-            config = {**config, "dropout": 0.0}
+            config = {**config, "dropout": 0.0, "mixed_precision": False}
+        policy = "mixed_bfloat16" if config["mixed_precision"] else "float32"
         source = keras.Input((unroll_length,), dtype="int32", name="source_ids")
         target = keras.Input((None,), dtype="int32", name="target_ids")
         x = FrozenTailEmbedding(preprocessing.source.vocabulary_size(), config["embedding_dim"],
-                                name="source_embedding")(source)
+                                name="source_embedding", dtype=policy)(source)
         encoder_outputs, final_state = simple_rnn_stack(x, config, unroll=unroll_length is not None,
-                                                        return_state=True)
-        initial_state = layers.Dense(config["decoder_units"], activation="tanh", name="bridge")(final_state)
+                                                        return_state=True, dtype=policy)
+        initial_state = layers.Dense(config["decoder_units"], activation="tanh", name="bridge",
+                                     dtype=policy)(final_state)
         y = FrozenTailEmbedding(preprocessing.target.vocabulary_size(), config["embedding_dim"],
-                                name="target_embedding")(target)
-        states = layers.SimpleRNN(config["decoder_units"], return_sequences=True, name="decoder_rnn")(
-            y, initial_state=initial_state)
-        attended = LuongAttention(config["attention_units"], name="attention")(
+                                name="target_embedding", dtype=policy)(target)
+        states = layers.SimpleRNN(config["decoder_units"], return_sequences=True, name="decoder_rnn",
+                                  dtype=policy)(y, initial_state=initial_state)
+        attended = LuongAttention(config["attention_units"], name="attention", dtype=policy)(
             states, encoder_outputs, source_mask(source))
-        logits = layers.Dense(preprocessing.target.vocabulary_size(), name="logits")(attended)
+        # float32 logits: the softmax and loss stay in float32.
+        logits = layers.Dense(preprocessing.target.vocabulary_size(), name="logits", dtype="float32")(attended)
         return keras.Model([source, target], logits, name=self.name)
+
+    def for_inference(self, model, run):
+        return float32_twin(self, model, run) if run.config["mixed_precision"] else model
 
     def compile(self, model, config):
         model.compile(
