@@ -46,7 +46,7 @@ from export import step_loop
 from pipelines import characters
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
-from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
+from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
 from rnn_apps.errors import UserError
 from rnn_apps.layers import FrozenTailEmbedding, simple_rnn_stack
 
@@ -159,15 +159,9 @@ class CharLM(App):
         return keras.Model(ids, logits, name=self.name)
 
     def for_inference(self, model, run):
-        """A float32 twin without dropout: what the exports compute. (A cell built with dropout
-        draws its mask from a seed variable even when not training: TFLite would hold it.)"""
         if not run.config["mixed_precision"] and not run.config["dropout"]:
             return model
-        config = {**run.config, "mixed_precision": False, "dropout": 0.0}
-        twin = self.build_model(config, run.preprocessing)
-        twin.set_weights(model.get_weights())  # the variables are float32 in both, in the same order
-        self.compile(twin, config)
-        return twin
+        return float32_twin(self, model, run)
 
     def compile(self, model, config):
         rate = config["learning_rate"]
