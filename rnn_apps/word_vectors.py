@@ -77,3 +77,23 @@ def place_unseen_words(start_rows: np.ndarray, trained_rows: np.ndarray, unseen_
     x = with_bias(start_rows)
     linear_map = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ trained_rows.astype(np.float64))
     return (with_bias(unseen_start_rows) @ linear_map).astype(np.float32)
+
+
+def start_rows(preprocessing, vocabulary: list, config: dict) -> np.ndarray:
+    """The embedding's start rows for `vocabulary` from config["word_vectors"], made once and kept
+    on `preprocessing` (its `initial_embeddings` and `has_vector`); a run reloaded to --resume
+    makes them again."""
+    if preprocessing.initial_embeddings is None:
+        preprocessing.initial_embeddings, preprocessing.has_vector = embedding_matrix(
+            vocabulary, *load(config["word_vectors"]), config["word_vectors_std"], config["seed"])
+    return preprocessing.initial_embeddings
+
+
+def place_frozen_tail(embedding, start: np.ndarray, has_vector: np.ndarray, training_words: int):
+    """Set a trained FrozenTailEmbedding's frozen rows (the words training never saw) with
+    `place_unseen_words`, fitted on the training words that started from a vector."""
+    import keras
+
+    fit = has_vector[:training_words]
+    trained = keras.ops.convert_to_numpy(embedding.trained)
+    embedding.frozen.assign(place_unseen_words(start[:training_words][fit], trained[fit], start[training_words:]))

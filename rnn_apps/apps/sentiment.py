@@ -182,21 +182,14 @@ class Sentiment(ClassifierApp):
         return keras.Model(token_ids, probabilities, name=self.name)
 
     def _initial_embeddings(self, config, preprocessing):
-        if preprocessing.initial_embeddings is None:  # a run reloaded to --resume
-            preprocessing.initial_embeddings, preprocessing.has_vector = word_vectors.embedding_matrix(
-                preprocessing.vectorizer.get_vocabulary(), *word_vectors.load(config["word_vectors"]),
-                config["word_vectors_std"], config["seed"])
-        return preprocessing.initial_embeddings
+        return word_vectors.start_rows(preprocessing, preprocessing.vectorizer.get_vocabulary(), config)
 
     def after_training(self, model, config, preprocessing):
         embedding = model.get_layer("embedding")
         if not getattr(embedding, "frozen_rows", 0):  # none, or a run from before FrozenTailEmbedding
             return False
-        start, seen = self._initial_embeddings(config, preprocessing), preprocessing.training_words
-        # Fitted on the training words that started from a vector (not padding, unknown, or random).
-        fit = preprocessing.has_vector[:seen]
-        trained = keras.ops.convert_to_numpy(embedding.trained)
-        embedding.frozen.assign(word_vectors.place_unseen_words(start[:seen][fit], trained[fit], start[seen:]))
+        word_vectors.place_frozen_tail(embedding, self._initial_embeddings(config, preprocessing),
+                                       preprocessing.has_vector, preprocessing.training_words)
         return True
 
     def check_model(self, model, run):

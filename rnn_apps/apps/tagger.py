@@ -194,11 +194,7 @@ class Tagger(App):
         return keras.Model(inputs, probabilities, name=self.name)
 
     def _initial_embeddings(self, config, preprocessing):
-        if preprocessing.initial_embeddings is None:  # a run reloaded to --resume
-            vocabulary = preprocessing.words.get_vocabulary()
-            preprocessing.initial_embeddings, preprocessing.has_vector = word_vectors.embedding_matrix(
-                vocabulary, *word_vectors.load(config["word_vectors"]), config["word_vectors_std"], config["seed"])
-        return preprocessing.initial_embeddings
+        return word_vectors.start_rows(preprocessing, preprocessing.words.get_vocabulary(), config)
 
     def compile(self, model, config):
         model.compile(optimizer=keras.optimizers.AdamW(config["learning_rate"], weight_decay=config["weight_decay"]),
@@ -210,10 +206,8 @@ class Tagger(App):
         embedding = model.get_layer("word_embedding")
         if not config["word_vectors"] or not embedding.frozen_rows:
             return False
-        start, seen = self._initial_embeddings(config, preprocessing), preprocessing.training_words
-        fit = preprocessing.has_vector[:seen]
-        trained = keras.ops.convert_to_numpy(embedding.trained)
-        embedding.frozen.assign(word_vectors.place_unseen_words(start[:seen][fit], trained[fit], start[seen:]))
+        word_vectors.place_frozen_tail(embedding, self._initial_embeddings(config, preprocessing),
+                                       preprocessing.has_vector, preprocessing.training_words)
         return True
 
     def check_model(self, model, run):
