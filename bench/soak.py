@@ -81,6 +81,13 @@ class Inputs:
     def batch(self, spec_dtype: str, spec_shape: list, batch: int, vocabulary: int, hostile: bool = True):
         if not spec_shape:
             return self.scalar(spec_dtype)
+        if spec_dtype == "string" and len(spec_shape) == 2:  # pre-tokenised input (tagger): "" pads
+            width = int(self.rng.integers(0, 12))
+            tokens = np.empty((batch, width), dtype=object)
+            for i in range(batch):
+                words = self.text().split()[:width]
+                tokens[i] = words + [b""] * (width - len(words))
+            return tokens
         if spec_dtype == "string":
             return np.array([self.text() for _ in range(batch)], dtype=object)
         shape = [batch] + [d if d not in (-1, None) else None for d in spec_shape[1:]]
