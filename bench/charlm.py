@@ -16,7 +16,6 @@ Writes bench/results/charlm.json.
 """
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -26,19 +25,6 @@ import numpy as np
 from translate import latency_ms
 
 SAMPLE_PRIMES = {"ROMEO:": 1, "JULIET:\nO ": 2}  # prime -> seed
-
-
-def train_once(app, overrides, out: Path) -> float:
-    from rnn_apps.train import train
-
-    timing = out / "train_seconds.json"
-    if timing.exists() and (out / "checkpoints" / "best.keras").exists():
-        return json.loads(timing.read_text())["train_seconds"]
-    start = time.time()
-    train(app, app.resolve_config(None, overrides), "tiny_shakespeare", common.DATA_ROOT, out, {}, echo=print)
-    seconds = time.time() - start
-    timing.write_text(json.dumps({"train_seconds": seconds}) + "\n")
-    return seconds
 
 
 def serving_figures(run, export_root: Path) -> dict:
@@ -91,7 +77,7 @@ def main():
     app = registry.get("charlm")
     overrides = parse_assignments(args.assignments)
     out = Path(args.keep or tempfile.mkdtemp(prefix="bench_charlm_"))
-    train_seconds = train_once(app, overrides, out)
+    train_seconds = common.train_once(app, "tiny_shakespeare", overrides, out)
     run = Run(out)
     metrics = run.metrics()
     history = metrics["history"]

@@ -52,6 +52,21 @@ def train_and_evaluate(app_name: str, data: str, overrides: dict, seed: int, kee
     return result
 
 
+def train_once(app, data: str, overrides: dict, out: Path, echo=print) -> float:
+    """Train `app` on `data` into `out` and return the whole call's seconds, kept in
+    RUN_DIR/train_seconds.json, so a benchmark rerun with --keep on a finished run only measures."""
+    from rnn_apps.train import train
+
+    timing = Path(out) / "train_seconds.json"
+    if timing.exists() and (Path(out) / "checkpoints" / "best.keras").exists():
+        return json.loads(timing.read_text())["train_seconds"]
+    start = time.time()
+    train(app, app.resolve_config(None, overrides), data, DATA_ROOT, out, {}, echo=echo)
+    seconds = time.time() - start
+    timing.write_text(json.dumps({"train_seconds": seconds}) + "\n")
+    return seconds
+
+
 def member_view(run, member_dir: Path):
     """The ensemble run with one member's best checkpoint as its model (preprocessing is shared)."""
     from rnn_apps.run import load_model

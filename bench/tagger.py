@@ -12,7 +12,6 @@ Writes bench/results/tagger.json.
 """
 
 import argparse
-import json
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -73,23 +72,18 @@ def main():
     from rnn_apps import registry
     from rnn_apps.config import parse_assignments
     from rnn_apps.run import Run
-    from rnn_apps.train import train
 
     app = registry.get("tagger")
     overrides = parse_assignments(args.assignments)
     out = Path(args.keep or tempfile.mkdtemp(prefix="bench_tagger_"))
-    timing = out / "train_seconds.json"
-    if not timing.exists():
-        start = time.time()
-        train(app, app.resolve_config(None, overrides), "ud_english_ewt", common.DATA_ROOT, out, {}, echo=print)
-        timing.write_text(json.dumps({"train_seconds": time.time() - start}) + "\n")
+    train_seconds = common.train_once(app, "ud_english_ewt", overrides, out)
     run = Run(out)
     splits = run.load_data()
     metrics = run.metrics()
     test = app.evaluate(run, splits)
     result = {
         "overrides": overrides, "run_dir": str(out),
-        "train_seconds": round(json.loads(timing.read_text())["train_seconds"], 1),
+        "train_seconds": round(train_seconds, 1),
         "best_epoch": metrics.get("best_epoch"),
         "by_epoch": [{"epoch": h["epoch"], "val_accuracy": round(h["val_accuracy"], 4),
                       "val_loss": round(h["val_loss"], 4)} for h in metrics["history"]],

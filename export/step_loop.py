@@ -37,6 +37,14 @@ def greedy(interpreter, cache: dict, token: int, end_id, limit: int, signature: 
     return output
 
 
+def zero_state(interpreter, signature: str = "step") -> dict:
+    """Zeros for every input of the step signature but `token`, at batch 1: a language model's
+    state before it reads anything."""
+    details = interpreter.get_signature_runner(signature).get_input_details()
+    return {name: np.zeros([1, *d["shape_signature"][1:]], d["dtype"]) for name, d in details.items()
+            if name != "token"}
+
+
 def read(interpreter, tokens, cache: dict, signature: str = "step") -> dict:
     """The state after feeding `tokens` one at a time (a prime, before writing)."""
     step = interpreter.get_signature_runner(signature)

@@ -14,6 +14,7 @@ character of the training text, most frequent first, after id 0 (padding, never 
 id 1 (unknown: any character the training text lacks).
 """
 
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -62,7 +63,7 @@ def _text_file(path: Path) -> Splits:
     origin = {split: f"{path} characters {start:,}-{start + len(part):,} ({fraction:.0%})"
               for split, part, start, fraction in zip(SPLIT_NAMES, parts, (0, *ends), SPLIT_FRACTIONS, strict=True)}
     columns = [{"text": np.array([part], dtype=object)} for part in parts]
-    return Splits(path.stem if path.stem != "input" else path.parent.name, *columns, [], origin)
+    return Splits(path.stem if path.stem != "input" else path.parent.name, *columns, [], origin, one_text=True)
 
 
 def _tfds(spec: str, data_dir) -> Splits:
@@ -73,7 +74,8 @@ def _tfds(spec: str, data_dir) -> Splits:
             raise UserError(f"TFDS {spec!r} has no `text` feature (it has {', '.join(sorted(columns))})")
         return {"text": np.array(["".join(t.decode("utf-8", "replace") for t in columns["text"])], dtype=object)}
 
-    return tfds_source.load(spec, 0, convert, data_dir, splits=SPLIT_NAMES, label_names=[])
+    return dataclasses.replace(tfds_source.load(spec, 0, convert, data_dir, splits=SPLIT_NAMES, label_names=[]),
+                               one_text=True)
 
 
 def characters(text: str) -> int:

@@ -4,6 +4,7 @@ Examples are kept as column dicts of numpy arrays (`{"text": [...], "label": [..
 datasets here are small, and seeded carving, capping and counting are then exact and cheap.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ class Splits:
     test: dict
     label_names: list
     origin: dict = field(default_factory=dict)  # split -> where its examples came from
+    one_text: bool = False  # each split is one long text (a language model's): described in characters
 
     def __getitem__(self, split: str) -> dict:
         if split not in SPLIT_NAMES:
@@ -38,8 +40,8 @@ class Splits:
         labels = f" (labels: {', '.join(self.label_names)})" if self.label_names else ""
         lines = [f"data: {self.dataset}{labels}"]
         for split in SPLIT_NAMES:
-            texts = self[split].get("text", [])
-            size = f"{len(texts[0]):>9,} characters" if len(texts) == 1 else f"{self.size(split):>7,} examples"
+            size = f"{len(self[split]['text'][0]):>9,} characters" if self.one_text else \
+                f"{self.size(split):>7,} examples"
             lines.append(f"  {split:<10} {size}  from {self.origin.get(split, '?')}")
         return "\n".join(lines)
 
@@ -49,7 +51,7 @@ class Splits:
             return self
         capped = {s: take(shuffle(self[s], seed), max_examples) for s in SPLIT_NAMES}
         origin = {s: f"{self.origin.get(s, '?')} [first {max_examples} after seeded shuffle]" for s in SPLIT_NAMES}
-        return Splits(self.dataset, label_names=self.label_names, origin=origin, **capped)
+        return dataclasses.replace(self, origin=origin, **capped)
 
     def first_characters(self, n: int) -> "Splits":
         """Every text of every split cut to its first `n` characters (0 = whole): a text dataset of
@@ -58,7 +60,7 @@ class Splits:
             return self
         cut = {s: {k: np.array([t[:n] for t in v], dtype=object) for k, v in self[s].items()} for s in SPLIT_NAMES}
         origin = {s: f"{self.origin.get(s, '?')} [first {n:,} characters]" for s in SPLIT_NAMES}
-        return Splits(self.dataset, label_names=self.label_names, origin=origin, **cut)
+        return dataclasses.replace(self, origin=origin, **cut)
 
 
 def count(columns: dict) -> int:

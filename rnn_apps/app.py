@@ -68,7 +68,7 @@ class App:
     presets: dict  # named overrides; "tiny" is used by the tests and smoke runs
     config_checks: dict = {}  # key -> config_lib.Range for the app's own keys (COMMON's are in CHECKS)
     monitors = ("val_loss",)  # what config["monitor"] may name
-    generates = False  # writes sequences: evaluate/predict take a beam width
+    beam_search = False  # decodes with beam search: evaluate and predict take --beam
 
     def checks(self) -> dict:
         return {**config_lib.CHECKS, "monitor": config_lib.one_of(*self.monitors), **self.config_checks}

@@ -133,10 +133,10 @@ def train(app_name, data, data_root, tfds_data_dir, text_column, label_column, o
 
 
 def decoding_options(app, beam) -> dict:
-    """--beam N for apps that write sequences (greedy without it); a one-line error for others."""
+    """--beam N for apps that decode with beam search (greedy without it); a one-line error for others."""
     if beam is None:
         return {}
-    if not app.generates:
+    if not app.beam_search:
         raise UserError(f"--beam is for apps that decode with beam search (translate); {app.name} does not")
     if beam < 1:
         raise UserError(f"--beam: expected a width >= 1, got {beam}")

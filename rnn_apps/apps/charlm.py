@@ -285,12 +285,11 @@ class CharLM(App):
 
     # --- use ----------------------------------------------------------------------------
     def evaluate(self, run, splits) -> dict:
-        sample = "".join(self.stream(run, first_line(splits.test["text"][0]), SAMPLE["length"],
-                                     SAMPLE["temperature"], 0, SAMPLE["seed"]))
+        prime = first_line(splits.test["text"][0])
+        sample = "".join(self.stream(run, prime, SAMPLE["length"], SAMPLE["temperature"], 0, SAMPLE["seed"]))
         return {"validation": self.read_split(run, splits.validation["text"][0]),
                 "test": self.read_split(run, splits.test["text"][0]),
-                "window": run.config["window"], "sample": {**SAMPLE, "prime": first_line(splits.test["text"][0]),
-                                                           "text": sample}}
+                "window": run.config["window"], "sample": {**SAMPLE, "prime": prime, "text": sample}}
 
     def predict(self, run, inputs):
         scores = call(self.scorer(run)[0], tf.constant(inputs, tf.string))
@@ -367,11 +366,10 @@ class CharLM(App):
         snippets = [text[i: i + 300] for i in range(0, min(len(text), 2400), 300)] + ["", "a", "\u00e9\u4e2d?"]
         loss = [keras_loss(run.model, characters.ids_of(s, run.preprocessing.vocabulary)) for s in snippets]
         ids = [characters.ids_of(p, run.preprocessing.vocabulary) for p in primes]
-        vocabulary, names = run.preprocessing.vocabulary, [f"state_{i}" for i in range(run.config["depth"])]
-        units = run.config["units"]
+        vocabulary = run.preprocessing.vocabulary
 
         def loop(interpreter):
-            return greedy_on_phone(interpreter, ids, PARITY_LENGTH, vocabulary, names, units)
+            return greedy_on_phone(interpreter, ids, PARITY_LENGTH, vocabulary)
 
         return [
             ParityCase("greedy continuations of test primes", expected, ("serving_default", generate_inputs),
@@ -383,18 +381,14 @@ class CharLM(App):
 
     def exported_inputs(self, inputs, tflite_dir):
         vocabulary = characters.load_vocabulary(Path(tflite_dir) / VOCABULARY)
-        primes = [p or EMPTY_PRIME for p in inputs]
         served = {"prime": np.array([p.encode("utf-8") for p in inputs], dtype=object),
                   "length": np.int32(CONTINUATION), "temperature": np.float32(0.0), "top_k": np.int32(0),
                   "seed": np.int64(0)}
-        return list(inputs), served, {"ids": [characters.ids_of(p[-MAX_PRIME:], vocabulary) for p in primes]}
+        return list(inputs), served, {"ids": [characters.ids_of(p[-MAX_PRIME:], vocabulary) for p in inputs]}
 
     def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
         vocabulary = characters.load_vocabulary(Path(tflite_dir) / VOCABULARY)
-        details = interpreter.get_signature_runner("step").get_input_details()
-        names = sorted(n for n in details if n.startswith("state_"))
-        units = int(details[names[0]]["shape_signature"][-1])
-        return greedy_on_phone(interpreter, tflite_inputs["ids"], CONTINUATION, vocabulary, names, units)
+        return greedy_on_phone(interpreter, tflite_inputs["ids"], CONTINUATION, vocabulary)
 
     def query_rows(self, names, served, on_phone, tflite_dir):
         return [{"input": name, "saved_model": {"continuation": served["text"][i].decode("utf-8")},
@@ -430,13 +424,14 @@ def rnn_layers(model) -> list:
     return sorted((layer for layer in model.layers if isinstance(layer, layers.SimpleRNN)), key=lambda r: r.name)
 
 
-def greedy_on_phone(interpreter, primes: list, length: int, vocabulary: list, names: list, units: int) -> dict:
-    """What a phone computes: each prime read through `step`, then the reference greedy loop;
-    outputs shaped like the SavedModel's."""
+def greedy_on_phone(interpreter, primes: list, length: int, vocabulary: list) -> dict:
+    """What a phone computes: each prime (character ids; an empty one reads as EMPTY_PRIME) read
+    through `step` from zero states, then the reference greedy loop; outputs shaped like the
+    SavedModel's."""
     rows = []
     for ids in primes:
         ids = ids if len(ids) else characters.ids_of(EMPTY_PRIME, vocabulary)
-        state = step_loop.read(interpreter, ids[:-1], {n: np.zeros([1, units], np.float32) for n in names})
+        state = step_loop.read(interpreter, ids[:-1], step_loop.zero_state(interpreter, "step"))
         rows.append(step_loop.greedy(interpreter, state, int(ids[-1]), None, length, signature="step"))
     token_ids = np.array(rows, np.int32).reshape(len(rows), -1 if rows and rows[0] else 0)
     return {"token_ids": token_ids, "lengths": np.array([len(r) for r in rows], np.int32),

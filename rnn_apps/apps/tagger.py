@@ -137,8 +137,7 @@ class Tagger(App):
     def load_preprocessing(self, run_dir, config):
         run_dir = Path(run_dir)
         training_words = json.loads((run_dir / TRAINING_WORDS).read_text())["training_words"]
-        return Preprocessing(lookup(read_lines(run_dir / WORDS)), lookup(read_lines(run_dir / SUFFIXES)),
-                             read_lines(run_dir / TAGS), training_words)
+        return Preprocessing(*vocabularies(run_dir), training_words=training_words)
 
     def features(self, preprocessing, tokens: tf.RaggedTensor) -> dict:
         """Ragged token strings -> {word_ids, suffix_ids, shape_ids}, ragged int32 (TOKENISATION_RULES)."""
@@ -304,7 +303,7 @@ class Tagger(App):
 
         spec = [tf.TensorSpec([None, length], tf.int32, name=n) for n in ("word_ids", "suffix_ids", "shape_ids")]
         card = {
-            "app": self.name, "topology": self.topology, "task": self.task,
+            "app": self.name, "topology": self.topology, "task": self.task, "max_length": length,
             "inputs": {n: f"int32 [1, {length}], right-padded with 0" for n in ("word_ids", "suffix_ids", "shape_ids")},
             "outputs": {"probabilities": f"float32 [1, {length}, {len(preprocessing.tag_names)}], tags in the "
                                          "order of tags.txt; rows past the sentence's length mean nothing"},
@@ -344,11 +343,8 @@ class Tagger(App):
                            tflite_loop=on_phone, tflite_compare=["phone_probabilities"])]
 
     def exported_inputs(self, inputs, tflite_dir):
-        tflite_dir = Path(tflite_dir)
-        length = int(json.loads((tflite_dir / "model_card.json").read_text())["inputs"]["word_ids"].split("[1, ")[1]
-                     .split("]")[0])
-        preprocessing = Preprocessing(lookup(read_lines(tflite_dir / WORDS)), lookup(read_lines(tflite_dir / SUFFIXES)),
-                                      read_lines(tflite_dir / TAGS), 0)
+        length = json.loads((Path(tflite_dir) / "model_card.json").read_text())["max_length"]
+        preprocessing = Preprocessing(*vocabularies(tflite_dir), training_words=0)
         return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
             self.phone_inputs(preprocessing, list(inputs), length)
 
@@ -387,6 +383,12 @@ def shape_ids(tokens: tf.Tensor) -> tf.Tensor:
             tf.strings.regex_full_match(tokens, r"[^\p{L}\d]+")]
     value = sum(tf.cast(b, tf.int32) * (1 << i) for i, b in enumerate(bits))
     return tf.where(tokens == "", 0, 1 + value)
+
+
+def vocabularies(folder) -> tuple:
+    """(words lookup, suffixes lookup, tag names) from the files a run folder and an export share."""
+    folder = Path(folder)
+    return lookup(read_lines(folder / WORDS)), lookup(read_lines(folder / SUFFIXES)), read_lines(folder / TAGS)
 
 
 def lookup(vocabulary: list) -> layers.StringLookup:

@@ -67,7 +67,7 @@ class Translate(App):
     topology = "many-to-many (encoder-decoder)"
     task = "translation"
     default_data = ("spa_eng", "ted_hrlr_translate/pt_to_en")
-    generates = True
+    beam_search = True
     config = {
         **config_lib.COMMON,
         "direction": "spa-en",  # SOURCE-TARGET languages
