@@ -37,12 +37,24 @@ def greedy(interpreter, cache: dict, token: int, end_id, limit: int, signature: 
     return output
 
 
-def zero_state(interpreter, signature: str = "step") -> dict:
-    """Zeros for every input of the step signature but `token`, at batch 1: a language model's
-    state before it reads anything."""
+def zero_state(interpreter, signature: str = "step", fed: str = "token") -> dict:
+    """Zeros for every input of the step signature but the one `fed` each step, at batch 1: a
+    language model's (or a streaming classifier's) state before it reads anything."""
     details = interpreter.get_signature_runner(signature).get_input_details()
     return {name: np.zeros([1, *d["shape_signature"][1:]], d["dtype"]) for name, d in details.items()
-            if name != "token"}
+            if name != fed}
+
+
+def label_stream(interpreter, frames, signature: str = "step") -> np.ndarray:
+    """A streaming classifier's per-step outputs: `frames` [T, ...] fed one at a time as `frame`
+    from zero states -> probabilities [T, classes]; what a device watching a camera runs."""
+    step = interpreter.get_signature_runner(signature)
+    cache, outputs = zero_state(interpreter, signature, fed="frame"), []
+    for frame in frames:
+        result = step(frame=np.asarray(frame, np.float32)[None], **cache)
+        outputs.append(result["probabilities"][0])
+        cache = {name: result[name] for name in cache}  # the state; label_id is for the app
+    return np.array(outputs, np.float32).reshape(len(outputs), -1)
 
 
 def read(interpreter, tokens, cache: dict, signature: str = "step") -> dict:

@@ -47,12 +47,14 @@ def _column(values: list) -> np.ndarray:
 
 
 def load(name: str, seed: int, convert, data_dir: str | None = None, note: str = "", splits=("train", "test"),
-         label_names=None) -> Splits:
+         label_names=None, each=None) -> Splits:
     """A TFDS dataset's `splits` -> Splits; without a `validation` split, validation is a seeded 10%
     of train. Label names come from the `label` feature unless given.
 
     `convert(columns) -> columns` turns TFDS features into the app's columns (decode text, resize
-    images); `note` says what it did, for the printed data resolution. Downloads and prepares the
+    images); `each(example) -> example`, if given, is applied to every example as it is read (to
+    shrink what would not fit in memory whole: videos); `note` says what they did, for the printed
+    data resolution. Downloads and prepares the
     dataset first if `data_dir` (or ~/tensorflow_datasets) lacks it.
     """
     import tensorflow_datasets as tfds
@@ -80,6 +82,7 @@ def load(name: str, seed: int, convert, data_dir: str | None = None, note: str =
     for split in splits:
         columns: dict[str, list] = {}
         for example in tfds.as_numpy(builder.as_dataset(split=split)):
+            example = each(example) if each else example
             for key, value in example.items():
                 columns.setdefault(key, []).append(value)
         read[split] = convert({k: _column(v) for k, v in columns.items()})

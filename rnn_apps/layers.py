@@ -109,9 +109,10 @@ def find_layers(model, kind) -> list:
 
 
 def simple_rnn_stack(x, config: dict, unroll: bool = False, return_sequences: bool = True,
-                     return_state: bool = False, recurrent_initializer="orthogonal", dtype=None):
+                     return_state: bool = False, recurrent_initializer="orthogonal", dtype=None, mask=None):
     """`depth` SimpleRNN layers of `units`, optionally bidirectional, with input dropout. With
-    `return_state`: (outputs, the last layer's final state; both directions' side by side)."""
+    `return_state`: (outputs, the last layer's final state; both directions' side by side). `mask`
+    [batch, time] marks real steps where `x` carries no mask of its own (inputs that are not ids)."""
     for i in range(config["depth"]):
         last = i == config["depth"] - 1
         rnn = layers.SimpleRNN(
@@ -127,7 +128,7 @@ def simple_rnn_stack(x, config: dict, unroll: bool = False, return_sequences: bo
                 # only the masked positions, which pooling and later layers ignore.
                 rnn.forward_layer.zero_output_for_mask = False
                 rnn.backward_layer.zero_output_for_mask = False
-        x = rnn(x)
+        x = rnn(x) if mask is None or i else rnn(x, mask=mask)  # later layers get it from the first
     if return_state:
         x, *states = x
         return x, states[0] if len(states) == 1 else layers.Concatenate(name="final_state")(states)
@@ -170,6 +171,63 @@ class LuongAttention(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
+
+
+def rnn_layers(model) -> list:
+    """The SimpleRNN layers of a unidirectional stack, bottom first (simple_rnn_0, simple_rnn_1, ...)."""
+    return sorted((layer for layer in model.layers if isinstance(layer, layers.SimpleRNN)), key=lambda r: r.name)
+
+
+@keras.saving.register_keras_serializable(package="rnn_apps")
+class FiniteClip(layers.Layer):
+    """Values clipped to [-limit, limit], NaN to 0: a defined output for any float input (a sensor's
+    NaN or inf, a feature far outside training's range). Written with builtin TFLite ops only
+    (x == x is false only for NaN), so a phone computes the same."""
+
+    def __init__(self, limit=10.0, **kwargs):
+        super().__init__(**kwargs)
+        self.limit = limit
+
+    def call(self, x):
+        clipped = ops.clip(x, -self.limit, self.limit)
+        return ops.where(ops.equal(clipped, clipped), clipped, ops.zeros_like(clipped))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "limit": self.limit}
+
+
+@keras.saving.register_keras_serializable(package="rnn_apps")
+class StepDifference(layers.Layer):
+    """[batch, time, features] -> x_t - x_(t-1), with x_(-1) = 0: how fast each feature changes
+    (a fall is a fast change). Causal, so a streaming step computes it from the previous frame."""
+
+    def call(self, x):
+        return x - ops.pad(x, [[0, 0], [1, 0], [0, 0]])[:, :-1]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="rnn_apps")
+class PerFrame(layers.Wrapper):
+    """`layer` applied to every step of [batch, time, ...] as one batch of batch*time frames.
+    Keras 3.15's TimeDistributed loses the time axis inside a traced training step when time is
+    unknown (its outputs came back [batch, features, ...]); a reshape does not."""
+
+    def build(self, input_shape):
+        self.layer.build((None, *input_shape[2:]))
+        self.built = True
+
+    def call(self, x, training=None):
+        shape = ops.shape(x)
+        y = self.layer(ops.reshape(x, (-1, *x.shape[2:])), training=training)
+        return ops.reshape(y, (shape[0], shape[1], *y.shape[1:]))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:2], *self.layer.compute_output_shape((None, *input_shape[2:]))[1:])
 
 
 def optional_dropout(x, rate: float):

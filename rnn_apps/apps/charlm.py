@@ -48,7 +48,7 @@ from rnn_apps import config as config_lib
 from rnn_apps import decoding
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
 from rnn_apps.errors import UserError
-from rnn_apps.layers import FrozenTailEmbedding, simple_rnn_stack
+from rnn_apps.layers import FrozenTailEmbedding, rnn_layers, simple_rnn_stack
 
 VOCABULARY = "vocabulary.json"
 # Bounds that keep every request's time and memory bounded (documented in the model card).
@@ -417,11 +417,6 @@ class Reader:
         for i, rnn in enumerate(self.rnns):
             x, new[f"state_{i}"] = rnn(x, initial_state=[states[f"state_{i}"]], mask=mask)
         return self.logits(x), new
-
-
-def rnn_layers(model) -> list:
-    """The SimpleRNN layers, bottom first (simple_rnn_0, simple_rnn_1, ...)."""
-    return sorted((layer for layer in model.layers if isinstance(layer, layers.SimpleRNN)), key=lambda r: r.name)
 
 
 def greedy_on_phone(interpreter, primes: list, length: int, vocabulary: list) -> dict:

@@ -1,0 +1,146 @@
+"""Frame sequences with a label for every frame (many-to-many, one output per step): the lecture's
+video classified frame by frame.
+
+`--data` resolves, in this order:
+  1. a folder of CSV files in UR Fall Detection's layout (`../shared/data/ur_fall_features`:
+     rows `sequence, frame, label, feature...`, no header, each sequence one block of rows in
+     frame order; labels -1 not lying, 0 falling, 1 lying);
+  2. a bare name under the data root (`ur_fall_features`);
+  3. a TFDS video dataset with a clip label (`ucf101`): every clip becomes `clip_frames` frames
+     taken evenly over it, each resized to `frame_size` x `frame_size` RGB, the clip's label at
+     every frame (UCF101 has no frame-level labels).
+
+Each split holds fixed-width columns, padded with zeros past each sequence's length:
+  frames    float32 [N, T, F] (per-frame features) or uint8 [N, T, H, W, 3] (video frames)
+  labels    int32 [N, T]
+  length    int32 [N]
+  sequence  str [N]: the recording it came from (fall-01, adl-12) or the clip's index
+  is_fall   bool [N]: the recording is a staged fall (UR Fall's fall-* files)
+
+Splits are by sequence, never by frame (neighbouring frames are near copies, so a frame split
+would leak the test set into training): for UR Fall, `split_seed` picks a seeded 80/20
+train/test split of the 70 recordings, stratified by fall/activity, and 15% of the training
+recordings (stratified the same way) validate. UCF101 has its own train/test lists.
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import tfds_source
+from pipelines.splits import Splits, select
+from rnn_apps.errors import UserError
+
+UR_FALL_LABELS = {-1: 0, 0: 1, 1: 2}  # the file's label -> class id
+UR_FALL_LABEL_NAMES = ["not_lying", "falling", "lying"]
+UR_FALL_FEATURES = ["HeightWidthRatio", "MajorMinorRatio", "BoundingBoxOccupancy", "MaxStdXZ", "HHmaxRatio", "H",
+                    "D", "P40"]
+LEADING_COLUMNS = 3  # sequence, frame, label
+TEST_FRACTION, VALIDATION_FRACTION = 0.2, 0.15
+
+
+def load(spec: str, data_root, split_seed: int, clip_frames: int, frame_size: int, tfds_data_dir=None) -> Splits:
+    path = Path(spec).expanduser()
+    if not path.exists() and data_root is not None and (Path(data_root) / spec).exists():
+        path = Path(data_root) / spec
+    if path.is_dir():
+        return _csv_folder(path, split_seed)
+    if tfds_source.exists(spec):
+        return _tfds(spec, split_seed, clip_frames, frame_size, tfds_data_dir)
+    root = f"data root {data_root}" if data_root else "no data root (set --data-root or RNN_APPS_DATA_ROOT)"
+    raise UserError(f"no frame dataset {spec!r}: not a folder of UR Fall-style CSV files, not under the {root}, "
+                    "and not a TFDS name")
+
+
+def read_csv_sequences(path: Path) -> list:
+    """One UR Fall-style CSV -> [(sequence name, features float32 [T, F], labels int32 [T])]."""
+    sequences, rows = [], {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for number, row in enumerate(csv.reader(f), start=1):
+            if not row:
+                continue
+            try:
+                label = UR_FALL_LABELS[int(row[2])]
+                features = [float(v) for v in row[LEADING_COLUMNS:]]
+            except (IndexError, KeyError, ValueError):
+                raise UserError(f"{path} line {number}: expected 'sequence, frame, label (-1, 0 or 1), features...', "
+                                f"got {','.join(row)[:80]!r}") from None
+            if row[0] not in rows:
+                rows[row[0]] = ([], [])
+                sequences.append(row[0])
+            rows[row[0]][0].append(features)
+            rows[row[0]][1].append(label)
+    out = []
+    for name in sequences:
+        features, labels = rows[name]
+        if len({len(f) for f in features}) != 1:
+            raise UserError(f"{path}: the rows of sequence {name!r} have different numbers of features")
+        out.append((name, np.array(features, np.float32), np.array(labels, np.int32)))
+    return out
+
+
+def padded_columns(sequences: list) -> dict:
+    """[(name, frames [T, ...], labels [T], is_fall)] -> the split columns described above."""
+    width = max(len(frames) for _, frames, _, _ in sequences)
+    first = sequences[0][1]
+    frames = np.zeros((len(sequences), width, *first.shape[1:]), first.dtype)
+    labels = np.zeros((len(sequences), width), np.int32)
+    for i, (_, f, y, _) in enumerate(sequences):
+        frames[i, :len(f)], labels[i, :len(y)] = f, y
+    return {"frames": frames, "labels": labels, "length": np.array([len(f) for _, f, _, _ in sequences], np.int32),
+            "sequence": np.array([name for name, *_ in sequences], dtype=object),
+            "is_fall": np.array([fall for *_, fall in sequences], bool)}
+
+
+def _stratified(n: int, is_fall: np.ndarray, fraction: float, seed: int) -> tuple:
+    from sklearn.model_selection import train_test_split
+
+    keep, held = train_test_split(np.arange(n), test_size=fraction, random_state=seed, stratify=is_fall)
+    return np.sort(keep), np.sort(held)
+
+
+def _csv_folder(folder: Path, split_seed: int) -> Splits:
+    files = sorted(folder.glob("*.csv"))
+    if not files:
+        raise UserError(f"{folder} holds no .csv files (UR Fall layout: sequence, frame, label, features...)")
+    sequences = []
+    for path in files:
+        sequences += [(name, f, y, name.startswith("fall")) for name, f, y in read_csv_sequences(path)]
+    if len({f.shape[1] for _, f, _, _ in sequences}) != 1:
+        raise UserError(f"the CSV files in {folder} have different numbers of features")
+    everything = padded_columns(sequences)
+    n = len(sequences)
+    rest, test = _stratified(n, everything["is_fall"], TEST_FRACTION, split_seed)
+    train, validation = _stratified(len(rest), everything["is_fall"][rest], VALIDATION_FRACTION, split_seed + 1)
+    train, validation = rest[train], rest[validation]
+    where = f"{folder} ({n} sequences), split by sequence, split_seed {split_seed}"
+    origin = {"train": f"{where}: {len(train)}", "validation": f"{where}: {len(validation)}",
+              "test": f"{where}: {len(test)}"}
+    return Splits(folder.name, select(everything, train), select(everything, validation), select(everything, test),
+                  list(UR_FALL_LABEL_NAMES), origin)
+
+
+def clip_to_frames(video, clip_frames: int, frame_size: int) -> np.ndarray:
+    """A clip [T, H, W, 3] -> at most `clip_frames` frames taken evenly over it, each area-resized to
+    frame_size x frame_size, uint8."""
+    video = np.asarray(video)
+    if len(video) == 0:
+        return np.zeros((0, frame_size, frame_size, 3), np.uint8)
+    picked = video[np.unique(np.linspace(0, len(video) - 1, min(clip_frames, len(video))).round().astype(int))]
+    resized = tf.image.resize(tf.cast(picked, tf.float32), [frame_size, frame_size], method="area")
+    return np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
+
+
+def _tfds(name: str, seed: int, clip_frames: int, frame_size: int, data_dir) -> Splits:
+    def each(example):  # shrink every clip as it is read: UCF101's full videos do not fit in memory
+        return {"video": clip_to_frames(example["video"], clip_frames, frame_size), "label": example["label"]}
+
+    def convert(columns):
+        clips = list(columns["video"])
+        return padded_columns([(str(i), clip, np.full(len(clip), label, np.int32), False)
+                               for i, (clip, label) in enumerate(zip(clips, columns["label"], strict=True))])
+
+    return tfds_source.load(name, seed, convert, data_dir, note=f", {clip_frames} frames of {frame_size}x{frame_size} "
+                            "per clip", each=each)

@@ -1,0 +1,586 @@
+"""frames — many-to-many, one output per step: every frame of a video labelled as it comes (the
+lecture's frame-level video classification), here a person's posture for fall detection.
+
+Topology: frames [batch, time, F] (per-frame features; or [batch, time, H, W, 3] video frames)
+and mask [batch, time] -> a per-frame encoder applied to every frame (features: normalised with
+the training split's mean and standard deviation, stored in the run, clipped to +-10 and NaN to
+0; video frames: a small convolutional network) -> `depth` SimpleRNN layers -> per-frame softmax;
+the loss and metrics are masked on padding. Two variants: causal (`bidirectional=false`, the
+default: each frame's label uses the frames so far, what a device watching a camera can compute)
+and bidirectional (`--set bidirectional=true`: the whole clip is known, offline).
+
+Data: UR Fall Detection's per-frame depth features `../shared/data/ur_fall_features` (70
+recordings; labels not_lying / falling / lying; `--set split_seed=N` picks one of the seeded
+80/20 splits by recording), TFDS `ucf101` online (video frames, the clip's label at every frame).
+See pipelines/frames.py.
+
+Exports: SavedModel `serving_default(frames: float32[batch, time, F] (uint8[batch, time, H, W, 3]
+for video), lengths: int32[batch])` -> labels (string, "" past a sequence's length), label_ids
+(int32, -1 past it), probability, probabilities (float32, 0 past it), lengths. TFLite
+`frames.tflite`: a causal run's `step(frame: float32[1, F], state_0 ..: float32[1, units])` ->
+probabilities, label_id, state_0 ... (one frame at a time, from zero states: export/step_loop.py
+`label_stream` is the reference loop); a bidirectional run's `serving_default(frames: float32[1,
+max_frames, F], length: int32[1])` -> probabilities [1, max_frames, classes]. Model card beside it.
+
+    rnn-apps train frames --data ur_fall_features --data-root ../shared/data --out runs/frames
+    rnn-apps evaluate runs/frames        # frame accuracy, per-class recall, falls detected and how late
+    rnn-apps predict runs/frames sequence.csv [--json]   # rows of F features, or UR Fall's layout
+    rnn-apps export runs/frames --out exports
+    rnn-apps query exports --name frames sequence.csv
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from export import step_loop
+from pipelines import frames as frame_data
+from rnn_apps import config as config_lib
+from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
+from rnn_apps.errors import UserError
+from rnn_apps.layers import FiniteClip, PerFrame, StepDifference, rnn_layers, simple_rnn_stack
+
+STATISTICS = "frame_statistics.json"
+FEATURE_LIMIT = 10.0  # normalised features are clipped to this many standard deviations
+MAX_FRAMES = 108_000  # frames labelled per sequence by the SavedModel: an hour at 30 frames/s
+EVENT_TOLERANCE = 15  # frames (0.5 s at 30 frames/s) a detection may come before or after a fall
+FALLING = "falling"
+
+
+@dataclass
+class Preprocessing:
+    kind: str  # "features" or "video"
+    frame_shape: tuple  # (F,) or (H, W, 3)
+    label_names: list
+    mean: list | None = None  # per feature, over the training split's real frames
+    std: list | None = None
+
+
+class Frames(App):
+    name = "frames"
+    topology = "many-to-many (per step)"
+    task = "frame-level classification (fall detection)"
+    default_data = ("ur_fall_features", "ucf101")
+    monitors = ("val_loss", "val_accuracy")
+    config = {
+        **config_lib.COMMON,
+        "units": 64,
+        "depth": 2,
+        "bidirectional": False,  # causal: what a streaming device computes; the default export
+        "dropout": 0.1,
+        "batch_size": 8,  # whole sequences: UR Fall's training split holds 47 of them
+        "learning_rate": 3e-3,
+        "epochs": 300,
+        "patience": 30,
+        "split_seed": 0,  # which seeded 80/20 split by recording (bench/frames.py runs 0..4)
+        "max_frames": 400,  # a bidirectional run's TFLite input length (UR Fall's longest is 369)
+        "clip_frames": 16,  # video datasets: frames taken evenly over each clip
+        "frame_size": 32,  # video datasets: frames resized to this many pixels square
+        "conv_filters": 16,  # video datasets: the first convolution's filters (the second has twice as many)
+        # Gradients through hundreds of steps explode now and then without it: measured, training
+        # accuracy fell from 95% to 81% within an epoch at step ~800 (bench/RESULTS.md).
+        "clipnorm": 1.0,
+        "frame_differences": True,
+        # Training examples: `windows_per_sequence` random windows of `window` frames from every
+        # sequence per epoch (0 = whole sequences).
+        "window": 0,
+        "windows_per_sequence": 8,
+        "feature_noise": 0.0,  # std of Gaussian noise added to the normalised features in training
+        "class_weights": [],  # training loss weight per class, in label order ([] = all 1)
+        "jit_compile": False,
+    }
+    config_checks = {
+        "split_seed": config_lib.NON_NEGATIVE, "max_frames": config_lib.POSITIVE, "clip_frames": config_lib.POSITIVE,
+        "frame_size": config_lib.at_least(4), "clipnorm": config_lib.POSITIVE_NUMBER,
+        "feature_noise": config_lib.NON_NEGATIVE_NUMBER, "window": config_lib.NON_NEGATIVE,
+        "windows_per_sequence": config_lib.POSITIVE, "conv_filters": config_lib.POSITIVE,
+        "members": config_lib.one_of(1),
+    }
+    presets = {
+        "tiny": {"epochs": 2, "units": 8, "depth": 1, "batch_size": 4, "max_examples": 8, "max_frames": 32,
+                 "clip_frames": 6, "frame_size": 8, "conv_filters": 4, "patience": 3},
+    }
+
+    # --- data ---------------------------------------------------------------------------
+    def load_data(self, data, data_root, config, options):
+        return frame_data.load(data, data_root, config["split_seed"], config["clip_frames"], config["frame_size"],
+                               options.get("tfds_data_dir"))
+
+    def fit_preprocessing(self, splits, config, run_dir):
+        frames, length = splits.train["frames"], splits.train["length"]
+        statistics = {"kind": "video" if frames.ndim == 5 else "features", "frame_shape": list(frames.shape[2:]),
+                      "label_names": list(splits.label_names)}
+        if statistics["kind"] == "features":
+            real = np.concatenate([frames[i, :n] for i, n in enumerate(length)]).astype(np.float64)
+            statistics.update(mean=real.mean(0).tolist(), std=real.std(0).tolist())
+        (Path(run_dir) / STATISTICS).write_text(json.dumps(statistics, indent=2) + "\n")
+        return self.load_preprocessing(run_dir, config)
+
+    def load_preprocessing(self, run_dir, config):
+        return read_statistics(Path(run_dir) / STATISTICS)
+
+    def dataset(self, columns, preprocessing, config, shuffle_seed=None):
+        frames, length, labels = columns["frames"].astype(np.float32), columns["length"], columns["labels"]
+        ds = tf.data.Dataset.from_tensor_slices((frames, length, labels))
+        if shuffle_seed is not None:
+            ds = ds.shuffle(len(length), seed=shuffle_seed, reshuffle_each_iteration=True)
+            if config["window"]:
+                ds = ds.repeat(config["windows_per_sequence"]).map(random_window(config["window"], shuffle_seed))
+        ds = ds.map(lambda f, n, y: ({"frames": f, "mask": tf.sequence_mask(n, tf.shape(f)[0])}, y))
+        # Each batch cut to its longest sequence: the padding to the split's longest is not computed.
+        ds = ds.batch(config["batch_size"]).map(cut_to_longest)
+        if shuffle_seed is not None and config["class_weights"]:
+            weights = tf.constant(class_weights(config, preprocessing))
+            ds = ds.map(lambda x, y: (x, y, tf.gather(weights, y)))  # the mask still zeroes padding
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    # --- model --------------------------------------------------------------------------
+    def build_model(self, config, preprocessing, unroll_length=None):
+        if unroll_length:
+            config = {**config, "dropout": 0.0}
+        frames = keras.Input((unroll_length, *preprocessing.frame_shape), name="frames")
+        mask = keras.Input((unroll_length,), dtype="bool", name="mask")
+        x = PerFrame(frame_encoder(config, preprocessing), name="per_frame")(frames)
+        if config["frame_differences"]:
+            x = layers.Concatenate(name="with_differences")([x, StepDifference(name="differences")(x)])
+        if config["feature_noise"] and not unroll_length:
+            x = layers.GaussianNoise(config["feature_noise"], name="feature_noise")(x)  # training only
+        x = simple_rnn_stack(x, config, unroll=unroll_length is not None, mask=mask)
+        probabilities = layers.Dense(len(preprocessing.label_names), activation="softmax", name="probabilities")(x)
+        return keras.Model({"frames": frames, "mask": mask}, probabilities, name=self.name)
+
+    def compile(self, model, config):
+        model.compile(optimizer=keras.optimizers.AdamW(config["learning_rate"], weight_decay=config["weight_decay"],
+                                                       clipnorm=config["clipnorm"]),
+                      loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                      jit_compile=config["jit_compile"])
+
+    def for_inference(self, model, run):
+        # Dropout inside the SimpleRNN cells draws its masks from seed state even when not training;
+        # the twin without it is what the step signature and the unrolled TFLite model are built from.
+        return float32_twin(self, model, run) if run.config["dropout"] else model
+
+    def check_model(self, model, run):
+        shape = tuple(model.input["frames"].shape[2:])
+        if shape != tuple(run.preprocessing.frame_shape):
+            raise UserError(f"{run.dir / STATISTICS} describes frames of shape {run.preprocessing.frame_shape} but "
+                            f"the model takes {list(shape)}: the statistics do not belong to this model")
+
+    # --- labelling ----------------------------------------------------------------------
+    def labeller(self, run):
+        """(frames [batch, time, ...], lengths [batch]) -> labels, label_ids, probability,
+        probabilities, lengths: one function for predict, evaluate and the SavedModel. Lengths are
+        clipped to [0, time], time to MAX_FRAMES; any float value gives a defined output."""
+        model, names = run.model, tf.constant(run.preprocessing.label_names)
+        frame_rank = len(run.preprocessing.frame_shape)
+
+        shape = list(run.preprocessing.frame_shape)
+
+        def label(frames, lengths):
+            # A loaded signature does not check shapes: a wrong feature count would fail deep inside
+            # with a reshape error; this says what was expected, in the reply TF Serving sends.
+            tf.debugging.assert_equal(tf.shape(frames)[2:], shape, message=f"frames: expected [batch, time, "
+                                      f"{', '.join(map(str, shape))}]; got shape")
+            frames = tf.cast(frames, tf.float32)[:, :MAX_FRAMES]
+            time = tf.shape(frames)[1]
+            lengths = tf.clip_by_value(tf.cast(lengths, tf.int32), 0, time)
+            mask = tf.sequence_mask(lengths, time)
+            extra = tf.maximum(1 - time, 0)  # a zero-length batch runs one masked step
+            padded = tf.pad(frames, [[0, 0], [0, extra]] + [[0, 0]] * frame_rank)
+            probabilities = model({"frames": padded, "mask": tf.pad(mask, [[0, 0], [0, extra]])},
+                                  training=False)[:, :time]
+            label_ids = tf.where(mask, tf.argmax(probabilities, -1, output_type=tf.int32), -1)
+            return {"labels": tf.where(mask, tf.gather(names, tf.maximum(label_ids, 0)), ""),
+                    "label_ids": label_ids,
+                    "probability": tf.where(mask, tf.reduce_max(probabilities, -1), 0.0),
+                    "probabilities": tf.where(mask[..., None], probabilities, 0.0),
+                    "lengths": lengths}
+
+        return label, [model]
+
+    def label_sequences(self, run, frames: np.ndarray, lengths: np.ndarray, batch_size: int = 16) -> dict:
+        """Padded sequences -> the labeller's outputs as numpy arrays, in batches."""
+        fn = tf.function(self.labeller(run)[0], reduce_retracing=True)
+        parts = [fn(tf.constant(frames[i: i + batch_size], tf.float32), tf.constant(lengths[i: i + batch_size]))
+                 for i in range(0, len(lengths), batch_size)]
+        return {k: np.concatenate([p[k].numpy() for p in parts]) for k in parts[0]}
+
+    def step(self, model) -> tuple:
+        """-> (step, state widths): step(frame [rows, ...], cache) -> (probabilities [rows, classes],
+        cache), the trained encoder, cells and head on one frame of a causal run; the cache holds
+        each SimpleRNN's state_i and, with frame differences, the previous encoded frame (zeros
+        before the first, as in StepDifference)."""
+        encoder, head = model.get_layer("per_frame").layer, model.get_layer("probabilities")
+        cells = [layer.cell for layer in rnn_layers(model)]
+        differences = any(isinstance(layer, StepDifference) for layer in model.layers)
+        widths = {f"state_{i}": cell.units for i, cell in enumerate(cells)}
+        if differences:
+            widths["previous_frame"] = encoder.output_shape[-1]
+
+        def step(frame, cache):
+            x, new = encoder(frame), {}
+            if differences:
+                x, new["previous_frame"] = tf.concat([x, x - cache["previous_frame"]], -1), x
+            for i, cell in enumerate(cells):
+                x, state = cell(x, [cache[f"state_{i}"]])
+                new[f"state_{i}"] = state[0]
+            return head(x), new
+
+        return step, widths
+
+    # --- use ----------------------------------------------------------------------------
+    def evaluate(self, run, splits) -> dict:
+        test, names = splits.test, run.preprocessing.label_names
+        out = self.label_sequences(run, test["frames"], test["length"])
+        truth = [test["labels"][i, :n] for i, n in enumerate(test["length"])]
+        predicted = [out["label_ids"][i, :n] for i, n in enumerate(test["length"])]
+        y, p = np.concatenate(truth), np.concatenate(predicted)
+        confusion = np.zeros((len(names), len(names)), int)
+        np.add.at(confusion, (y, p), 1)
+        per_class = {name: {"recall": ratio(confusion[i, i], confusion[i].sum()),
+                            "precision": ratio(confusion[i, i], confusion[:, i].sum()),
+                            "frames": int(confusion[i].sum())} for i, name in enumerate(names)}
+        result = {"sequences": len(truth), "frames": int(len(y)), "accuracy": float((y == p).mean()),
+                  "bidirectional": run.config["bidirectional"], "per_class": per_class,
+                  "confusion_matrix": confusion.tolist()}  # rows: true label, columns: predicted
+        if FALLING in names:
+            result["events"] = fall_events(truth, predicted, names.index(FALLING), list(test["sequence"]),
+                                           test["is_fall"])
+        return result
+
+    def predict(self, run, inputs):
+        names, sequences = read_inputs(inputs, run.preprocessing.frame_shape)
+        if not sequences:
+            return []
+        frames, lengths = pad(sequences, run.preprocessing.frame_shape)
+        out = self.label_sequences(run, frames, lengths)
+        rows = []
+        for i, name in enumerate(names):
+            n = int(lengths[i])
+            labels = [t.decode() for t in out["labels"][i, :n]]
+            rows.append({"input": name, "frames": n, "labels": labels,
+                         "probabilities": [round(float(q), 4) for q in out["probability"][i, :n]],
+                         "runs": runs(labels)})
+        return rows
+
+    def format_prediction(self, row):
+        summary = ", ".join(f"{label} {start}-{end}" for label, start, end in row["runs"])
+        return f"{row['input']}: {row['frames']} frames: {summary or 'none'}"
+
+    def serving(self, run):
+        label, track = self.labeller(run)
+        kind = run.preprocessing.kind
+        spec = [tf.TensorSpec([None, None, *run.preprocessing.frame_shape], tf.uint8 if kind == "video" else tf.float32,
+                              name="frames"), tf.TensorSpec([None], tf.int32, name="lengths")]
+        return [Endpoint("serving_default", label, spec, track=track)]
+
+    def tflite_models(self, run):
+        preprocessing, config = run.preprocessing, run.config
+        shape, classes = list(preprocessing.frame_shape), len(preprocessing.label_names)
+        card = {"app": self.name, "topology": self.topology, "task": self.task, "labels": preprocessing.label_names,
+                "frame": f"float32 {shape}: " + ("the features of statistics.feature_names, raw (the model "
+                                                 "normalises them; NaN reads as the training mean, values past "
+                                                 f"+-{FEATURE_LIMIT:g} standard deviations are clipped)"
+                                                 if preprocessing.kind == "features" else "RGB pixels 0..255"),
+                "statistics": statistics_card(preprocessing)}
+        if config["bidirectional"]:
+            length = config["max_frames"]
+            unrolled = self.unrolled_twin(run, length)
+
+            def whole_clip(frames, length_):
+                mask = tf.sequence_mask(tf.clip_by_value(length_, 0, length), length)
+                return {"probabilities": unrolled({"frames": frames, "mask": mask}, training=False)}
+
+            endpoints = [Endpoint("serving_default", whole_clip, [
+                tf.TensorSpec([None, length, *shape], tf.float32, name="frames"),
+                tf.TensorSpec([None], tf.int32, name="length")], track=[unrolled])]
+            card["signatures"] = {"serving_default": {
+                "inputs": {"frames": f"float32 [1, {length}, {', '.join(map(str, shape))}], zeros past the clip",
+                           "length": f"int32 [1]: the clip's frames (at most {length}; longer clips: the first "
+                                     f"{length} frames)"},
+                "outputs": {"probabilities": f"float32 [1, {length}, {classes}], labels in the order of `labels`; "
+                                             "rows past the length mean nothing"}}}
+            card.update(streaming=False, max_frames=length)
+        else:
+            step, widths = self.step(run.model)
+
+            def step_signature(frame, *states):
+                probabilities, cache = step(frame, dict(zip(widths, states, strict=True)))
+                return {"probabilities": probabilities, "label_id": tf.argmax(probabilities, -1, output_type=tf.int32),
+                        **cache}
+
+            endpoints = [Endpoint("step", step_signature, [tf.TensorSpec([None, *shape], tf.float32, name="frame")]
+                                  + [tf.TensorSpec([None, w], tf.float32, name=n) for n, w in widths.items()],
+                                  track=[run.model])]
+            states = {n: f"float32 [1, {w}]" for n, w in widths.items()}
+            card["signatures"] = {"step": {
+                "inputs": {"frame": f"float32 [1, {', '.join(map(str, shape))}]", **states},
+                "outputs": {"probabilities": f"float32 [1, {classes}]", "label_id": "int32 [1]", **states}}}
+            card["streaming"] = True
+            card["loop"] = [f"state = zeros for every one of {', '.join(widths)}  # at a recording's start",
+                            "for each frame as it arrives:",
+                            "    result = step(frame=[frame], **state)",
+                            "    label = labels[result.label_id[0]]; state = the result's outputs of those names"]
+        return [TFLiteModel(f"{self.name}.tflite", endpoints,
+                            assets={"model_card.json": json.dumps(card, indent=2) + "\n"})]
+
+    def parity_cases(self, run, examples):
+        """Whole test sequences (and, for features, one with NaN, inf and huge values): the
+        SavedModel's per-frame outputs equal Keras's; the TFLite model's probabilities (the causal
+        reference loop, frame by frame; or the bidirectional whole clip) within 1e-4."""
+        frames, lengths = examples["frames"], examples["length"]
+        if run.config["bidirectional"]:  # the phone's model takes the first max_frames frames of a clip
+            frames, lengths = frames[:, :run.config["max_frames"]], np.minimum(lengths, run.config["max_frames"])
+        cases = [("whole test sequences", frames, lengths)]
+        if run.preprocessing.kind == "features":
+            odd = frames[:1].copy()
+            odd[0, 0:4, 0], odd[0, 1, 1], odd[0, 2, 2], odd[0, 3, 3] = np.nan, np.inf, -np.inf, 1e30
+            cases.append(("non-finite and out-of-range features", odd, lengths[:1]))
+        out = []
+        for name, case_frames, case_lengths in cases:
+            expected = self.label_sequences(run, case_frames, case_lengths)
+            dtype = np.uint8 if run.preprocessing.kind == "video" else np.float32
+            inputs = {"frames": case_frames.astype(dtype), "lengths": case_lengths.astype(np.int32)}
+            keras_phone = {"phone_probabilities": expected["probabilities"]}
+
+            def on_phone(interpreter, case_frames=case_frames, case_lengths=case_lengths):
+                return {"phone_probabilities": self.phone_probabilities(interpreter, case_frames, case_lengths,
+                                                                        run.config)}
+
+            out.append(ParityCase(name, {**expected, **keras_phone}, ("serving_default", inputs), f"{self.name}.tflite",
+                                  ["labels", "label_ids", "probability", "probabilities", "lengths"],
+                                  tflite_loop=on_phone, tflite_compare=["phone_probabilities"]))
+        return out
+
+    @staticmethod
+    def phone_probabilities(interpreter, frames, lengths, config) -> np.ndarray:
+        """What a phone computes for padded sequences, as [batch, time, classes], zeros past each length."""
+        frames = np.asarray(frames, np.float32)
+        signatures = interpreter.get_signature_list()
+        outputs = []
+        for sequence, n in zip(frames, lengths, strict=True):
+            n = int(n)
+            if "step" in signatures:
+                probabilities = step_loop.label_stream(interpreter, sequence[:n])
+            else:
+                clip = np.zeros((1, config["max_frames"], *sequence.shape[1:]), np.float32)
+                clip[0, :min(n, len(clip[0]))] = sequence[:min(n, len(clip[0]))]
+                result = interpreter.get_signature_runner("serving_default")(
+                    frames=clip, length=np.array([n], np.int32))
+                probabilities = result["probabilities"][0, :n]
+            row = np.zeros((frames.shape[1], probabilities.shape[-1] if probabilities.size else 0), np.float32)
+            row[:len(probabilities)] = probabilities
+            outputs.append(row)
+        return np.array(outputs, np.float32)
+
+    def exported_inputs(self, inputs, tflite_dir):
+        card = json.loads((Path(tflite_dir) / "model_card.json").read_text())
+        shape = tuple(card["statistics"]["frame_shape"])
+        names, sequences = read_inputs(inputs, shape)
+        frames, lengths = pad(sequences, shape)
+        served = {"frames": frames.astype(np.uint8 if card["statistics"]["kind"] == "video" else np.float32),
+                  "lengths": lengths}
+        return names, served, {"frames": frames, "lengths": lengths}
+
+    def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
+        card = json.loads((Path(tflite_dir) / "model_card.json").read_text())
+        config = {"max_frames": card.get("max_frames")}
+        return {"probabilities": self.phone_probabilities(interpreter, tflite_inputs["frames"],
+                                                          tflite_inputs["lengths"], config)}
+
+    def query_rows(self, names, served, on_phone, tflite_dir):
+        labels = json.loads((Path(tflite_dir) / "model_card.json").read_text())["labels"]
+        rows = []
+        for i, name in enumerate(names):
+            n = int(served["lengths"][i])
+            saved = [t.decode() for t in served["labels"][i, :n]]
+            phone = [labels[j] for j in on_phone["probabilities"][i, :n].argmax(-1)] if n else []
+            rows.append({"input": name, "frames": n, "saved_model": runs(saved), "tflite": runs(phone),
+                         "frames_agreeing": sum(a == b for a, b in zip(saved, phone, strict=True))})
+        return rows
+
+    def format_query(self, row):
+        def summary(found):
+            return ", ".join(f"{label} {start}-{end}" for label, start, end in found) or "none"
+
+        return (f"SavedModel v{row['version']}: {summary(row['saved_model'])}  TFLite: {summary(row['tflite'])}  "
+                f"({row['frames_agreeing']}/{row['frames']} frames agree)  {row['input']}")
+
+
+def frame_encoder(config, preprocessing) -> keras.Model:
+    """One frame -> its vector for the RNN: normalised features, or a small CNN over pixels."""
+    shape = tuple(preprocessing.frame_shape)
+    if preprocessing.kind == "features":
+        std = np.maximum(np.asarray(preprocessing.std), 1e-6)
+        return keras.Sequential([keras.Input(shape), layers.Normalization(mean=preprocessing.mean, variance=std ** 2),
+                                 FiniteClip(FEATURE_LIMIT)], name="frame_encoder")
+    filters = config["conv_filters"]
+    return keras.Sequential([
+        keras.Input(shape), layers.Rescaling(1 / 255), FiniteClip(1.0),
+        layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu"),
+        layers.Conv2D(2 * filters, 3, strides=2, padding="same", activation="relu"),
+        layers.GlobalAveragePooling2D()], name="frame_encoder")
+
+
+def class_weights(config, preprocessing) -> list:
+    weights = config["class_weights"]
+    if len(weights) != len(preprocessing.label_names) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < 1e6 for w in weights):
+        raise UserError(f"config class_weights: expected {len(preprocessing.label_names)} positive numbers, one per "
+                        f"label ({', '.join(preprocessing.label_names)}), got {weights!r}")
+    return [float(w) for w in weights]
+
+
+def random_window(window: int, seed: int):
+    """(frames, length, labels) -> a random `window` frames of them (the whole sequence if shorter)."""
+    generator = tf.random.Generator.from_seed(seed)
+
+    def crop(frames, length, labels):
+        start = generator.uniform([], 0, tf.maximum(length - window, 0) + 1, dtype=tf.int32)
+        return frames[start: start + window], tf.minimum(length - start, window), labels[start: start + window]
+
+    return crop
+
+
+def cut_to_longest(x, y):
+    longest = tf.reduce_max(tf.reduce_sum(tf.cast(x["mask"], tf.int32), axis=1))
+    return {"frames": x["frames"][:, :longest], "mask": x["mask"][:, :longest]}, y[:, :longest]
+
+
+def read_statistics(path: Path) -> Preprocessing:
+    try:
+        s = json.loads(Path(path).read_text())
+        return Preprocessing(s["kind"], tuple(s["frame_shape"]), s["label_names"], s.get("mean"), s.get("std"))
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; the run folder is damaged") from None
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{path} is unreadable; the run folder is damaged") from None
+
+
+def statistics_card(preprocessing) -> dict:
+    out = {"kind": preprocessing.kind, "frame_shape": list(preprocessing.frame_shape)}
+    if preprocessing.kind == "features":
+        names = frame_data.UR_FALL_FEATURES if len(preprocessing.mean) == len(frame_data.UR_FALL_FEATURES) else None
+        out.update(feature_names=names, mean=preprocessing.mean, std=preprocessing.std)
+    return out
+
+
+def read_inputs(paths: list, frame_shape) -> tuple:
+    """CLI inputs -> (names, [frames [T, ...]]). A CSV file holds one frame per row: F numbers, or
+    UR Fall's layout (sequence, frame, label, F features: one sequence per name); a .npy file holds
+    one sequence [T, *frame_shape]. Malformed files fail with one line naming them."""
+    names, sequences = [], []
+    for item in paths:
+        path = Path(item)
+        if not path.is_file():
+            raise UserError(f"{item}: no such file; give CSV files (one frame per row) or .npy arrays [frames, ...]")
+        if path.suffix == ".npy":
+            try:
+                array = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise UserError(f"{item}: not a readable .npy array ({e})") from None
+            if tuple(array.shape[1:]) != tuple(frame_shape) or not np.issubdtype(array.dtype, np.number):
+                raise UserError(f"{item}: expected an array of shape [frames, {', '.join(map(str, frame_shape))}], "
+                                f"got {list(array.shape)} ({array.dtype})")
+            named = [(str(item), array.astype(np.float32))]
+        else:
+            named = read_csv(path, frame_shape)
+        for name, frames in named:
+            if not len(frames):
+                raise UserError(f"{item}: holds no frames")
+            if len(frames) > MAX_FRAMES:
+                raise UserError(f"{item}: {len(frames):,} frames; at most {MAX_FRAMES:,} are labelled per sequence")
+            if not np.isfinite(frames).all():
+                raise UserError(f"{item}: holds NaN or infinite values; give finite numbers")
+            names.append(name)
+            sequences.append(frames)
+    return names, sequences
+
+
+def read_csv(path: Path, frame_shape) -> list:
+    if len(frame_shape) != 1:
+        raise UserError(f"{path}: this run labels video frames; give .npy arrays [frames, "
+                        f"{', '.join(map(str, frame_shape))}]")
+    features = frame_shape[0]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file") from None
+    rows = [line.split(",") for line in lines if line.strip()]
+    if rows and len(rows[0]) == features + frame_data.LEADING_COLUMNS:
+        return [(f"{path}:{name}", frames) for name, frames, _ in frame_data.read_csv_sequences(path)]
+    values = []
+    for number, row in enumerate(rows, start=1):
+        if len(row) != features:
+            raise UserError(f"{path} line {number}: expected {features} features per row (or UR Fall's "
+                            f"{features + frame_data.LEADING_COLUMNS} columns), got {len(row)}")
+        try:
+            values.append([float(v) for v in row])
+        except ValueError:
+            raise UserError(f"{path} line {number}: not a number in {','.join(row)[:80]!r}") from None
+    return [(str(path), np.array(values, np.float32).reshape(-1, features))]
+
+
+def pad(sequences: list, frame_shape) -> tuple:
+    """[frames [T_i, ...]] -> (float32 [N, max T, ...], lengths int32 [N])."""
+    width = max((len(s) for s in sequences), default=0)
+    frames = np.zeros((len(sequences), width, *frame_shape), np.float32)
+    for i, s in enumerate(sequences):
+        frames[i, :len(s)] = s
+    return frames, np.array([len(s) for s in sequences], np.int32)
+
+
+def runs(labels: list) -> list:
+    """Per-frame labels -> [(label, first frame, last frame)] of each run of equal labels."""
+    out = []
+    for i, label in enumerate(labels):
+        if out and out[-1][0] == label:
+            out[-1][2] = i
+        else:
+            out.append([label, i, i])
+    return [tuple(r) for r in out]
+
+
+def fall_events(truth: list, predicted: list, falling: int, sequences: list, is_fall) -> dict:
+    """Event-level figures. An event is a run of true `falling` frames; it is detected if the model
+    says `falling` on some frame from EVENT_TOLERANCE frames before it begins to that many after it
+    ends, and its delay is the first such frame minus the event's first frame. A predicted run of
+    `falling` near no event is a false alarm. Falls (events in fall recordings) are reported one by
+    one; the activities' lying-down transitions are summarised."""
+    falls, activities, alarms = [], [], {"fall_recordings": 0, "activity_recordings": 0}
+    for y, p, name, fall in zip(truth, predicted, sequences, is_fall, strict=True):
+        windows = []
+        for label, start, end in runs(list(y)):
+            if label != falling:
+                continue
+            low, high = max(start - EVENT_TOLERANCE, 0), end + EVENT_TOLERANCE
+            hits = np.flatnonzero(p[low: high + 1] == falling)
+            event = {"sequence": str(name), "first_frame": start, "frames": end - start + 1,
+                     "detected": bool(len(hits)), "delay_frames": int(low + hits[0] - start) if len(hits) else None}
+            (falls if fall else activities).append(event)
+            windows.append((low, high))
+        for label, start, end in runs(list(p)):
+            if label == falling and not any(start <= high and end >= low for low, high in windows):
+                alarms["fall_recordings" if fall else "activity_recordings"] += 1
+    return {"tolerance_frames": EVENT_TOLERANCE, "falls": summary(falls) | {"each": falls},
+            "activity_transitions": summary(activities), "false_alarms": alarms}
+
+
+def summary(events: list) -> dict:
+    delays = [e["delay_frames"] for e in events if e["detected"]]
+    return {"events": len(events), "detected": len(delays), "recall": ratio(len(delays), len(events)),
+            "delay_frames": {"median": float(np.median(delays)), "mean": round(float(np.mean(delays)), 2),
+                             "max": int(max(delays))} if delays else None}
+
+
+def ratio(a, b):
+    return round(float(a) / float(b), 4) if b else None
+
+
+APP = Frames()
