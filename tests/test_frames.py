@@ -230,3 +230,27 @@ def test_bidirectional_run_exports_a_whole_clip_tflite_with_parity(train_tiny, t
     card = json.loads((tmp_path / "export" / "tflite" / "frames" / "1" / "model_card.json").read_text())
     assert card["streaming"] is False and card["max_frames"] == 32
     assert run.parity_examples()["length"].min() > 32  # so parity compared clips cut to the phone's length
+
+
+def test_lookahead_labels_each_frame_a_fixed_delay_later_on_every_path(train_tiny, tmp_path):
+    """lookahead=d: frame t's label comes out at step t + d, after d NaN frames at the end; the
+    SavedModel, evaluate and the TFLite stream all read it that way (parity), and the shifted
+    training targets line up with the frames."""
+    from export import exporter
+
+    run = train_tiny("frames", tmp_path / "run", lookahead=3, epochs=1)
+    validation = run.load_data().validation
+    inputs, targets, weights = next(iter(run.app.dataset(validation, run.preprocessing, run.config)))
+    n = int(validation["length"][0])
+    assert int(inputs["mask"].numpy()[0].sum()) == n + 3 and np.isnan(inputs["frames"].numpy()[0, n: n + 3]).all()
+    np.testing.assert_array_equal(targets.numpy()[0, 3: n + 3], validation["labels"][0, :n])
+    assert weights.numpy()[0, :3].sum() == 0 and weights.numpy()[0, 3: n + 3].all()
+    entry = exporter.export_run(run, tmp_path / "export", echo=lambda *_: None)
+    assert entry["parity"]["ok"], entry["parity"]
+    card = json.loads((tmp_path / "export" / "tflite" / "frames" / "1" / "model_card.json").read_text())
+    assert card["lookahead_frames"] == 3
+    model_out = run.model({"frames": inputs["frames"][:1], "mask": inputs["mask"][:1]}).numpy()[0]
+    labelled = run.app.label_sequences(run, validation["frames"][:1], validation["length"][:1])
+    np.testing.assert_allclose(labelled["probabilities"][0, :n], model_out[3: n + 3], atol=1e-5)
+    with pytest.raises(UserError, match="config lookahead: a bidirectional model"):
+        run.app.build_model({**run.config, "bidirectional": True}, run.preprocessing)

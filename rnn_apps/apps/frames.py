@@ -4,10 +4,12 @@ lecture's frame-level video classification), here a person's posture for fall de
 Topology: frames [batch, time, F] (per-frame features; or [batch, time, H, W, 3] video frames)
 and mask [batch, time] -> a per-frame encoder applied to every frame (features: normalised with
 the training split's mean and standard deviation, stored in the run, clipped to +-10 and NaN to
-0; video frames: a small convolutional network) -> `depth` SimpleRNN layers -> per-frame softmax;
-the loss and metrics are masked on padding. Two variants: causal (`bidirectional=false`, the
-default: each frame's label uses the frames so far, what a device watching a camera can compute)
-and bidirectional (`--set bidirectional=true`: the whole clip is known, offline).
+0; video frames: a small convolutional network) -> beside it, its change since the previous
+frame (`frame_differences`) -> `depth` SimpleRNN layers -> per-frame softmax; the loss and metrics
+are masked on padding. Two variants: causal (`bidirectional=false`, the default: each frame's
+label uses the frames so far, what a device watching a camera can compute; `lookahead=d` lets it
+wait d frames before labelling one) and bidirectional (`--set bidirectional=true`: the whole clip
+is known, offline).
 
 Data: UR Fall Detection's per-frame depth features `../shared/data/ur_fall_features` (70
 recordings; labels not_lying / falling / lying; `--set split_seed=N` picks one of the seeded
@@ -88,6 +90,9 @@ class Frames(App):
         # accuracy fell from 95% to 81% within an epoch at step ~800 (bench/RESULTS.md).
         "clipnorm": 1.0,
         "frame_differences": True,
+        # Frames a causal model waits before labelling one (0 = strictly causal): frame t's label
+        # comes out at step t + lookahead, a fixed latency (30 frames/s: 10 frames = 0.33 s).
+        "lookahead": 0,
         # Training examples: `windows_per_sequence` random windows of `window` frames from every
         # sequence per epoch (0 = whole sequences).
         "window": 0,
@@ -100,6 +105,7 @@ class Frames(App):
         "split_seed": config_lib.NON_NEGATIVE, "max_frames": config_lib.POSITIVE, "clip_frames": config_lib.POSITIVE,
         "frame_size": config_lib.at_least(4), "clipnorm": config_lib.POSITIVE_NUMBER,
         "feature_noise": config_lib.NON_NEGATIVE_NUMBER, "window": config_lib.NON_NEGATIVE,
+        "lookahead": config_lib.NON_NEGATIVE,
         "windows_per_sequence": config_lib.POSITIVE, "conv_filters": config_lib.POSITIVE,
         "members": config_lib.one_of(1),
     }
@@ -133,18 +139,23 @@ class Frames(App):
             ds = ds.shuffle(len(length), seed=shuffle_seed, reshuffle_each_iteration=True)
             if config["window"]:
                 ds = ds.repeat(config["windows_per_sequence"]).map(random_window(config["window"], shuffle_seed))
-        ds = ds.map(lambda f, n, y: ({"frames": f, "mask": tf.sequence_mask(n, tf.shape(f)[0])}, y))
-        # Each batch cut to its longest sequence: the padding to the split's longest is not computed.
-        ds = ds.batch(config["batch_size"]).map(cut_to_longest)
+        ds = ds.map(delayed(config["lookahead"]))
+        # Padded to each batch's longest sequence, not the split's: that padding is not computed.
+        ds = ds.padded_batch(config["batch_size"]).map(
+            lambda f, n, y, w: ({"frames": f, "mask": tf.sequence_mask(n, tf.shape(f)[1])}, y, w))
         if shuffle_seed is not None and config["class_weights"]:
             weights = tf.constant(class_weights(config, preprocessing))
-            ds = ds.map(lambda x, y: (x, y, tf.gather(weights, y)))  # the mask still zeroes padding
+            ds = ds.map(lambda x, y, w: (x, y, w * tf.gather(weights, y)))
+        if not config["lookahead"] and not (shuffle_seed is not None and config["class_weights"]):
+            ds = ds.map(lambda x, y, w: (x, y))  # the mask alone leaves padding out of the loss
         return ds.prefetch(tf.data.AUTOTUNE)
 
     # --- model --------------------------------------------------------------------------
     def build_model(self, config, preprocessing, unroll_length=None):
         if unroll_length:
             config = {**config, "dropout": 0.0}
+        if config["bidirectional"] and config["lookahead"]:
+            raise UserError("config lookahead: a bidirectional model already sees the whole clip; use lookahead=0")
         frames = keras.Input((unroll_length, *preprocessing.frame_shape), name="frames")
         mask = keras.Input((unroll_length,), dtype="bool", name="mask")
         x = PerFrame(frame_encoder(config, preprocessing), name="per_frame")(frames)
@@ -181,8 +192,7 @@ class Frames(App):
         clipped to [0, time], time to MAX_FRAMES; any float value gives a defined output."""
         model, names = run.model, tf.constant(run.preprocessing.label_names)
         frame_rank = len(run.preprocessing.frame_shape)
-
-        shape = list(run.preprocessing.frame_shape)
+        shape, lookahead = list(run.preprocessing.frame_shape), run.config["lookahead"]
 
         def label(frames, lengths):
             # A loaded signature does not check shapes: a wrong feature count would fail deep inside
@@ -193,10 +203,15 @@ class Frames(App):
             time = tf.shape(frames)[1]
             lengths = tf.clip_by_value(tf.cast(lengths, tf.int32), 0, time)
             mask = tf.sequence_mask(lengths, time)
-            extra = tf.maximum(1 - time, 0)  # a zero-length batch runs one masked step
-            padded = tf.pad(frames, [[0, 0], [0, extra]] + [[0, 0]] * frame_rank)
-            probabilities = model({"frames": padded, "mask": tf.pad(mask, [[0, 0], [0, extra]])},
-                                  training=False)[:, :time]
+            # With a lookahead of d frames, d frames of NaN follow each sequence (as in training) and
+            # frame t's label is read at step t + d. A zero-length batch runs one masked step.
+            steps = tf.maximum(time + lookahead, 1)
+            padded = tf.pad(frames, [[0, 0], [0, steps - time]] + [[0, 0]] * frame_rank)
+            position = tf.range(steps)[None, :]
+            tail = (position >= lengths[:, None]) & (position < lengths[:, None] + lookahead)
+            padded = tf.where(tf.reshape(tail, [-1, steps] + [1] * frame_rank), float("nan"), padded)
+            probabilities = model({"frames": padded, "mask": position < lengths[:, None] + lookahead},
+                                  training=False)[:, lookahead: lookahead + time]
             label_ids = tf.where(mask, tf.argmax(probabilities, -1, output_type=tf.int32), -1)
             return {"labels": tf.where(mask, tf.gather(names, tf.maximum(label_ids, 0)), ""),
                     "label_ids": label_ids,
@@ -324,11 +339,13 @@ class Frames(App):
             card["signatures"] = {"step": {
                 "inputs": {"frame": f"float32 [1, {', '.join(map(str, shape))}]", **states},
                 "outputs": {"probabilities": f"float32 [1, {classes}]", "label_id": "int32 [1]", **states}}}
-            card["streaming"] = True
+            card.update(streaming=True, lookahead_frames=config["lookahead"])
             card["loop"] = [f"state = zeros for every one of {', '.join(widths)}  # at a recording's start",
                             "for each frame as it arrives:",
                             "    result = step(frame=[frame], **state)",
-                            "    label = labels[result.label_id[0]]; state = the result's outputs of those names"]
+                            "    label = labels[result.label_id[0]]; state = the result's outputs of those names",
+                            "with lookahead_frames d > 0, the label returned at frame t is frame t - d's; at "
+                            "a recording's end, feed d frames of NaN to read its last d labels"]
         return [TFLiteModel(f"{self.name}.tflite", endpoints,
                             assets={"model_card.json": json.dumps(card, indent=2) + "\n"})]
 
@@ -368,8 +385,10 @@ class Frames(App):
         outputs = []
         for sequence, n in zip(frames, lengths, strict=True):
             n = int(n)
-            if "step" in signatures:
-                probabilities = step_loop.label_stream(interpreter, sequence[:n])
+            if "step" in signatures:  # d frames of NaN read the last d labels of a lookahead model
+                tail = np.full((config["lookahead"], *sequence.shape[1:]), np.nan, np.float32)
+                probabilities = step_loop.label_stream(interpreter, np.concatenate([sequence[:n], tail]))
+                probabilities = probabilities[config["lookahead"]:]
             else:
                 clip = np.zeros((1, config["max_frames"], *sequence.shape[1:]), np.float32)
                 clip[0, :min(n, len(clip[0]))] = sequence[:min(n, len(clip[0]))]
@@ -392,7 +411,7 @@ class Frames(App):
 
     def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
         card = json.loads((Path(tflite_dir) / "model_card.json").read_text())
-        config = {"max_frames": card.get("max_frames")}
+        config = {"max_frames": card.get("max_frames"), "lookahead": card.get("lookahead_frames", 0)}
         return {"probabilities": self.phone_probabilities(interpreter, tflite_inputs["frames"],
                                                           tflite_inputs["lengths"], config)}
 
@@ -450,9 +469,18 @@ def random_window(window: int, seed: int):
     return crop
 
 
-def cut_to_longest(x, y):
-    longest = tf.reduce_max(tf.reduce_sum(tf.cast(x["mask"], tf.int32), axis=1))
-    return {"frames": x["frames"][:, :longest], "mask": x["mask"][:, :longest]}, y[:, :longest]
+def delayed(lookahead: int):
+    """(frames, length, labels) -> (frames, steps, targets, weights) cut to their steps: with a
+    lookahead of d frames, d frames of NaN (read as "no frame": 0 once normalised) follow the
+    sequence, and the target at step t is frame t - d's label (the first d steps weigh 0)."""
+
+    def delay(frames, length, labels):
+        tail = tf.fill(tf.concat([[lookahead], tf.shape(frames)[1:]], 0), float("nan"))
+        return (tf.concat([frames[:length], tail], 0), length + lookahead,
+                tf.concat([tf.zeros([lookahead], labels.dtype), labels[:length]], 0),
+                tf.concat([tf.zeros([lookahead]), tf.ones([length])], 0))
+
+    return delay
 
 
 def read_statistics(path: Path) -> Preprocessing:

@@ -95,7 +95,8 @@ class Tagger(App):
     }
     config_checks = {
         "tag_column": config_lib.Range("a tag column (upos, xpos; a TFDS feature)", lambda v: bool(v)),
-        "embedding_dim": config_lib.POSITIVE, "suffix_dim": config_lib.POSITIVE, "shape_dim": config_lib.POSITIVE,
+        "embedding_dim": config_lib.POSITIVE,
+        "suffix_dim": config_lib.NON_NEGATIVE, "shape_dim": config_lib.NON_NEGATIVE,  # 0 = the feature left out
         "max_suffixes": config_lib.at_least(3), "max_length": config_lib.POSITIVE, "word_dropout": config_lib.FRACTION,
         "word_vectors_std": config_lib.POSITIVE_NUMBER, "word_vectors_unseen_words": config_lib.NON_NEGATIVE,
         "members": config_lib.one_of(1),
