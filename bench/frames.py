@@ -9,8 +9,9 @@ temporal context (logistic regression, random forest) on the same splits; for th
 the first split, the TFLite step's latency per frame, the SavedModel's frames/s and file sizes.
 
     python bench/frames.py [--splits 0,1,2,3,4] [--variants causal,bidirectional] [--set key=value ...]
+        [--name frames]
 
-Writes bench/results/frames.json.
+Writes bench/results/NAME.json (default frames.json).
 """
 
 import argparse
@@ -94,6 +95,7 @@ def main():
     parser.add_argument("--splits", default="0,1,2,3,4")
     parser.add_argument("--variants", default="causal,bidirectional")
     parser.add_argument("--set", dest="assignments", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--name", default="frames", help="the results file's name")
     args = parser.parse_args()
     from rnn_apps import registry
     from rnn_apps.config import parse_assignments
@@ -127,7 +129,7 @@ def main():
         causal = result["variants"]["causal"]["mean_over_splits"]
         result["target"] = {"accuracy >= 0.93": causal["accuracy"]["mean"] >= 0.93,
                             "falling_recall >= 0.80": causal["falling_recall"]["mean"] >= 0.80}
-    common.write("frames", result)
+    common.write(args.name, result)
 
 
 if __name__ == "__main__":
