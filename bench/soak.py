@@ -91,6 +91,8 @@ class Inputs:
         if spec_dtype == "string":
             return np.array([self.text() for _ in range(batch)], dtype=object)
         shape = [batch] + [d if d not in (-1, None) else None for d in spec_shape[1:]]
+        if len(shape) > 2 and shape[1] is None and None not in shape[2:]:  # sequences of frames, any length
+            shape[1] = int(self.rng.choice([0, 1, 50, 400]))
         if None in shape:  # images [batch, height, width, channels] of any size, at most 4 a request
             h, w = (int(v) for v in self.rng.choice([0, 1, 8, 28, 300, 600], 2))
             shape = [min(batch, 4), h, w, int(self.rng.choice([1, 3, 4]))]
@@ -193,10 +195,12 @@ def main():
         _, label, call, inputs, vocabulary, batches = app_targets[(i // len(apps)) % len(app_targets)][:6]
         sizes, weights = zip(*batches, strict=True)
         batch = int(make.rng.choice(sizes, p=np.array(weights) / sum(weights)))
-        # A step signature's float inputs (state, encoder outputs) come from the model itself, not
-        # from a client: they get values of the range the model produces; its token id is hostile.
-        hostile = not label.endswith("_step")
-        request = {name: make.batch(dtype, shape, batch, vocabulary, hostile) for name, dtype, shape in inputs}
+        # A step signature's state inputs (state_i, encoder outputs) come from the model itself, not
+        # from a client: they get values of the range the model produces; its token id, or the
+        # frame a camera gives it, is hostile.
+        step = label.endswith("step")
+        request = {name: make.batch(dtype, shape, batch, vocabulary, not step or name in ("token", "frame"))
+                   for name, dtype, shape in inputs}
         batch = len(next(iter(request.values())))
         t = time.time()
         try:
