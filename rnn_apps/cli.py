@@ -94,9 +94,10 @@ def list_apps():
     """Show the apps with their topology, task and default data."""
     apps = [registry.get(name) for name in registry.names()]
     width = max([len("topology")] + [len(app.topology) for app in apps])
-    click.echo(f"{'app':<12} {'topology':<{width}} {'task':<34} default data")
+    task_width = max([len("task")] + [len(app.task) for app in apps])
+    click.echo(f"{'app':<12} {'topology':<{width}} {'task':<{task_width}} default data")
     for app in apps:
-        click.echo(f"{app.name:<12} {app.topology:<{width}} {app.task:<34} {' | '.join(app.default_data)}")
+        click.echo(f"{app.name:<12} {app.topology:<{width}} {app.task:<{task_width}} {' | '.join(app.default_data)}")
 
 
 @main.command()
