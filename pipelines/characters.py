@@ -24,7 +24,7 @@ import tensorflow as tf
 from keras import layers
 
 from pipelines import tfds_source
-from pipelines.splits import SPLIT_NAMES, Splits
+from pipelines.splits import SPLIT_NAMES, Splits, local_path
 from rnn_apps.errors import UserError
 
 PADDING_ID, UNKNOWN_ID = 0, 1
@@ -33,9 +33,7 @@ SPLIT_FRACTIONS = (0.90, 0.05, 0.05)
 
 
 def load(spec: str, data_root, tfds_data_dir=None) -> Splits:
-    path = Path(spec).expanduser()
-    if not path.exists() and data_root is not None and (Path(data_root) / spec).exists():
-        path = Path(data_root) / spec
+    path = local_path(spec, data_root)
     if path.is_dir():
         texts = sorted(path.glob("*.txt"))
         if len(texts) != 1:

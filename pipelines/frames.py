@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import tfds_source
-from pipelines.splits import Splits, select
+from pipelines.splits import Splits, local_path, select
 from rnn_apps.errors import UserError
 
 UR_FALL_LABELS = {-1: 0, 0: 1, 1: 2}  # the file's label -> class id
@@ -42,9 +42,7 @@ TEST_FRACTION, VALIDATION_FRACTION = 0.2, 0.15
 
 
 def load(spec: str, data_root, split_seed: int, clip_frames: int, frame_size: int, tfds_data_dir=None) -> Splits:
-    path = Path(spec).expanduser()
-    if not path.exists() and data_root is not None and (Path(data_root) / spec).exists():
-        path = Path(data_root) / spec
+    path = local_path(spec, data_root)
     if path.is_dir():
         return _csv_folder(path, split_seed)
     if tfds_source.exists(spec):

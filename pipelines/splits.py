@@ -86,6 +86,15 @@ def carve(columns: dict, fraction: float, seed: int) -> tuple[dict, dict]:
     return select(columns, np.sort(order[n_carved:])), select(columns, np.sort(order[:n_carved]))
 
 
+def local_path(spec: str, data_root) -> Path:
+    """`--data` as a local path: itself if it exists, else the same name under the data root if
+    that exists, else itself (the caller then tries TFDS)."""
+    path = Path(spec).expanduser()
+    if not path.exists() and data_root is not None and (Path(data_root) / spec).exists():
+        return Path(data_root) / spec
+    return path
+
+
 def first_available(candidates, data_root) -> str:
     """The first default that exists locally (as a path or under the data root), else the last
     one, which is a TFDS name for connected machines."""

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import tfds_source
-from pipelines.splits import Splits
+from pipelines.splits import Splits, local_path
 from rnn_apps.errors import UserError
 
 SEPARATOR = "\t"
@@ -33,9 +33,7 @@ UD_FILES = {"train": "*-ud-train*.conllu", "validation": "*-ud-dev.conllu", "tes
 
 
 def load(spec: str, data_root, tag_column: str, tfds_data_dir=None) -> Splits:
-    path = Path(spec).expanduser()
-    if not path.exists() and data_root is not None and (Path(data_root) / spec).exists():
-        path = Path(data_root) / spec
+    path = local_path(spec, data_root)
     if path.is_dir():
         return _ud_folder(path, tag_column)
     if tfds_source.exists(spec):
