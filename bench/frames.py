@@ -1,5 +1,6 @@
 """frames (fall detection) benchmark on UR Fall Detection's per-frame features: 5 seeded 80/20
-splits by recording, the causal model (the default export) and the bidirectional one, each with
+splits by recording, the causal model (the default export: it labels each frame `lookahead` = 10
+frames late; `--set lookahead=0` for the strictly causal one) and the bidirectional one, each with
 the default configuration. Target (issue 10): >= 93% frame accuracy and >= 80% recall on
 `falling` frames for the causal model, averaged over the splits.
 

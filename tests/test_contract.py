@@ -35,14 +35,15 @@ def test_forward_and_one_training_step_changes_weights(name, tiny_run):
     splits = run.load_data()
     model = app.build_model(config, run.preprocessing)
     app.compile(model, config)
-    inputs, targets = next(iter(app.dataset(splits.train, run.preprocessing, config, shuffle_seed=0)))
+    # A batch is (inputs, targets) or, where the loss weighs steps (frames' lookahead), with sample weights.
+    inputs, targets, *weights = next(iter(app.dataset(splits.train, run.preprocessing, config, shuffle_seed=0)))
     outputs = keras.ops.convert_to_numpy(model(inputs))
     assert outputs.shape[0] == len(targets) and np.isfinite(outputs).all()
     if isinstance(app, ClassifierApp):
         assert outputs.shape == (len(targets), len(run.label_names))
         np.testing.assert_allclose(outputs.sum(-1), 1.0, rtol=1e-5)
     before = [w.copy() for w in model.get_weights()]
-    model.train_on_batch(inputs, targets)
+    model.train_on_batch(inputs, targets, *weights)
     changed = [not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)]
     assert all(changed), f"weights that did not move: {[i for i, c in enumerate(changed) if not c]}"
 
