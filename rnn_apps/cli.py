@@ -92,12 +92,13 @@ def main(verbose):
 @main.command("list")
 def list_apps():
     """Show the apps with their topology, task and default data."""
-    apps = [registry.get(name) for name in registry.names()]
-    width = max([len("topology")] + [len(app.topology) for app in apps])
-    task_width = max([len("task")] + [len(app.task) for app in apps])
+    apps = [registry.describe(name) for name in registry.names()]  # without importing TensorFlow
+    width = max([len("topology")] + [len(app["topology"]) for app in apps])
+    task_width = max([len("task")] + [len(app["task"]) for app in apps])
     click.echo(f"{'app':<12} {'topology':<{width}} {'task':<{task_width}} default data")
     for app in apps:
-        click.echo(f"{app.name:<12} {app.topology:<{width}} {app.task:<{task_width}} {' | '.join(app.default_data)}")
+        click.echo(f"{app['name']:<12} {app['topology']:<{width}} {app['task']:<{task_width}} "
+                   f"{' | '.join(app['default_data'])}")
 
 
 @main.command()

@@ -26,6 +26,16 @@ def test_registry_finds_the_apps():
         assert app.topology and app.task and app.default_data
         assert "tiny" in app.presets
         assert registry.get(name).__class__.__module__.endswith(f"apps.{name}")  # found by module name
+        assert registry.describe(name) == {key: getattr(app, key) for key in registry.DESCRIPTION}
+
+
+def test_list_answers_without_importing_tensorflow():
+    code = ("import sys; from click.testing import CliRunner; from rnn_apps.cli import main;"
+            "out = CliRunner().invoke(main, ['list']); assert out.exit_code == 0, out.output;"
+            "print(len(out.output.splitlines()), 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(len(APPS) + 1), "False", "False"]
 
 
 @pytest.mark.parametrize("name", APPS)
