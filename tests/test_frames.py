@@ -257,3 +257,9 @@ def test_lookahead_labels_each_frame_a_fixed_delay_later_on_every_path(train_tin
     labelled = run.app.label_sequences(run, validation["frames"][:1], validation["length"][:1])
     np.testing.assert_allclose(labelled["probabilities"][0, :n], model_out[3: n + 3], atol=1e-5)
     assert frames.lookahead_of({**run.config, "bidirectional": True}) == 0  # it sees the whole clip
+
+
+def test_predict_refuses_sequences_longer_than_the_signature_labels(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(frames, "MAX_FRAMES", 50)
+    np.save(tmp_path / "long.npy", np.zeros((51, 8), np.float32))
+    assert_one_line_error(invoke("predict", tiny_run("frames").dir, tmp_path / "long.npy"), "51 frames; at most 50")
