@@ -81,6 +81,8 @@ class Tagger(App):
         # 0.15 took test accuracy from 93.62% to 94.62%, on unseen words from 69.0% to 80.5%.
         "word_dropout": 0.15,
         "embedding_dim": 50,
+        # The suffix and shape features: without them (0) test accuracy fell from 94.62% to 92.44%,
+        # on unseen words from 80.5% to 60.8% (bench/RESULTS.md).
         "suffix_dim": 16,
         "shape_dim": 8,
         "max_suffixes": 2000,
