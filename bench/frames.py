@@ -83,6 +83,8 @@ def summary(runs: list) -> dict:
             "fall_events_detected": lambda r: r["test"]["events"]["falls"]["recall"],
             "fall_delay_frames_median": lambda r: (r["test"]["events"]["falls"]["delay_frames"] or {}).get("median"),
             "false_alarms_per_split": lambda r: sum(r["test"]["events"]["false_alarms"].values()),
+            **{f"falling_recall_fifth_{i + 1}_of_event": lambda r, i=i: r["test"]["events"][
+                "falling_recall_by_fifth_of_event"][i] for i in range(5)},
             "train_seconds": lambda r: r["train_seconds"]}
     out = {}
     for key, get in keys.items():

@@ -122,6 +122,8 @@ def test_fall_events_detection_delay_and_false_alarms():
     assert falls["each"][1]["detected"] is False and falls["each"][1]["delay_frames"] is None
     assert events["false_alarms"] == {"fall_recordings": 0, "activity_recordings": 1}
     assert events["activity_transitions"]["events"] == 0
+    # fall-01's 10 falling frames, 2 a fifth, labelled falling from its 4th on; fall-02's 5, none.
+    assert events["falling_recall_by_fifth_of_event"] == [0.0, 0.3333, 0.6667, 0.6667, 0.6667]
     assert frames.runs(["a", "a", "b", "a"]) == [("a", 0, 1), ("b", 2, 2), ("a", 3, 3)]
 
 
