@@ -146,10 +146,11 @@ class Frames(App):
         # Padded to each batch's longest sequence, not the split's: that padding is not computed.
         ds = ds.padded_batch(config["batch_size"]).map(
             lambda f, n, y, w: ({"frames": f, "mask": tf.sequence_mask(n, tf.shape(f)[1])}, y, w))
-        if shuffle_seed is not None and config["class_weights"]:
+        weighted = shuffle_seed is not None and bool(config["class_weights"])  # class weights: training only
+        if weighted:
             weights = tf.constant(class_weights(config, preprocessing))
             ds = ds.map(lambda x, y, w: (x, y, w * tf.gather(weights, y)))
-        if not lookahead_of(config) and not (shuffle_seed is not None and config["class_weights"]):
+        if not lookahead_of(config) and not weighted:
             ds = ds.map(lambda x, y, w: (x, y))  # the mask alone leaves padding out of the loss
         return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -288,8 +289,7 @@ class Frames(App):
         return rows
 
     def format_prediction(self, row):
-        summary = ", ".join(f"{label} {start}-{end}" for label, start, end in row["runs"])
-        return f"{row['input']}: {row['frames']} frames: {summary or 'none'}"
+        return f"{row['input']}: {row['frames']} frames: {runs_text(row['runs'])}"
 
     def serving(self, run):
         label, track = self.labeller(run)
@@ -370,8 +370,8 @@ class Frames(App):
             keras_phone = {"phone_probabilities": expected["probabilities"]}
 
             def on_phone(interpreter, case_frames=case_frames, case_lengths=case_lengths):
-                return {"phone_probabilities": self.phone_probabilities(interpreter, case_frames, case_lengths,
-                                                                        run.config)}
+                return {"phone_probabilities": self.phone_probabilities(
+                    interpreter, case_frames, case_lengths, lookahead_of(run.config), run.config["max_frames"])}
 
             out.append(ParityCase(name, {**expected, **keras_phone}, ("serving_default", inputs), f"{self.name}.tflite",
                                   ["labels", "label_ids", "probability", "probabilities", "lengths"],
@@ -379,19 +379,20 @@ class Frames(App):
         return out
 
     @staticmethod
-    def phone_probabilities(interpreter, frames, lengths, config) -> np.ndarray:
-        """What a phone computes for padded sequences, as [batch, time, classes], zeros past each length."""
+    def phone_probabilities(interpreter, frames, lengths, lookahead: int, max_frames) -> np.ndarray:
+        """What a phone computes for padded sequences, as [batch, time, classes], zeros past each length:
+        a causal file's `step` loop (labels `lookahead` frames late), or a bidirectional file's whole
+        clip of `max_frames`."""
         frames = np.asarray(frames, np.float32)
         signatures = interpreter.get_signature_list()
         outputs = []
         for sequence, n in zip(frames, lengths, strict=True):
             n = int(n)
             if "step" in signatures:  # d frames of NaN read the last d labels of a lookahead model
-                tail = np.full((lookahead_of(config), *sequence.shape[1:]), np.nan, np.float32)
-                probabilities = step_loop.label_stream(interpreter, np.concatenate([sequence[:n], tail]))
-                probabilities = probabilities[lookahead_of(config):]
+                tail = np.full((lookahead, *sequence.shape[1:]), np.nan, np.float32)
+                probabilities = step_loop.label_stream(interpreter, np.concatenate([sequence[:n], tail]))[lookahead:]
             else:
-                clip = np.zeros((1, config["max_frames"], *sequence.shape[1:]), np.float32)
+                clip = np.zeros((1, max_frames, *sequence.shape[1:]), np.float32)
                 clip[0, :min(n, len(clip[0]))] = sequence[:min(n, len(clip[0]))]
                 result = interpreter.get_signature_runner("serving_default")(
                     frames=clip, length=np.array([n], np.int32))
@@ -412,10 +413,9 @@ class Frames(App):
 
     def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
         card = json.loads((Path(tflite_dir) / "model_card.json").read_text())
-        config = {"max_frames": card.get("max_frames"), "lookahead": card.get("lookahead_frames", 0),
-                  "bidirectional": not card["streaming"]}
-        return {"probabilities": self.phone_probabilities(interpreter, tflite_inputs["frames"],
-                                                          tflite_inputs["lengths"], config)}
+        probabilities = self.phone_probabilities(interpreter, tflite_inputs["frames"], tflite_inputs["lengths"],
+                                                 card.get("lookahead_frames", 0), card.get("max_frames"))
+        return {"probabilities": probabilities}
 
     def query_rows(self, names, served, on_phone, tflite_dir):
         labels = json.loads((Path(tflite_dir) / "model_card.json").read_text())["labels"]
@@ -429,10 +429,7 @@ class Frames(App):
         return rows
 
     def format_query(self, row):
-        def summary(found):
-            return ", ".join(f"{label} {start}-{end}" for label, start, end in found) or "none"
-
-        return (f"SavedModel v{row['version']}: {summary(row['saved_model'])}  TFLite: {summary(row['tflite'])}  "
+        return (f"SavedModel v{row['version']}: {runs_text(row['saved_model'])}  TFLite: {runs_text(row['tflite'])}  "
                 f"({row['frames_agreeing']}/{row['frames']} frames agree)  {row['input']}")
 
 
@@ -583,6 +580,11 @@ def runs(labels: list) -> list:
         else:
             out.append([label, i, i])
     return [tuple(r) for r in out]
+
+
+def runs_text(found: list) -> str:
+    """Runs of labels as one line: `not_lying 0-39, falling 40-52` ("none" for no frames)."""
+    return ", ".join(f"{label} {start}-{end}" for label, start, end in found) or "none"
 
 
 def fall_events(truth: list, predicted: list, falling: int, sequences: list, is_fall) -> dict:
