@@ -151,23 +151,25 @@ def split_characters(text):
     return tf.strings.unicode_split(text, "UTF-8")
 
 
-def vectorizer(language: str, side: str, vocabulary=None, max_tokens=None) -> layers.TextVectorization:
-    """Text -> ragged token ids for one side (`source` or `target`) in `language`."""
+def vectorizer(language: str, side: str, vocabulary=None, max_tokens=None,
+               standardize=None) -> layers.TextVectorization:
+    """Text -> ragged token ids for one side (`source` or `target`) in `language`; `standardize`
+    replaces the side's own (captions: lower-cased, punctuation removed)."""
     character = is_character_level(language)
-    standardize = {"source": standardize_source, "target": standardize_target}[side]
+    standardize = standardize or {"source": standardize_source, "target": standardize_target}[side]
     return layers.TextVectorization(
         max_tokens=max_tokens, standardize=_valid_utf8 if character else standardize,
         split=split_characters if character else "whitespace", output_mode="int", ragged=True,
         vocabulary=vocabulary)
 
 
-def adapt(texts, language: str, side: str, max_tokens: int) -> layers.TextVectorization:
-    layer = vectorizer(language, side, max_tokens=max_tokens - (2 if side == "target" else 0))
+def adapt(texts, language: str, side: str, max_tokens: int, standardize=None) -> layers.TextVectorization:
+    layer = vectorizer(language, side, max_tokens=max_tokens - (2 if side == "target" else 0), standardize=standardize)
     layer.adapt(tf.data.Dataset.from_tensor_slices(np.asarray(texts, dtype=object).astype(str)).batch(1024))
     words = layer.get_vocabulary()[2:]
     if side == "target":
         words = [START, END] + [w for w in words if w not in (START, END)]
-    return vectorizer(language, side, vocabulary=words)
+    return vectorizer(language, side, vocabulary=words, standardize=standardize)
 
 
 def token_ids(layer: layers.TextVectorization, texts, max_length: int) -> tf.RaggedTensor:
@@ -195,7 +197,7 @@ def load_vocabulary(path: Path) -> list:
     return Path(path).read_text(encoding="utf-8").split("\n")[:-1]
 
 
-def from_vocabulary(path: Path, language: str, side: str) -> layers.TextVectorization:
-    layer = vectorizer(language, side, vocabulary=load_vocabulary(path)[2:])
+def from_vocabulary(path: Path, language: str, side: str, standardize=None) -> layers.TextVectorization:
+    layer = vectorizer(language, side, vocabulary=load_vocabulary(path)[2:], standardize=standardize)
     layer(tf.constant([""]))  # builds it: ExportArchive only tracks built layers
     return layer

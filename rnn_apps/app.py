@@ -170,6 +170,11 @@ class App:
     def format_query(self, row: dict) -> str:
         raise NotImplementedError
 
+    def report_sections(self, run, limit: int) -> list:
+        """[(title, HTML)] that `rnn-apps report` shows above the loss chart and the metrics (at
+        most `limit` examples): what a person would rather look at than logs."""
+        return []
+
     def stream(self, run, prime: str, length: int, temperature: float, top_k: int, seed: int):
         """`rnn-apps generate`: the text written after `prime`, piece by piece as it is chosen
         (apps that write text from a prime; the others refuse)."""

@@ -6,6 +6,7 @@
     rnn-apps predict runs/translate "¿Dónde está la biblioteca?" --beam 4
     rnn-apps predict runs/sentiment "a gorgeous , witty movie ." --json
     rnn-apps generate runs/charlm --prime "ROMEO:" --length 300 --temperature 0.8 --seed 1
+    rnn-apps report runs/caption --out report.html
     rnn-apps export runs/sentiment --out exports
     rnn-apps query exports --name sentiment "a gorgeous , witty movie ."
 
@@ -197,6 +198,25 @@ def generate(run_dir, prime, length, temperature, top_k, seed):
     for piece in pieces:
         click.echo(piece, nl=False)  # click flushes each write: the text appears as it is chosen
     click.echo()
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", "out_path", type=click.Path(), help="HTML file [default: RUN_DIR/report.html].")
+@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
+              help="At most this many test examples on the page.")
+def report(run_dir, out_path, limit):
+    """Write one self-contained HTML page about RUN_DIR: examples, loss curves, metrics."""
+    from pathlib import Path
+
+    from rnn_apps import report as report_lib
+    from rnn_apps.run import Run
+
+    run = Run(run_dir)
+    out = Path(out_path) if out_path else run.dir / "report.html"
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; name the HTML file to write")
+    click.echo(f"report written to {report_lib.write(run, out, limit)}")
 
 
 @main.command("export")

@@ -10,6 +10,7 @@
   metrics.json        training history, best epoch, and test metrics once evaluated
 """
 
+import base64
 import json
 import os
 from functools import cached_property
@@ -24,6 +25,7 @@ from rnn_apps.errors import UserError
 
 RUN_FILE, CONFIG_FILE, STATE_FILE, METRICS_FILE = "run.json", "config.json", "state.json", "metrics.json"
 PARITY_FILE, PARITY_EXAMPLES = "parity_examples.npz", 64
+BASE64 = ".base64"  # the suffix of a bytes column's name in PARITY_FILE
 
 
 def save_parity_examples(run_dir: Path, test_columns: dict):
@@ -32,8 +34,22 @@ def save_parity_examples(run_dir: Path, test_columns: dict):
     columns = {}
     for key, values in test_columns.items():
         values = np.asarray(values[:PARITY_EXAMPLES])
-        columns[key] = values.astype(str) if values.dtype == object else values  # no pickles on disk
+        if values.dtype == object and len(values) and isinstance(values[0], bytes):  # encoded images
+            columns[key + BASE64] = np.array([base64.b64encode(v).decode("ascii") for v in values])
+        else:
+            columns[key] = values.astype(str) if values.dtype == object else values  # no pickles on disk
     np.savez(Path(run_dir) / PARITY_FILE, **columns)
+
+
+def _stored_column(stored, key: str) -> tuple:
+    """One column of parity_examples.npz as the sources give it: text as object arrays of str,
+    bytes (stored as base64 text) as object arrays of bytes."""
+    values = stored[key]
+    if key.endswith(BASE64):
+        column = np.empty(len(values), dtype=object)
+        column[:] = [base64.b64decode(v) for v in values]
+        return key.removesuffix(BASE64), column
+    return key, values.astype(object) if values.dtype.kind == "U" else values
 
 
 def write_json(path: Path, value):
@@ -105,7 +121,7 @@ class Run:
             return {k: v[:PARITY_EXAMPLES] for k, v in self.load_data().test.items()}
         try:
             with np.load(path, allow_pickle=False) as stored:
-                return {k: stored[k].astype(object) if stored[k].dtype.kind == "U" else stored[k] for k in stored}
+                return dict(_stored_column(stored, k) for k in stored)
         except (OSError, ValueError) as e:
             raise UserError(f"{path} is unreadable ({e}); the run folder is damaged") from None
 

@@ -13,7 +13,8 @@ DATA_ROOT = REPO.parent / "shared" / "data"
 
 # The tiny data each app's shared run trains on.
 TINY_DATA = {"sentiment": "sst2", "digits": "digits", "translate": "spa_eng", "charlm": "tiny_shakespeare",
-             "tagger": "ud_english_ewt", "frames": "ur_fall_features"}
+             "tagger": "ud_english_ewt", "frames": "ur_fall_features",
+             "caption": "coco_captions_mini"}
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,199 @@
+"""Images with human captions (one-to-many), and the image decoding shared by training and serving.
+
+`--data` resolves, in this order:
+  1. a folder laid out as `../shared/data/coco_captions_mini`: `captions.tsv` (TAB-separated,
+     header `split file_name ... caption`, one row per caption) and the images under
+     `images/<split>/<file_name>` (or `images/<file_name>`);
+  2. a bare name under the data root (`coco_captions_mini`);
+  3. TFDS `coco_captions` (its Karpathy `train` and `test` splits; validation a seeded 10% of train).
+The TSV's `split` column names the splits: a value holding "train" trains; "test" tests; "val"
+(COCO's val2017) validates, or, without a test split, is divided by image into validation (a
+seeded quarter) and test. Splits are by image, never by caption.
+
+Columns, one row per image: `image` (the encoded JPEG/PNG bytes, as on disk), `name` (the file
+name, the key of `--set features=PATH`), `references` (its human captions, one per line).
+
+Images are decoded and resized in TF ops (`decode_images`), the same function in tf.data and in
+the SavedModel; a phone resizes the same way before `encode_image` (the model card says how).
+Captions are lower-cased and stripped of punctuation before tokenising (what COCO's evaluation
+does to both sides), so outputs compare with references as they are written.
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import tfds_source
+from pipelines.splits import Splits, local_path, select
+from rnn_apps.errors import UserError
+
+CAPTIONS_FILE = "captions.tsv"
+TFDS_NAME = "coco_captions"
+VALIDATION_FRACTION = 0.25  # of a TSV's val images, when it has no test split
+TFDS_LONGEST_SIDE = 256  # TFDS images are shrunk to this as they are read, like the offline copy
+LANGUAGE = "en"
+PUNCTUATION = r"[!\"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~']"
+PREPROCESSING_RULES = ("decode JPEG/PNG/GIF/BMP as RGB (grayscale repeated, alpha dropped); resize to "
+                       "SIZE x SIZE (bilinear with antialiasing, aspect ratio not kept); float32 values 0..255")
+
+
+def load(spec: str, data_root, seed: int, tfds_data_dir=None) -> Splits:
+    path = local_path(spec, data_root)
+    if path.is_dir():
+        return _folder(path, seed)
+    if tfds_source.exists(spec):
+        return _tfds(spec, tfds_data_dir)
+    root = f"data root {data_root}" if data_root else "no data root (set --data-root or RNN_APPS_DATA_ROOT)"
+    raise UserError(f"no caption dataset {spec!r}: not a folder with {CAPTIONS_FILE} and images/, not under the "
+                    f"{root}, and not a TFDS name (coco_captions)")
+
+
+def _folder(path: Path, seed: int) -> Splits:
+    table = path / CAPTIONS_FILE
+    if not table.is_file():
+        raise UserError(f"{path} has no {CAPTIONS_FILE} (TAB-separated: split, file_name, caption)")
+    images: dict = {}  # (split, file name) -> captions, in file order
+    with table.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        missing = {"split", "file_name", "caption"} - set(reader.fieldnames or [])
+        if missing:
+            raise UserError(f"{table}: missing column(s) {', '.join(sorted(missing))}")
+        for row in reader:
+            caption = " ".join((row["caption"] or "").split())
+            if caption:
+                images.setdefault((row["split"], row["file_name"]), []).append(caption)
+    columns: dict = {"image": [], "name": [], "references": [], "split": []}
+    for (split, name), captions in images.items():
+        file = next((f for f in (path / "images" / split / name, path / "images" / name) if f.is_file()), None)
+        if file is None:
+            raise UserError(f"{table} names {name} ({split}) but neither images/{split}/{name} nor images/{name} "
+                            "exists")
+        columns["image"].append(file.read_bytes())
+        columns["name"].append(name)
+        columns["references"].append("\n".join(captions))
+        columns["split"].append(split.lower())
+    columns = {k: _objects(v) for k, v in columns.items()}
+    kind = columns.pop("split")
+    train = np.array(["train" in s for s in kind])
+    test = np.array(["test" in s for s in kind])
+    held = ~train & ~test
+    if not train.any() or not (held.any() or test.any()):
+        raise UserError(f"{table}: the split column needs training images ('train...') and held-out ones "
+                        f"('val...' or 'test...'); found {', '.join(sorted(set(kind)))}")
+    where = f"{path}/{CAPTIONS_FILE}"
+    if test.any():
+        validation_index, test_index = np.flatnonzero(held), np.flatnonzero(test)
+        origin = {"validation": f"{where} (split val)", "test": f"{where} (split test)"}
+        if not held.any():
+            raise UserError(f"{table}: no validation images (a split value holding 'val')")
+    else:
+        order = np.random.default_rng(seed).permutation(np.flatnonzero(held))
+        cut = max(1, int(round(VALIDATION_FRACTION * len(order))))
+        validation_index, test_index = np.sort(order[:cut]), np.sort(order[cut:])
+        origin = {"validation": f"{where} (split val, a seeded {VALIDATION_FRACTION:.0%} of its images)",
+                  "test": f"{where} (split val, the other {1 - VALIDATION_FRACTION:.0%})"}
+    origin["train"] = f"{where} (split train)"
+    return Splits(path.name, select(columns, np.flatnonzero(train)), select(columns, validation_index),
+                  select(columns, test_index), [], origin)
+
+
+def _tfds(spec: str, data_dir) -> Splits:
+    def shrink(example):
+        """The decoded image back to a JPEG no longer than TFDS_LONGEST_SIDE: the columns hold
+        encoded images, as the local folders do, and 118k COCO images fit in memory that way."""
+        image = tf.constant(example["image"])
+        scale = TFDS_LONGEST_SIDE / max(1, max(image.shape[:2]))
+        if scale < 1:
+            size = [max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))]
+            image = tf.cast(tf.round(tf.image.resize(image, size, antialias=True)), tf.uint8)
+        return {"image": tf.io.encode_jpeg(image, quality=90).numpy(),
+                "name": example["image/filename"],
+                "references": "\n".join(t.decode("utf-8", "replace") for t in example["captions"]["text"])}
+
+    def convert(columns):
+        return {"image": columns["image"], "name": _objects([n.decode("utf-8") for n in columns["name"]]),
+                "references": _objects(list(columns["references"]))}
+
+    return tfds_source.load(spec, 0, convert, data_dir, splits=("train", "test"), label_names=[], each=shrink,
+                            note=f", images re-encoded at most {TFDS_LONGEST_SIDE} px")
+
+
+def _objects(values) -> np.ndarray:
+    column = np.empty(len(values), dtype=object)
+    column[:] = list(values)
+    return column
+
+
+def references(column) -> list:
+    """The `references` column -> a list of caption lists."""
+    return [str(r).split("\n") for r in column]
+
+
+# --- images --------------------------------------------------------------------------------------
+
+def decode_images(encoded, size: int) -> tuple:
+    """Encoded images [batch] (bytes) -> (pixels float32 [batch, size, size, 3] in 0..255, is_image
+    bool [batch]).
+
+    Anything that does not decode (not an image, a truncated file, an empty string) gives a black
+    image and is_image False instead of an error: one bad request in a batch must not fail the
+    others. Decoding runs in a tf.data pipeline whose failed elements are dropped
+    (`ignore_errors`), then the survivors are put back in their places."""
+    encoded = tf.reshape(tf.convert_to_tensor(encoded, tf.string), [-1])
+    rows = tf.shape(encoded)[0]
+
+    def decode(index, data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        return index, resize(image[None], size)[0]
+
+    decoded = (tf.data.Dataset.from_tensor_slices((tf.range(rows), encoded)).map(decode).ignore_errors()
+               .batch(2 ** 31 - 1))
+    empty = (tf.zeros([0], tf.int32), tf.zeros([0, size, size, 3], tf.float32))
+    index, pixels = decoded.reduce(empty, lambda _, batch: batch)  # one batch, or none if nothing decoded
+    images = tf.scatter_nd(index[:, None], pixels, [rows, size, size, 3])
+    is_image = tf.scatter_nd(index[:, None], tf.ones_like(index, tf.bool), [rows])
+    return images, is_image
+
+
+def resize(pixels, size: int) -> tf.Tensor:
+    """Pixels [batch, height, width, 1, 3 or 4 channels] (uint8 or float 0..255) -> float32
+    [batch, size, size, 3]: gray repeated, alpha dropped, an empty image black."""
+    pixels = tf.cast(pixels, tf.float32)
+    channels = tf.shape(pixels)[-1]
+    rgb = tf.cond(channels >= 3, lambda: pixels[..., :3], lambda: tf.repeat(pixels[..., :1], 3, axis=-1))
+    height, width = tf.shape(rgb)[1], tf.shape(rgb)[2]
+    return tf.cond((height > 0) & (width > 0),
+                   lambda: tf.clip_by_value(tf.image.resize(rgb, [size, size], antialias=True), 0.0, 255.0),
+                   lambda: tf.zeros([tf.shape(rgb)[0], size, size, 3]))
+
+
+def augment(image, seed) -> tf.Tensor:
+    """Light training augmentation of one image [size, size, 3]: a random crop of 80-100% of
+    each side resized back, a horizontal flip half of the time, brightness and contrast jitter."""
+    size = tf.shape(image)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 5)
+    scale = tf.random.stateless_uniform([2], seeds[0], 0.8, 1.0)
+    offset = tf.random.stateless_uniform([2], seeds[1], 0.0, 1.0) * (1.0 - scale)
+    box = tf.concat([offset, offset + scale], 0)[None]
+    image = tf.image.crop_and_resize(image[None], box, [0], tf.stack([size, size]))[0]
+    image = tf.cond(tf.random.stateless_uniform([], seeds[2]) < 0.5, lambda: tf.reverse(image, [1]), lambda: image)
+    image = image * tf.random.stateless_uniform([], seeds[3], 0.8, 1.2)
+    mean = tf.reduce_mean(image)
+    image = (image - mean) * tf.random.stateless_uniform([], seeds[4], 0.8, 1.2) + mean
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+# --- captions ------------------------------------------------------------------------------------
+
+def standardize(text):
+    """Lower-cased, punctuation removed, whitespace collapsed: in TF ops (the vectorizer's)."""
+    text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+    text = tf.strings.regex_replace(tf.strings.lower(text, encoding="utf-8"), PUNCTUATION, " ")
+    return tf.strings.strip(tf.strings.regex_replace(text, r"\s+", " "))
+
+
+def standardize_text(text: str) -> str:
+    """`standardize` on one Python string: how references are read for BLEU and CIDEr."""
+    return standardize(tf.constant(text)).numpy().decode("utf-8")

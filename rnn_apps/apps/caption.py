@@ -1,0 +1,504 @@
+"""caption — one-to-many: an image in, a sentence out (the lecture's image captioning).
+
+Topology: image [batch, image_size, image_size, 3] (RGB, 0..255) -> image encoder (a small CNN
+trained here: `conv_blocks` blocks of conv-batchnorm-relu-maxpool, global average pooling) ->
+features -> Dense tanh "bridge" -> the initial state of a SimpleRNN decoder (`units`).
+Training (teacher forcing): caption ids [START, w1, ...] -> Embedding -> SimpleRNN states
+[batch, time, units] -> Dense logits [batch, time, vocabulary] for [w1, ..., END], loss masked on
+padding. Every caption of an image is an example (COCO has five); images are lightly augmented.
+Decoding: the trained decoder's `cell` on one step with the same weights (`step`), driven by the
+one loop in `rnn_apps/decoding.py` (greedy or beam search), at most `caption_length` tokens.
+
+Data: `../shared/data/coco_captions_mini` (213 COCO 2017 images, 5 captions each: train2017
+trains, val2017 is divided by image into validation and test) or any folder of images with a
+captions TSV in its format; TFDS `coco_captions` online. See pipelines/captions.py. With 77
+training images the model memorises: evaluate reports train and test BLEU/CIDEr side by side,
+with a nearest-neighbour baseline.
+
+Exports: SavedModel `serving_default(image_bytes: string[batch])` (JPEG/PNG/GIF/BMP; decoded,
+resized and scaled in the graph) -> caption, token_ids (int32 [batch, longest], 0 after the end),
+lengths, is_image (False: not a decodable image; its caption is "" and its length 0);
+`beam_search` the same with beam width `beam_width`; `from_pixels(pixels: uint8[batch, height,
+width, 3])`. TFLite `caption.tflite` with two signatures a phone drives (export/step_loop.py is the
+reference loop): `encode_image(image: float32[1, S, S, 3])` -> state;
+`decode_step(token: int32[1], state)` -> log_probabilities, state; vocabulary.txt and
+model_card.json (preprocessing: size, scaling, channel order) beside it.
+
+    rnn-apps train caption --data coco_captions_mini --data-root ../shared/data --out runs/caption
+    rnn-apps evaluate runs/caption [--beam 3]          # BLEU-1..4 and CIDEr-D, train and test
+    rnn-apps predict runs/caption photo.jpg [--beam 3] [--json]
+    rnn-apps report runs/caption --out report.html     # test images beside their captions
+    rnn-apps export runs/caption --out exports
+    rnn-apps query exports --name caption photo.jpg
+"""
+
+import base64
+import contextlib
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from export import step_loop
+from pipelines import batching, captions, translation
+from rnn_apps import config as config_lib
+from rnn_apps import decoding
+from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
+from rnn_apps.errors import UserError
+
+VOCABULARY = "vocabulary.txt"
+PADDING_ID, START_ID, END_ID = translation.PADDING_ID, translation.START_ID, translation.END_ID
+SAMPLES = 5
+DECODE_BATCH = 64  # images per call when evaluate and predict caption many
+
+
+@dataclass
+class Preprocessing:
+    words: layers.TextVectorization  # caption text -> ids; START and END are ids 2 and 3
+
+    @property
+    def tokens(self) -> list:
+        return [str(t) for t in self.words.get_vocabulary()]
+
+
+class Caption(App):
+    name = "caption"
+    topology = "one-to-many"
+    task = "image captioning"
+    default_data = ("coco_captions_mini", "coco_captions")
+    beam_search = True
+    config = {
+        **config_lib.COMMON,
+        "image_size": 96,  # pixels a side: what the encoder sees (the TFLite encode_image input)
+        "conv_blocks": 4,
+        "conv_filters": 32,  # the first block's; doubled each block, at most 256
+        "feature_dropout": 0.3,
+        "units": 256,
+        "embedding_dim": 128,
+        "dropout": 0.3,  # on the word embeddings and the decoder states
+        "vocab_size": 4000,
+        "caption_length": 20,  # tokens, END included: the longest output
+        "augment": True,
+        "beam_width": 3,  # the SavedModel's beam_search signature
+        "length_penalty": 1.0,
+        "clipnorm": 1.0,
+        "learning_rate": 2e-3,
+        "batch_size": 32,
+        "epochs": 60,
+        "patience": 8,
+        "jit_compile": False,
+    }
+    config_checks = {
+        "image_size": config_lib.at_least(16),
+        "conv_blocks": config_lib.Range("an integer from 1 to 6", lambda v: 1 <= v <= 6),
+        "conv_filters": config_lib.POSITIVE,
+        "feature_dropout": config_lib.Range("a number from 0 to below 1", lambda v: 0 <= v < 1),
+        "embedding_dim": config_lib.POSITIVE,
+        "vocab_size": config_lib.at_least(5),  # padding, unknown, START, END, a word
+        "caption_length": config_lib.POSITIVE,
+        "beam_width": config_lib.POSITIVE,
+        "length_penalty": config_lib.NON_NEGATIVE_NUMBER,
+        "clipnorm": config_lib.POSITIVE_NUMBER,
+        # One SimpleRNN layer, one direction: its state is what the image initialises.
+        "depth": config_lib.one_of(1),
+        "bidirectional": config_lib.one_of(False),
+        # One model decodes; averaging the steps of several is not built.
+        "members": config_lib.one_of(1),
+    }
+    presets = {
+        "tiny": {"epochs": 2, "batch_size": 16, "image_size": 32, "conv_blocks": 2, "conv_filters": 4, "units": 16,
+                 "embedding_dim": 8, "vocab_size": 100, "caption_length": 8, "beam_width": 2, "max_examples": 12},
+    }
+
+    # --- data ---------------------------------------------------------------------------
+    def load_data(self, data, data_root, config, options):
+        return captions.load(data, data_root, config["seed"], options.get("tfds_data_dir"))
+
+    def fit_preprocessing(self, splits, config, run_dir):
+        texts = [c for refs in captions.references(splits.train["references"]) for c in refs]
+        words = translation.adapt(texts, captions.LANGUAGE, "target", config["vocab_size"], captions.standardize)
+        translation.save_vocabulary(words, Path(run_dir) / VOCABULARY)
+        return Preprocessing(words)
+
+    def load_preprocessing(self, run_dir, config):
+        return Preprocessing(translation.from_vocabulary(Path(run_dir) / VOCABULARY, captions.LANGUAGE, "target",
+                                                         captions.standardize))
+
+    def dataset(self, columns, preprocessing, config, shuffle_seed=None):
+        """({"image", "caption_ids" [START, w1, ...]}, [w1, ..., END]), one example per caption."""
+        size, length = config["image_size"], config["caption_length"]
+        references = captions.references(columns["references"])
+        flat = [c for refs in references for c in refs]
+        ids = translation.token_ids(preprocessing.words, tf.constant(flat, tf.string), length - 1)
+        per_image = tf.RaggedTensor.from_row_lengths(ids, [len(refs) for refs in references])
+        images = tf.data.Dataset.from_tensor_slices(tf.constant(list(columns["image"]), tf.string)).batch(64).map(
+            lambda encoded: tf.cast(tf.round(captions.decode_images(encoded, size)[0]), tf.uint8)).unbatch()
+        ds = tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(per_image)).cache()
+        if shuffle_seed is not None:
+            ds = ds.shuffle(batching.SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.flat_map(lambda image, caps: tf.data.Dataset.from_tensor_slices(caps).map(lambda c: (image, c)))
+        if shuffle_seed is not None:
+            ds = ds.shuffle(batching.SHUFFLE_BUFFER, seed=shuffle_seed + 1, reshuffle_each_iteration=True)
+        augment = shuffle_seed is not None and config["augment"]
+        seeds = tf.data.Dataset.random(seed=shuffle_seed or 0).batch(2)
+
+        def example(pair, seed):
+            image, caption = pair
+            image = tf.cast(image, tf.float32)
+            if augment:
+                image = captions.augment(image, seed)
+            caption = tf.cast(caption, tf.int32)
+            return ({"image": image, "caption_ids": tf.concat([[START_ID], caption], 0)},
+                    tf.concat([caption, [END_ID]], 0))
+
+        ds = tf.data.Dataset.zip(ds, seeds).map(example, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.padded_batch(config["batch_size"], drop_remainder=False)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    # --- model --------------------------------------------------------------------------
+    def build_model(self, config, preprocessing, unroll_length=None):
+        image = keras.Input((config["image_size"], config["image_size"], 3), name="image")
+        features = image_encoder(config)(image)
+        features = layers.Dropout(config["feature_dropout"])(features)
+        initial_state = layers.Dense(config["units"], activation="tanh", name="bridge")(features)
+        caption_ids = keras.Input((None,), dtype="int32", name="caption_ids")
+        vocabulary_size = preprocessing.words.vocabulary_size()
+        words = layers.Embedding(vocabulary_size, config["embedding_dim"], mask_zero=True,
+                                 name="word_embedding")(caption_ids)
+        words = layers.Dropout(config["dropout"])(words)
+        states = layers.SimpleRNN(config["units"], return_sequences=True, name="decoder_rnn")(
+            words, initial_state=initial_state)
+        states = layers.Dropout(config["dropout"])(states)
+        logits = layers.Dense(vocabulary_size, name="logits")(states)
+        return keras.Model({"image": image, "caption_ids": caption_ids}, logits, name=self.name)
+
+    def compile(self, model, config):
+        model.compile(
+            optimizer=keras.optimizers.Adam(config["learning_rate"], clipnorm=config["clipnorm"]),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PADDING_ID),
+            jit_compile=config["jit_compile"],
+        )
+
+    def check_model(self, model, run):
+        rows, words = model.get_layer("word_embedding").input_dim, run.preprocessing.words.vocabulary_size()
+        if rows != words:
+            raise UserError(f"{run.dir / VOCABULARY} holds {words} tokens but the model's word_embedding has {rows} "
+                            "rows: the vocabulary does not belong to this model; restore it or retrain the run")
+
+    # --- decoding -----------------------------------------------------------------------
+    def _encoder(self, model) -> keras.Model:
+        """image -> (features, the decoder's initial state), with the trained model's layers."""
+        bridge = model.get_layer("bridge")
+        return keras.Model(model.get_layer("image").output, [model.get_layer("image_encoder").output, bridge.output])
+
+    def step(self, model):
+        """step(tokens [rows], cache) -> (log-probabilities [rows, vocab], cache): the trained
+        decoder's cell and output layer on one step."""
+        embedding, cell = model.get_layer("word_embedding"), model.get_layer("decoder_rnn").cell
+        logits = model.get_layer("logits")
+        never = np.zeros(embedding.input_dim, np.float32)
+        never[[PADDING_ID, translation.UNKNOWN_ID, START_ID]] = -1e9  # never outputs: a caption says no "[UNK]"
+
+        def step(tokens, cache):
+            # tf.identity drops the padding mask Keras attaches to the embedding: one step has no time axis.
+            output, new_state = cell(tf.identity(embedding(tokens)), [cache["state"]])
+            return tf.nn.log_softmax(logits(output) + never, axis=-1), {"state": new_state[0]}
+
+        return step
+
+    def decoder(self, run, beam=None):
+        """-> (caption_pixels, caption_bytes, track): pixels [batch, h, w, 3] (any size, 0..255) or
+        encoded images [batch] -> {"caption", "token_ids", "lengths"} (+ "is_image" from bytes):
+        one function for predict, evaluate, the report and every SavedModel signature."""
+        model, config = run.model, run.config
+        encoder, step = self._encoder(model), self.step(model)
+        vocabulary = tf.constant(run.preprocessing.tokens)
+        size = config["image_size"]
+
+        def caption_resized(images):
+            _, state = encoder(images, training=False)
+            limits = tf.fill([tf.shape(images)[0]], config["caption_length"])
+            if beam:
+                token_ids, lengths = decoding.beam_search(step, {"state": state}, START_ID, END_ID, limits, beam,
+                                                          config["length_penalty"])
+            else:
+                token_ids, lengths = decoding.greedy(step, {"state": state}, START_ID, END_ID, limits)
+            tokens = tf.where(token_ids > 0, tf.gather(vocabulary, token_ids), "")
+            return {"caption": translation.detokenize(tokens, captions.LANGUAGE), "token_ids": token_ids,
+                    "lengths": lengths}
+
+        def caption_pixels(pixels):
+            return caption_resized(captions.resize(pixels, size))
+
+        def caption_bytes(image_bytes):
+            images, is_image = captions.decode_images(image_bytes, size)
+            out = caption_resized(images)
+            return {"caption": tf.where(is_image, out["caption"], ""),
+                    "token_ids": tf.where(is_image[:, None], out["token_ids"], 0),
+                    "lengths": tf.where(is_image, out["lengths"], 0), "is_image": is_image}
+
+        return caption_pixels, caption_bytes, [model]
+
+    def caption(self, run, encoded: list, beam=None) -> dict:
+        """Caption encoded images in batches -> caption (bytes), token_ids (padded with 0), lengths, is_image."""
+        fn = tf.function(self.decoder(run, beam)[1], reduce_retracing=True)
+        parts = [{k: v.numpy() for k, v in fn(tf.constant(encoded[i: i + DECODE_BATCH], tf.string)).items()}
+                 for i in range(0, len(encoded), DECODE_BATCH)]
+        width = max([p["token_ids"].shape[1] for p in parts] + [0])
+        return {"caption": np.concatenate([p["caption"] for p in parts] + [np.zeros(0, object)]),
+                "token_ids": np.concatenate([np.pad(p["token_ids"], [(0, 0), (0, width - p["token_ids"].shape[1])])
+                                             for p in parts] + [np.zeros((0, width), np.int32)]),
+                "lengths": np.concatenate([p["lengths"] for p in parts] + [np.zeros(0, np.int32)]),
+                "is_image": np.concatenate([p["is_image"] for p in parts] + [np.zeros(0, bool)])}
+
+    def features(self, run, encoded: list) -> np.ndarray:
+        """The image encoder's features of encoded images [n, features] (what nearest neighbours compare)."""
+        encoder = self._encoder(run.model)
+        out = []
+        for i in range(0, len(encoded), DECODE_BATCH):
+            images, _ = captions.decode_images(encoded[i: i + DECODE_BATCH], run.config["image_size"])
+            out.append(keras.ops.convert_to_numpy(encoder(images, training=False)[0]))
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    # --- use ----------------------------------------------------------------------------
+    def evaluate(self, run, splits, beam=None) -> dict:
+        """BLEU-1..4 and CIDEr-D (pycocoevalcap's implementations, every human caption a reference,
+        both sides lower-cased without punctuation) on test and train images, and the
+        nearest-neighbour baseline on test: each test image gets the consensus caption of the
+        training image whose encoder features are closest (cosine)."""
+        test, train = splits.test, splits.train
+        generated = {name: [c.decode("utf-8") for c in self.caption(run, list(split["image"]), beam)["caption"]]
+                     for name, split in (("test", test), ("train", train))}
+        test_references = captions.references(test["references"])
+        neighbours = nearest(self.features(run, list(test["image"])), self.features(run, list(train["image"])))
+        baseline = [consensus(captions.references(train["references"]))[i] for i in neighbours]
+        return {
+            "images": {"test": len(test["image"]), "train": len(train["image"])},
+            "decoding": f"beam {beam}" if beam else "greedy",
+            "metrics": "pycocoevalcap BLEU-1..4 and CIDEr-D, all human captions as references; "
+                       "lower-cased, punctuation removed",
+            "test": caption_scores(generated["test"], test_references),
+            "train": caption_scores(generated["train"], captions.references(train["references"])),
+            "nearest_neighbour_test": caption_scores(baseline, test_references),
+            "samples": [{"image": str(test["name"][i]), "caption": generated["test"][i],
+                         "references": test_references[i]} for i in range(min(SAMPLES, len(test_references)))],
+        }
+
+    def predict(self, run, inputs, beam=None):
+        encoded = read_images(inputs)
+        out = self.caption(run, encoded, beam)
+        for path, ok in zip(inputs, out["is_image"], strict=True):
+            if not ok:
+                raise UserError(f"{path}: not a readable image (JPEG, PNG, GIF or BMP, whole)")
+        return [{"input": path, "caption": out["caption"][i].decode("utf-8"), "tokens": int(out["lengths"][i])}
+                for i, path in enumerate(inputs)]
+
+    def format_prediction(self, row):
+        return f"{row['caption']}\t{row['input']}"
+
+    def report_sections(self, run, limit: int) -> list:
+        """The test images (at most `limit`), each inlined beside its generated and human captions."""
+        test = run.load_data().test
+        names, encoded = list(test["name"][:limit]), list(test["image"][:limit])
+        generated = self.caption(run, encoded)["caption"]
+        cards = []
+        for name, data, caption, refs in zip(names, encoded, generated, captions.references(test["references"]),
+                                             strict=False):
+            humans = "".join(f"<li>{html.escape(r)}</li>" for r in refs)
+            cards.append(f'<figure class="caption"><img src="data:{image_type(data)};base64,'
+                         f'{base64.b64encode(data).decode("ascii")}" alt="{html.escape(str(name))}">'
+                         f'<figcaption><p class="generated">{html.escape(caption.decode("utf-8"))}</p>'
+                         f'<p class="name">{html.escape(str(name))}</p><ul class="human">{humans}</ul>'
+                         f'</figcaption></figure>')
+        title = f"Test images: generated caption (greedy), then the human captions ({len(cards)} images)"
+        return [(title, '<div class="captions">' + "".join(cards) + "</div>")]
+
+    def serving(self, run):
+        pixels_fn, bytes_fn, track = self.decoder(run)
+        _, beam_fn, _ = self.decoder(run, beam=run.config["beam_width"])
+        image_bytes = [tf.TensorSpec([None], tf.string, name="image_bytes")]
+        return [Endpoint("serving_default", bytes_fn, image_bytes, track=track),
+                Endpoint("beam_search", beam_fn, image_bytes, track=track),
+                Endpoint("from_pixels", pixels_fn, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="pixels")],
+                         track=track)]
+
+    def tflite_models(self, run):
+        config, model = run.config, run.model
+        encoder, step = self._encoder(model), self.step(model)
+        size, units, vocabulary_size = config["image_size"], config["units"], run.preprocessing.words.vocabulary_size()
+
+        def encode_image(image):
+            return {"state": encoder(image, training=False)[1]}
+
+        def decode_step(token, state):
+            log_probabilities, cache = step(token, {"state": state})
+            return {"log_probabilities": log_probabilities, "state": cache["state"]}
+
+        endpoints = [
+            Endpoint("encode_image", encode_image, [tf.TensorSpec([None, size, size, 3], tf.float32, name="image")],
+                     track=[model]),
+            Endpoint("decode_step", decode_step, [tf.TensorSpec([None], tf.int32, name="token"),
+                                                  tf.TensorSpec([None, units], tf.float32, name="state")],
+                     track=[model]),
+        ]
+        card = {
+            "app": self.name, "topology": self.topology, "task": self.task,
+            "signatures": {
+                "encode_image": {"inputs": {"image": f"float32 [1, {size}, {size}, 3]"},
+                                 "outputs": {"state": f"float32 [1, {units}]"}},
+                "decode_step": {"inputs": {"token": "int32 [1]", "state": f"float32 [1, {units}]"},
+                                "outputs": {"log_probabilities": f"float32 [1, {vocabulary_size}]",
+                                            "state": f"float32 [1, {units}]"}},
+            },
+            "preprocessing": {"size": [size, size], "channels": "RGB, in that order", "scaling": "0..255 floats "
+                              "(the model scales inside)", "layout": "[1, height, width, channels]",
+                              "rule": captions.PREPROCESSING_RULES.replace("SIZE", str(size))},
+            "vocabulary": VOCABULARY, "start_id": START_ID, "end_id": END_ID,
+            "detokenise": "join the words of the ids before end_id with spaces (captions are lower-case, "
+                          "without punctuation)",
+            "max_output_tokens": config["caption_length"],
+            "loop": ["state = encode_image(image=pixels [1, S, S, 3]).state"] + step_loop.GREEDY_PSEUDOCODE[1:],
+        }
+        return [TFLiteModel(f"{self.name}.tflite", endpoints, assets={
+            VOCABULARY: "\n".join(run.preprocessing.tokens) + "\n",
+            "model_card.json": json.dumps(card, indent=2) + "\n"})]
+
+    def exported_inputs(self, inputs, tflite_dir):
+        card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
+        encoded = read_images(inputs)
+        pixels, is_image = captions.decode_images(encoded, card["preprocessing"]["size"][0])
+        for path, ok in zip(inputs, is_image.numpy(), strict=True):
+            if not ok:
+                raise UserError(f"{path}: not a readable image (JPEG, PNG, GIF or BMP, whole)")
+        return list(inputs), {"image_bytes": np.array(encoded, dtype=object)}, \
+            {"pixels": pixels.numpy(), "limit": card["max_output_tokens"]}
+
+    def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
+        vocabulary = translation.load_vocabulary(Path(tflite_dir) / VOCABULARY)
+        return greedy_on_phone(interpreter, tflite_inputs["pixels"], tflite_inputs["limit"], vocabulary)
+
+    def query_rows(self, names, served, on_phone, tflite_dir):
+        return [{"input": name, "saved_model": {"caption": served["caption"][i].decode("utf-8")},
+                 "tflite": {"caption": on_phone["caption"][i].decode("utf-8")}} for i, name in enumerate(names)]
+
+    def format_query(self, row):
+        return (f"SavedModel v{row['version']}: {row['saved_model']['caption']}  "
+                f"TFLite: {row['tflite']['caption']}  <- {row['input']}")
+
+    def parity_cases(self, run, examples):
+        """Greedy captions of real test images: the SavedModel's (from the encoded bytes and from
+        pixels) and the TFLite reference loop's equal Keras's word for word."""
+        encoded = list(examples["image"])
+        expected = self.caption(run, encoded)
+        size = run.config["image_size"]
+        pixels = captions.decode_images(encoded, size)[0].numpy()
+        pixels_u8 = np.round(pixels).astype(np.uint8)
+        from_pixels = tf.function(self.decoder(run)[0])
+        expected_u8 = {k: v.numpy() for k, v in from_pixels(tf.constant(pixels_u8)).items()}
+
+        def loop(interpreter):
+            return greedy_on_phone(interpreter, pixels, run.config["caption_length"], run.preprocessing.tokens)
+
+        return [
+            ParityCase("greedy captions of test images (bytes)", expected,
+                       ("serving_default", {"image_bytes": np.array(encoded, dtype=object)}), f"{self.name}.tflite",
+                       ["caption", "token_ids", "lengths", "is_image"], tflite_loop=loop,
+                       tflite_compare=["caption", "token_ids", "lengths"]),
+            ParityCase("greedy captions of test images (uint8 pixels)", expected_u8,
+                       ("from_pixels", {"pixels": pixels_u8}), None, ["caption", "token_ids", "lengths"]),
+        ]
+
+
+def image_encoder(config) -> keras.Sequential:
+    """A small CNN trained here: 0..255 RGB -> features [batch, filters of the last block]."""
+    blocks = [layers.Rescaling(1 / 127.5, offset=-1.0)]
+    for i in range(config["conv_blocks"]):
+        filters = min(256, config["conv_filters"] * 2 ** i)
+        blocks += [layers.Conv2D(filters, 3, padding="same", use_bias=False), layers.BatchNormalization(),
+                   layers.ReLU(), layers.MaxPooling2D(2)]
+    return keras.Sequential([*blocks, layers.GlobalAveragePooling2D()], name="image_encoder")
+
+
+def greedy_on_phone(interpreter, pixels: np.ndarray, limit: int, vocabulary: list) -> dict:
+    """What a phone computes: encode_image, then the reference loop over decode_step, one image
+    at a time; outputs shaped like the SavedModel's (ids padded with 0, words joined)."""
+    encode = interpreter.get_signature_runner("encode_image")
+    rows = [step_loop.greedy(interpreter, encode(image=np.asarray(image, np.float32)[None]), START_ID, END_ID,
+                             int(limit)) for image in pixels]
+    width = max([len(r) for r in rows] + [0])
+    token_ids = np.array([r + [0] * (width - len(r)) for r in rows], np.int32).reshape(len(rows), width)
+    words = np.array(vocabulary, dtype=object)[token_ids]
+    return {"token_ids": token_ids, "lengths": np.array([len(r) for r in rows], np.int32),
+            "caption": np.array([" ".join(w for w in row if w).encode("utf-8") for row in words], dtype=object)}
+
+
+def read_images(paths: list) -> list:
+    """CLI inputs -> their bytes; a missing or unreadable file is a one-line error."""
+    encoded = []
+    for path in paths:
+        try:
+            encoded.append(Path(path).read_bytes())
+        except OSError as e:
+            raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
+    return encoded
+
+
+def image_type(data: bytes) -> str:
+    return "image/png" if data[:4] == b"\x89PNG" else "image/gif" if data[:3] == b"GIF" else \
+        "image/bmp" if data[:2] == b"BM" else "image/jpeg"
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+def caption_scores(generated: list, references: list) -> dict:
+    """Corpus BLEU-1..4 (multiple references, closest reference length) and CIDEr-D, x100."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+
+    if not generated:
+        return {}
+    hypotheses = {i: [captions.standardize_text(g) or "<empty>"] for i, g in enumerate(generated)}
+    truth = {i: [captions.standardize_text(r) for r in refs] for i, refs in enumerate(references)}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocoevalcap prints its counts
+        bleu, _ = Bleu(4).compute_score(truth, hypotheses)
+        cider, _ = Cider().compute_score(truth, hypotheses)
+    return {**{f"bleu_{n}": round(100 * float(b), 2) for n, b in enumerate(bleu, start=1)},
+            "cider": round(100 * float(cider), 2), "images": len(generated)}
+
+
+def consensus(references: list) -> list:
+    """Each image's most typical human caption: the one with the highest CIDEr-D against the
+    image's other captions (document frequencies over all images). The nearest-neighbour
+    baseline's answer for an image whose neighbour this is."""
+    from pycocoevalcap.cider.cider import Cider
+
+    pairs = [(i, j) for i, refs in enumerate(references) for j in range(len(refs)) if len(refs) > 1]
+    if not pairs:
+        return [refs[0] for refs in references]
+    hypotheses = {k: [captions.standardize_text(references[i][j])] for k, (i, j) in enumerate(pairs)}
+    truth = {k: [captions.standardize_text(r) for n, r in enumerate(references[i]) if n != j]
+             for k, (i, j) in enumerate(pairs)}
+    with contextlib.redirect_stdout(io.StringIO()):
+        _, scores = Cider().compute_score(truth, hypotheses)
+    best = {}
+    for (i, j), score in zip(pairs, scores, strict=True):
+        if i not in best or score > best[i][0]:
+            best[i] = (score, j)
+    return [refs[best[i][1]] if i in best else refs[0] for i, refs in enumerate(references)]
+
+
+def nearest(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """For each query row, the index of the key row with the highest cosine similarity."""
+    def unit(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    return np.argmax(unit(queries) @ unit(keys).T, axis=1) if len(keys) else np.zeros(len(queries), int)
+
+
+APP = Caption()

@@ -1,0 +1,260 @@
+"""caption: COCO captions split by image, TFDS coco_captions under mock_data, image decoding that
+never fails a batch, the metrics, and the app end to end on a tiny run (CLI, report page,
+SavedModel signatures on odd images, the TFLite reference loop against Keras)."""
+
+import io
+import json
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from export import tflite
+from pipelines import captions
+from rnn_apps.apps import caption
+from rnn_apps.errors import UserError
+from rnn_apps.run import PARITY_FILE
+from tests.test_cli import assert_one_line_error, invoke
+
+
+def encoded(pixels, kind="PNG", mode=None) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, np.uint8), mode).save(out, format=kind)
+    return out.getvalue()
+
+
+def photo(data_root, split="train2017") -> bytes:
+    return next((data_root / "coco_captions_mini" / "images" / split).glob("*.jpg")).read_bytes()
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def test_coco_captions_mini_splits_by_image_with_every_caption(data_root):
+    splits = captions.load("coco_captions_mini", data_root, 0)
+    assert [splits.size(s) for s in ("train", "validation", "test")] == [77, 34, 102]
+    names = {s: set(splits[s]["name"]) for s in ("train", "validation", "test")}
+    assert not names["train"] & names["test"] and not names["validation"] & names["test"]
+    assert sum(len(r) for r in captions.references(splits.train["references"])) == 385
+    for split in ("train", "validation", "test"):
+        assert all(len(r) == 5 for r in captions.references(splits[split]["references"]))
+    assert splits.train["image"][0][:3] == b"\xff\xd8\xff"  # the JPEG bytes as on disk
+    assert captions.load("coco_captions_mini", data_root, 1).test["name"].tolist() != splits.test["name"].tolist()
+
+
+def test_a_caption_folder_with_missing_pieces_says_what_is_missing(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "captions.tsv").write_text("split\tfile_name\ttext\n")
+    with pytest.raises(UserError, match="missing column"):
+        captions.load(str(tmp_path), None, 0)
+    (tmp_path / "captions.tsv").write_text("split\tfile_name\tcaption\ntrain\ta.jpg\ta cat\n")
+    with pytest.raises(UserError, match="neither images/train/a.jpg nor images/a.jpg"):
+        captions.load(str(tmp_path), None, 0)
+    (tmp_path / "images" / "a.jpg").write_bytes(encoded(np.zeros((4, 4, 3))))
+    with pytest.raises(UserError, match="held-out ones"):
+        captions.load(str(tmp_path), None, 0)
+    with pytest.raises(UserError, match="no caption dataset 'nowhere'"):
+        captions.load("nowhere", None, 0)
+
+
+def test_tfds_coco_captions_goes_through_the_same_path_under_mock_data(monkeypatch):
+    from pipelines import tfds_source
+
+    monkeypatch.setattr(tfds_source, "_reachable", lambda url: True)  # mock_data stands in for the download
+    with tfds.testing.mock_data(num_examples=3):
+        splits = captions.load("coco_captions", None, 0)
+    assert splits.size("test") == 3 and splits.size("train") + splits.size("validation") == 3
+    assert splits.origin["test"].startswith("tfds coco_captions 'test'")
+    images, is_image = captions.decode_images(list(splits.test["image"]), 16)
+    assert is_image.numpy().all() and images.shape == (3, 16, 16, 3)
+    assert all(isinstance(r, str) and r for r in splits.test["references"])
+
+
+def test_decoding_gives_every_odd_image_a_defined_result(data_root):
+    good = photo(data_root)
+    batch = [good, b"not an image", good[: len(good) // 2], b"", encoded(np.full((10, 20), 128), mode="L"),
+             encoded(np.full((5, 5, 4), 200), mode="RGBA"), encoded(np.zeros((1, 1, 3))),
+             encoded(np.full((3, 3, 3), 255), kind="GIF")]
+    images, is_image = captions.decode_images(batch, 24)
+    assert is_image.numpy().tolist() == [True, False, False, False, True, True, True, True]
+    assert images.shape == (8, 24, 24, 3) and images.dtype == tf.float32
+    assert (images.numpy()[1:4] == 0).all()  # not decodable: black
+    np.testing.assert_allclose(images.numpy()[4], 128.0, rtol=1e-5)  # gray repeated over RGB
+    np.testing.assert_allclose(images.numpy()[5], 200.0, rtol=1e-5)  # alpha dropped
+    assert 0 <= images.numpy().min() and images.numpy().max() <= 255
+    assert captions.decode_images([], 24)[0].shape == (0, 24, 24, 3)
+    assert captions.resize(np.zeros((1, 0, 0, 3), np.uint8), 8).shape == (1, 8, 8, 3)
+
+
+def test_captions_are_lower_cased_without_punctuation():
+    assert captions.standardize_text("A  Dog's toy, on the GRASS.") == "a dog s toy on the grass"
+
+
+def test_examples_are_one_per_caption_with_start_and_end(tiny_run):
+    run = tiny_run("caption")
+    splits, config = run.load_data(), run.config
+    validation = run.app.dataset(splits.validation, run.preprocessing, config)
+    inputs, targets = next(iter(validation))
+    size = config["image_size"]
+    assert inputs["image"].shape[1:] == (size, size, 3) and inputs["image"].dtype == tf.float32
+    assert (inputs["caption_ids"][:, 0] == caption.START_ID).numpy().all()
+    ids, out = inputs["caption_ids"].numpy(), targets.numpy()
+    for row_in, row_out in zip(ids, out, strict=True):
+        words = row_out[row_out > 0]
+        assert words[-1] == caption.END_ID and list(row_in[1: len(words)]) == list(words[:-1])
+    total = sum(len(inputs["image"]) for inputs, _ in validation)
+    assert total == sum(len(r) for r in captions.references(splits.validation["references"]))  # every caption
+    augmented = captions.augment(inputs["image"][0], tf.constant([1, 2], tf.int64))
+    assert augmented.shape == inputs["image"][0].shape
+    np.testing.assert_array_equal(augmented, captions.augment(inputs["image"][0], tf.constant([1, 2], tf.int64)))
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
+def test_scores_reward_the_human_caption_and_consensus_picks_the_typical_one():
+    references = [["a dog runs on the grass", "a dog running on grass", "the dog runs across a lawn"],
+                  ["a red bus on a city street", "a bus driving down the street", "a red double decker bus"]]
+    perfect = caption.caption_scores(["a dog runs on the grass", "a red bus on a city street"], references)
+    assert perfect["bleu_4"] == 100.0 and perfect["cider"] > 100
+    wrong = caption.caption_scores(["a red bus on a city street", "a dog runs on the grass"], references)
+    assert wrong["bleu_4"] < 40 and wrong["cider"] < perfect["cider"] / 2
+    typical = [["a dog runs on grass", "a dog runs on the grass", "a brown dog on grass", "purple elephant flying"],
+               ["a red bus on a city street", "a bus driving down the street", "a red double decker bus"], ["only one"]]
+    assert caption.consensus(typical) == ["a dog runs on grass", "a red bus on a city street", "only one"]
+    assert caption.nearest(np.array([[1.0, 0.1], [0.0, -2.0]]), np.array([[0.0, -1.0], [3.0, 0.0]])).tolist() == [1, 0]
+
+
+# --- the app end to end ---------------------------------------------------------------------------
+
+
+def test_parity_examples_keep_image_bytes(tiny_run, data_root):
+    run = tiny_run("caption")
+    stored = run.parity_examples()
+    assert stored["image"][0] == run.load_data().test["image"][0]
+    with np.load(run.dir / PARITY_FILE) as raw:
+        assert "image.base64" in raw.files  # text on disk, no pickles
+
+
+def test_cli_predicts_evaluates_and_refuses_unreadable_images(tiny_run, data_root, tmp_path):
+    run = tiny_run("caption")
+    image = next((data_root / "coco_captions_mini" / "images" / "val2017").glob("*.jpg"))
+    gray = tmp_path / "gray.png"
+    gray.write_bytes(encoded(np.full((300, 200), 90), mode="L"))
+    result = invoke("predict", run.dir, image, gray, "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["input"] for r in rows] == [str(image), str(gray)]
+    assert all(0 < r["tokens"] <= run.config["caption_length"] and r["caption"] for r in rows)
+    beam = invoke("predict", run.dir, image, "--beam", "2")
+    assert beam.exit_code == 0 and beam.output.endswith(f"\t{image}\n")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture")
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(image.read_bytes()[:500])
+    for bad, says in ((text, "notes.jpg: not a readable image"), (truncated, "cut.jpg: not a readable image"),
+                      (tmp_path / "missing.jpg", "missing.jpg: cannot read it")):
+        assert_one_line_error(invoke("predict", run.dir, image, bad), says)
+    result = invoke("evaluate", run.dir)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)
+    for split in ("test", "train", "nearest_neighbour_test"):
+        assert {"bleu_1", "bleu_2", "bleu_3", "bleu_4", "cider"} <= set(metrics[split])
+        assert 0 <= metrics[split]["bleu_4"] <= metrics[split]["bleu_1"] <= 100
+    assert metrics["images"] == {"test": 12, "train": 12}
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.text, self.polylines = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if tag == "polyline":
+            self.polylines.append(attrs["class"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_report_is_one_page_with_every_test_image_inlined_and_every_caption(tiny_run, tmp_path):
+    run = tiny_run("caption")
+    out = tmp_path / "report.html"
+    result = invoke("report", run.dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    page = Page()
+    page.feed(out.read_text(encoding="utf-8"))
+    test = run.load_data().test
+    assert len(page.images) == len(test["image"]) == 12
+    assert all(src.startswith("data:image/jpeg;base64,") for src in page.images)  # nothing fetched
+    text = " ".join(page.text)
+    for refs in captions.references(test["references"]):
+        assert all(r in text for r in refs)
+    for generated in run.app.caption(run, list(test["image"]))["caption"]:
+        assert generated.decode() in text
+    assert page.polylines == ["loss", "val_loss"]  # the loss curves
+    assert_one_line_error(invoke("report", run.dir, "--out", tmp_path), "is a folder")
+
+
+def test_saved_model_gives_defined_outputs_for_odd_images(tiny_export, data_root):
+    root, entry = tiny_export("caption")
+    signatures = entry["artefacts"][0]["signatures"]
+    assert {"serving_default", "beam_search", "from_pixels"} <= set(signatures)
+    assert set(signatures["serving_default"]["outputs"]) == {"caption", "token_ids", "lengths", "is_image"}
+    model = tf.saved_model.load(str(root / "caption" / "1"))
+    good = photo(data_root, "val2017")
+    huge = Image.new("RGB", (10_000, 10_000), (250, 240, 230))
+    out = io.BytesIO()
+    huge.save(out, format="JPEG", quality=50)
+    batch = [good, b"\x00" * 100, good[:300], b"", encoded(np.zeros((1, 1, 3))), encoded(np.full((8, 8), 9), mode="L"),
+             encoded(np.full((6, 6, 4), 99), mode="RGBA"), out.getvalue()]
+    limit = json.loads((root / "tflite" / "caption" / "1" / "model_card.json").read_text())["max_output_tokens"]
+    for name in ("serving_default", "beam_search"):
+        result = {k: v.numpy() for k, v in model.signatures[name](image_bytes=tf.constant(batch)).items()}
+        assert result["is_image"].tolist() == [True, False, False, False, True, True, True, True]
+        assert result["caption"][1:4].tolist() == [b"", b"", b""] and (result["lengths"][1:4] == 0).all()
+        assert (result["token_ids"][1:4] == 0).all() and (result["lengths"] <= limit).all()
+        assert all(result["caption"][i] for i in (0, 4, 5, 6, 7))
+    pixels = model.signatures["from_pixels"](pixels=tf.zeros([2, 1, 1, 3], tf.uint8))
+    assert pixels["caption"].shape == (2,) and (pixels["lengths"].numpy() <= limit).all()
+    empty = model.signatures["serving_default"](image_bytes=tf.constant([], tf.string))
+    assert empty["caption"].shape == (0,) and empty["token_ids"].shape[0] == 0
+
+
+def test_tflite_signatures_and_model_card_are_what_a_phone_needs(tiny_export, tiny_run):
+    root, entry = tiny_export("caption")
+    run = tiny_run("caption")
+    folder = root / "tflite" / "caption" / "1"
+    card = json.loads((folder / "model_card.json").read_text())
+    size, units = run.config["image_size"], run.config["units"]
+    assert card["preprocessing"]["size"] == [size, size] and "RGB" in card["preprocessing"]["channels"]
+    interpreter = tflite.interpreter(folder / "caption.tflite")
+    encode = interpreter.get_signature_runner("encode_image")
+    assert encode.get_input_details()["image"]["shape"].tolist() == [1, size, size, 3]
+    state = encode(image=np.full((1, size, size, 3), 127.0, np.float32))["state"]
+    assert state.shape == (1, units)
+    result = interpreter.get_signature_runner("decode_step")(token=np.array([caption.START_ID], np.int32), state=state)
+    vocabulary = (folder / caption.VOCABULARY).read_text().split("\n")[:-1]
+    assert result["log_probabilities"].shape == (1, len(vocabulary))
+    np.testing.assert_allclose(np.exp(result["log_probabilities"]).sum(), 1.0, rtol=1e-4)
+    assert vocabulary[caption.START_ID] == "[START]" and vocabulary[caption.END_ID] == "[END]"
+    tflite_case = next(c for c in entry["parity"]["cases"] if "tflite" in c)
+    assert tflite_case["examples"] == 12 and tflite_case["tflite"]["caption"]["mismatches"] == 0
+
+
+def test_query_captions_through_both_exports(tiny_export, data_root, tmp_path):
+    root, _ = tiny_export("caption")
+    image = next((data_root / "coco_captions_mini" / "images" / "val2017").glob("*.jpg"))
+    result = invoke("query", root, "--name", "caption", image, "--json")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output)
+    assert row["saved_model"]["caption"] == row["tflite"]["caption"] != ""
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    assert_one_line_error(invoke("query", root, "--name", "caption", bad), "bad.png: not a readable image")
