@@ -92,7 +92,8 @@ QUICK_TRAINING = {"sentiment": ("sst2", {"max_examples": 1024, "epochs": 1}),
                   "translate": ("spa_eng", {"max_examples": 2048, "epochs": 1}),
                   "charlm": ("tiny_shakespeare", {"max_characters": 50_000, "epochs": 1}),
                   "tagger": ("ud_english_ewt", {"max_examples": 2048, "epochs": 1}),
-                  "frames": ("ur_fall_features", {"epochs": 1})}
+                  "frames": ("ur_fall_features", {"epochs": 1}),
+                  "caption": ("coco_captions_mini", {"epochs": 1})}
 
 
 def default_architecture_exports(root: Path) -> Path:

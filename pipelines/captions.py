@@ -197,3 +197,47 @@ def standardize(text):
 def standardize_text(text: str) -> str:
     """`standardize` on one Python string: how references are read for BLEU and CIDEr."""
     return standardize(tf.constant(text)).numpy().decode("utf-8")
+
+
+# --- precomputed image features (`--set features=PATH`) ------------------------------------------
+
+def read_features(path) -> dict:
+    """A features file -> {image name: float32 vector}, all of one length.
+
+    `.npz`: one 1-D array per image, named by the image's file name (`np.savez(path, **{name:
+    vector})`), or two arrays `names` [n] and `features` [n, d]. `.npy`: a dict {name: vector}
+    saved with `np.save` (a pickle: load only files you trust)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"features file {path} does not exist (config features: a .npz or .npy file)")
+    try:
+        if path.suffix == ".npy":
+            loaded = np.load(path, allow_pickle=True)
+            table = loaded.item() if loaded.dtype == object and loaded.shape == () else None
+            if not isinstance(table, dict):
+                raise UserError(f"{path}: expected a dict {{image name: vector}} saved with np.save")
+        else:
+            with np.load(path, allow_pickle=False) as stored:
+                if {"names", "features"} <= set(stored.files):
+                    table = dict(zip(stored["names"].astype(str), stored["features"], strict=True))
+                else:
+                    table = {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise UserError(f"features file {path} is unreadable ({e})") from None
+    table = {str(k): np.asarray(v, np.float32).reshape(-1) for k, v in table.items()}
+    sizes = {len(v) for v in table.values()}
+    if len(sizes) != 1 or 0 in sizes:
+        raise UserError(f"{path}: expected one non-empty vector length for every image, found "
+                        f"{sorted(sizes)[:5] or 'no vectors'}")
+    if not all(np.isfinite(v).all() for v in table.values()):
+        raise UserError(f"{path}: some feature vectors hold NaN or infinity")
+    return table
+
+
+def features_of(table: dict, names, path) -> np.ndarray:
+    """The vectors of `names` [n, d]; a name without one is a one-line error."""
+    missing = [str(n) for n in names if str(n) not in table]
+    if missing:
+        raise UserError(f"{path} has no features for {len(missing)} image(s), e.g. {missing[0]!r}")
+    size = len(next(iter(table.values())))
+    return np.array([table[str(n)] for n in names], np.float32).reshape(len(names), size)

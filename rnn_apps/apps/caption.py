@@ -48,7 +48,7 @@ from keras import layers
 from export import step_loop
 from pipelines import batching, captions, translation
 from rnn_apps import config as config_lib
-from rnn_apps import decoding
+from rnn_apps import decoding, efficientnet_lite
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
 from rnn_apps.errors import UserError
 
@@ -61,10 +61,23 @@ DECODE_BATCH = 64  # images per call when evaluate and predict caption many
 @dataclass
 class Preprocessing:
     words: layers.TextVectorization  # caption text -> ids; START and END are ids 2 and 3
+    features: dict | None = None  # image name -> vector, with `--set features=PATH`
+    features_path: str = ""
 
     @property
     def tokens(self) -> list:
         return [str(t) for t in self.words.get_vocabulary()]
+
+    @property
+    def feature_size(self) -> int:
+        return len(next(iter(self.features.values())))
+
+    def encoder_inputs(self, columns: dict):
+        """What the model's encoder reads for split columns: the encoded images (decoded in the
+        graph), or the precomputed feature vectors [n, d] of their names."""
+        if self.features is None:
+            return list(columns["image"])
+        return captions.features_of(self.features, columns["name"], self.features_path)
 
 
 class Caption(App):
@@ -75,6 +88,12 @@ class Caption(App):
     beam_search = True
     config = {
         **config_lib.COMMON,
+        # "cnn": a small CNN trained here; "efficientnet_lite0": EfficientNet-Lite0 with ImageNet
+        # weights, frozen (rnn_apps/efficientnet_lite.py; image_size 224, preset "pretrained").
+        "encoder": "cnn",
+        # A .npz/.npy of precomputed feature vectors keyed by image name (pipelines/captions.py):
+        # the model then reads them instead of images (no encoder of its own; predict takes names).
+        "features": "",
         "image_size": 96,  # pixels a side: what the encoder sees (the TFLite encode_image input)
         "conv_blocks": 4,
         "conv_filters": 32,  # the first block's; doubled each block, at most 256
@@ -95,6 +114,7 @@ class Caption(App):
         "jit_compile": False,
     }
     config_checks = {
+        "encoder": config_lib.one_of("cnn", "efficientnet_lite0"),
         "image_size": config_lib.at_least(16),
         "conv_blocks": config_lib.Range("an integer from 1 to 6", lambda v: 1 <= v <= 6),
         "conv_filters": config_lib.POSITIVE,
@@ -112,9 +132,17 @@ class Caption(App):
         "members": config_lib.one_of(1),
     }
     presets = {
+        "pretrained": {"encoder": "efficientnet_lite0", "image_size": efficientnet_lite.SIZE},
         "tiny": {"epochs": 2, "batch_size": 16, "image_size": 32, "conv_blocks": 2, "conv_filters": 4, "units": 16,
                  "embedding_dim": 8, "vocab_size": 100, "caption_length": 8, "beam_width": 2, "max_examples": 12},
     }
+
+    def resolve_config(self, preset=None, overrides=None):
+        config = super().resolve_config(preset, overrides)
+        if config["encoder"] == "efficientnet_lite0" and config["image_size"] != efficientnet_lite.SIZE:
+            raise UserError(f"config image_size: the efficientnet_lite0 encoder takes {efficientnet_lite.SIZE} "
+                            f"pixels a side, got {config['image_size']} (use --preset pretrained)")
+        return config
 
     # --- data ---------------------------------------------------------------------------
     def load_data(self, data, data_root, config, options):
@@ -123,29 +151,44 @@ class Caption(App):
     def fit_preprocessing(self, splits, config, run_dir):
         texts = [c for refs in captions.references(splits.train["references"]) for c in refs]
         words = translation.adapt(texts, captions.LANGUAGE, "target", config["vocab_size"], captions.standardize)
+        preprocessing = self._with_features(Preprocessing(words), config)
+        for split in ("train", "validation", "test"):
+            preprocessing.encoder_inputs(splits[split])  # every image has a vector, before training starts
         translation.save_vocabulary(words, Path(run_dir) / VOCABULARY)
-        return Preprocessing(words)
+        return preprocessing
 
     def load_preprocessing(self, run_dir, config):
-        return Preprocessing(translation.from_vocabulary(Path(run_dir) / VOCABULARY, captions.LANGUAGE, "target",
-                                                         captions.standardize))
+        return self._with_features(Preprocessing(translation.from_vocabulary(
+            Path(run_dir) / VOCABULARY, captions.LANGUAGE, "target", captions.standardize)), config)
+
+    def _with_features(self, preprocessing, config) -> Preprocessing:
+        if config["features"]:
+            path = str(Path(config["features"]).expanduser().resolve())
+            preprocessing.features, preprocessing.features_path = captions.read_features(path), path
+        return preprocessing
 
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
-        """({"image", "caption_ids" [START, w1, ...]}, [w1, ..., END]), one example per caption."""
+        """({"image" or "features", "caption_ids" [START, w1, ...]}, [w1, ..., END]), one example
+        per caption; images decoded once and cached, augmented per example while training."""
         size, length = config["image_size"], config["caption_length"]
         references = captions.references(columns["references"])
         flat = [c for refs in references for c in refs]
         ids = translation.token_ids(preprocessing.words, tf.constant(flat, tf.string), length - 1)
         per_image = tf.RaggedTensor.from_row_lengths(ids, [len(refs) for refs in references])
-        images = tf.data.Dataset.from_tensor_slices(tf.constant(list(columns["image"]), tf.string)).batch(64).map(
-            lambda encoded: tf.cast(tf.round(captions.decode_images(encoded, size)[0]), tf.uint8)).unbatch()
-        ds = tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(per_image)).cache()
+        if preprocessing.features is None:
+            key = "image"
+            inputs = tf.data.Dataset.from_tensor_slices(tf.constant(list(columns["image"]), tf.string)).batch(64).map(
+                lambda encoded: tf.cast(tf.round(captions.decode_images(encoded, size)[0]), tf.uint8)).unbatch()
+        else:
+            key = "features"
+            inputs = tf.data.Dataset.from_tensor_slices(preprocessing.encoder_inputs(columns))
+        ds = tf.data.Dataset.zip(inputs, tf.data.Dataset.from_tensor_slices(per_image)).cache()
         if shuffle_seed is not None:
             ds = ds.shuffle(batching.SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
         ds = ds.flat_map(lambda image, caps: tf.data.Dataset.from_tensor_slices(caps).map(lambda c: (image, c)))
         if shuffle_seed is not None:
             ds = ds.shuffle(batching.SHUFFLE_BUFFER, seed=shuffle_seed + 1, reshuffle_each_iteration=True)
-        augment = shuffle_seed is not None and config["augment"]
+        augment = shuffle_seed is not None and config["augment"] and key == "image"
         seeds = tf.data.Dataset.random(seed=shuffle_seed or 0).batch(2)
 
         def example(pair, seed):
@@ -154,7 +197,7 @@ class Caption(App):
             if augment:
                 image = captions.augment(image, seed)
             caption = tf.cast(caption, tf.int32)
-            return ({"image": image, "caption_ids": tf.concat([[START_ID], caption], 0)},
+            return ({key: image, "caption_ids": tf.concat([[START_ID], caption], 0)},
                     tf.concat([caption, [END_ID]], 0))
 
         ds = tf.data.Dataset.zip(ds, seeds).map(example, num_parallel_calls=tf.data.AUTOTUNE)
@@ -163,8 +206,11 @@ class Caption(App):
 
     # --- model --------------------------------------------------------------------------
     def build_model(self, config, preprocessing, unroll_length=None):
-        image = keras.Input((config["image_size"], config["image_size"], 3), name="image")
-        features = image_encoder(config)(image)
+        if preprocessing.features is None:
+            source = keras.Input((config["image_size"], config["image_size"], 3), name="image")
+            features = image_encoder(config)(source)
+        else:
+            source = features = keras.Input((preprocessing.feature_size,), name="features")
         features = layers.Dropout(config["feature_dropout"])(features)
         initial_state = layers.Dense(config["units"], activation="tanh", name="bridge")(features)
         caption_ids = keras.Input((None,), dtype="int32", name="caption_ids")
@@ -176,7 +222,7 @@ class Caption(App):
             words, initial_state=initial_state)
         states = layers.Dropout(config["dropout"])(states)
         logits = layers.Dense(vocabulary_size, name="logits")(states)
-        return keras.Model({"image": image, "caption_ids": caption_ids}, logits, name=self.name)
+        return keras.Model({source.name: source, "caption_ids": caption_ids}, logits, name=self.name)
 
     def compile(self, model, config):
         model.compile(
@@ -193,9 +239,11 @@ class Caption(App):
 
     # --- decoding -----------------------------------------------------------------------
     def _encoder(self, model) -> keras.Model:
-        """image -> (features, the decoder's initial state), with the trained model's layers."""
+        """image (or features) -> (features, the decoder's initial state), with the trained
+        model's layers (the bridge reads the features through a dropout, idle at inference)."""
         bridge = model.get_layer("bridge")
-        return keras.Model(model.get_layer("image").output, [model.get_layer("image_encoder").output, bridge.output])
+        source = next(t for t in model.inputs if t.name in ("image", "features"))
+        return keras.Model(source, [model.get_layer(bridge.name).input, bridge.output])
 
     def step(self, model):
         """step(tokens [rows], cache) -> (log-probabilities [rows, vocab], cache): the trained
@@ -212,18 +260,19 @@ class Caption(App):
 
         return step
 
-    def decoder(self, run, beam=None):
-        """-> (caption_pixels, caption_bytes, track): pixels [batch, h, w, 3] (any size, 0..255) or
-        encoded images [batch] -> {"caption", "token_ids", "lengths"} (+ "is_image" from bytes):
-        one function for predict, evaluate, the report and every SavedModel signature."""
+    def decoder(self, run, beam=None) -> dict:
+        """-> {"bytes", "pixels", "features"}: encoded images [batch], pixels [batch, h, w, 3] (any
+        size, 0..255) or feature vectors [batch, d] (a run trained on `features`: only that one)
+        -> {"caption", "token_ids", "lengths"} (+ "is_image" from bytes): one function for
+        predict, evaluate, the report and every SavedModel signature."""
         model, config = run.model, run.config
         encoder, step = self._encoder(model), self.step(model)
         vocabulary = tf.constant(run.preprocessing.tokens)
         size = config["image_size"]
 
-        def caption_resized(images):
-            _, state = encoder(images, training=False)
-            limits = tf.fill([tf.shape(images)[0]], config["caption_length"])
+        def caption_encoded(inputs):
+            _, state = encoder(inputs, training=False)
+            limits = tf.fill([tf.shape(inputs)[0]], config["caption_length"])
             if beam:
                 token_ids, lengths = decoding.beam_search(step, {"state": state}, START_ID, END_ID, limits, beam,
                                                           config["length_penalty"])
@@ -234,22 +283,30 @@ class Caption(App):
                     "lengths": lengths}
 
         def caption_pixels(pixels):
-            return caption_resized(captions.resize(pixels, size))
+            return caption_encoded(captions.resize(pixels, size))
 
         def caption_bytes(image_bytes):
             images, is_image = captions.decode_images(image_bytes, size)
-            out = caption_resized(images)
+            out = caption_encoded(images)
             return {"caption": tf.where(is_image, out["caption"], ""),
                     "token_ids": tf.where(is_image[:, None], out["token_ids"], 0),
                     "lengths": tf.where(is_image, out["lengths"], 0), "is_image": is_image}
 
-        return caption_pixels, caption_bytes, [model]
+        if run.preprocessing.features is not None:
+            return {"features": caption_encoded}
+        return {"bytes": caption_bytes, "pixels": caption_pixels}
 
-    def caption(self, run, encoded: list, beam=None) -> dict:
-        """Caption encoded images in batches -> caption (bytes), token_ids (padded with 0), lengths, is_image."""
-        fn = tf.function(self.decoder(run, beam)[1], reduce_retracing=True)
-        parts = [{k: v.numpy() for k, v in fn(tf.constant(encoded[i: i + DECODE_BATCH], tf.string)).items()}
-                 for i in range(0, len(encoded), DECODE_BATCH)]
+    def caption(self, run, inputs, beam=None) -> dict:
+        """Caption many in batches: encoded images (list of bytes) or, for a run on features,
+        vectors [n, d] -> caption (bytes), token_ids (padded with 0), lengths, is_image."""
+        kind = "bytes" if run.preprocessing.features is None else "features"
+        fn = tf.function(self.decoder(run, beam)[kind], reduce_retracing=True)
+        parts = []
+        for i in range(0, len(inputs), DECODE_BATCH):
+            batch = tf.constant(inputs[i: i + DECODE_BATCH], tf.string if kind == "bytes" else tf.float32)
+            out = {k: v.numpy() for k, v in fn(batch).items()}
+            out.setdefault("is_image", np.ones(len(out["lengths"]), bool))
+            parts.append(out)
         width = max([p["token_ids"].shape[1] for p in parts] + [0])
         return {"caption": np.concatenate([p["caption"] for p in parts] + [np.zeros(0, object)]),
                 "token_ids": np.concatenate([np.pad(p["token_ids"], [(0, 0), (0, width - p["token_ids"].shape[1])])
@@ -257,12 +314,15 @@ class Caption(App):
                 "lengths": np.concatenate([p["lengths"] for p in parts] + [np.zeros(0, np.int32)]),
                 "is_image": np.concatenate([p["is_image"] for p in parts] + [np.zeros(0, bool)])}
 
-    def features(self, run, encoded: list) -> np.ndarray:
-        """The image encoder's features of encoded images [n, features] (what nearest neighbours compare)."""
+    def features(self, run, inputs) -> np.ndarray:
+        """The features the decoder starts from [n, d] (what nearest neighbours compare): the
+        image encoder's output, or the precomputed vectors themselves."""
+        if run.preprocessing.features is not None:
+            return np.asarray(inputs, np.float32)
         encoder = self._encoder(run.model)
         out = []
-        for i in range(0, len(encoded), DECODE_BATCH):
-            images, _ = captions.decode_images(encoded[i: i + DECODE_BATCH], run.config["image_size"])
+        for i in range(0, len(inputs), DECODE_BATCH):
+            images, _ = captions.decode_images(inputs[i: i + DECODE_BATCH], run.config["image_size"])
             out.append(keras.ops.convert_to_numpy(encoder(images, training=False)[0]))
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
@@ -273,13 +333,14 @@ class Caption(App):
         nearest-neighbour baseline on test: each test image gets the consensus caption of the
         training image whose encoder features are closest (cosine)."""
         test, train = splits.test, splits.train
-        generated = {name: [c.decode("utf-8") for c in self.caption(run, list(split["image"]), beam)["caption"]]
-                     for name, split in (("test", test), ("train", train))}
+        inputs = {name: run.preprocessing.encoder_inputs(split) for name, split in (("test", test), ("train", train))}
+        generated = {name: [c.decode("utf-8") for c in self.caption(run, inputs[name], beam)["caption"]]
+                     for name in inputs}
         test_references = captions.references(test["references"])
-        neighbours = nearest(self.features(run, list(test["image"])), self.features(run, list(train["image"])))
+        neighbours = nearest(self.features(run, inputs["test"]), self.features(run, inputs["train"]))
         baseline = [consensus(captions.references(train["references"]))[i] for i in neighbours]
         return {
-            "images": {"test": len(test["image"]), "train": len(train["image"])},
+            "images": {"test": len(test["name"]), "train": len(train["name"])},
             "decoding": f"beam {beam}" if beam else "greedy",
             "metrics": "pycocoevalcap BLEU-1..4 and CIDEr-D, all human captions as references; "
                        "lower-cased, punctuation removed",
@@ -291,11 +352,14 @@ class Caption(App):
         }
 
     def predict(self, run, inputs, beam=None):
-        encoded = read_images(inputs)
-        out = self.caption(run, encoded, beam)
-        for path, ok in zip(inputs, out["is_image"], strict=True):
-            if not ok:
-                raise UserError(f"{path}: not a readable image (JPEG, PNG, GIF or BMP, whole)")
+        """Image files; for a run on features, image names (or paths: their file names) of the features file."""
+        if run.preprocessing.features is not None:
+            names = [Path(name).name for name in inputs]
+            out = self.caption(run, captions.features_of(run.preprocessing.features, names,
+                                                         run.preprocessing.features_path), beam)
+        else:
+            out = self.caption(run, read_images(inputs), beam)
+            unreadable(inputs, out["is_image"])
         return [{"input": path, "caption": out["caption"][i].decode("utf-8"), "tokens": int(out["lengths"][i])}
                 for i, path in enumerate(inputs)]
 
@@ -304,12 +368,11 @@ class Caption(App):
 
     def report_sections(self, run, limit: int) -> list:
         """The test images (at most `limit`), each inlined beside its generated and human captions."""
-        test = run.load_data().test
-        names, encoded = list(test["name"][:limit]), list(test["image"][:limit])
-        generated = self.caption(run, encoded)["caption"]
+        test = {k: v[:limit] for k, v in run.load_data().test.items()}
+        generated = self.caption(run, run.preprocessing.encoder_inputs(test))["caption"]
         cards = []
-        for name, data, caption, refs in zip(names, encoded, generated, captions.references(test["references"]),
-                                             strict=False):
+        for name, data, caption, refs in zip(test["name"], test["image"], generated,
+                                             captions.references(test["references"]), strict=True):
             humans = "".join(f"<li>{html.escape(r)}</li>" for r in refs)
             cards.append(f'<figure class="caption"><img src="data:{image_type(data)};base64,'
                          f'{base64.b64encode(data).decode("ascii")}" alt="{html.escape(str(name))}">'
@@ -320,68 +383,83 @@ class Caption(App):
         return [(title, '<div class="captions">' + "".join(cards) + "</div>")]
 
     def serving(self, run):
-        pixels_fn, bytes_fn, track = self.decoder(run)
-        _, beam_fn, _ = self.decoder(run, beam=run.config["beam_width"])
+        greedy_fns, beam_fns = self.decoder(run), self.decoder(run, beam=run.config["beam_width"])
+        track = [run.model]
+        if run.preprocessing.features is not None:
+            features = [tf.TensorSpec([None, run.preprocessing.feature_size], tf.float32, name="features")]
+            return [Endpoint("serving_default", greedy_fns["features"], features, track=track),
+                    Endpoint("beam_search", beam_fns["features"], features, track=track)]
         image_bytes = [tf.TensorSpec([None], tf.string, name="image_bytes")]
-        return [Endpoint("serving_default", bytes_fn, image_bytes, track=track),
-                Endpoint("beam_search", beam_fn, image_bytes, track=track),
-                Endpoint("from_pixels", pixels_fn, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="pixels")],
-                         track=track)]
+        return [Endpoint("serving_default", greedy_fns["bytes"], image_bytes, track=track),
+                Endpoint("beam_search", beam_fns["bytes"], image_bytes, track=track),
+                Endpoint("from_pixels", greedy_fns["pixels"],
+                         [tf.TensorSpec([None, None, None, 3], tf.uint8, name="pixels")], track=track)]
 
     def tflite_models(self, run):
-        config, model = run.config, run.model
+        config, model, preprocessing = run.config, run.model, run.preprocessing
         encoder, step = self._encoder(model), self.step(model)
-        size, units, vocabulary_size = config["image_size"], config["units"], run.preprocessing.words.vocabulary_size()
+        size, units, vocabulary_size = config["image_size"], config["units"], preprocessing.words.vocabulary_size()
+        on_features = preprocessing.features is not None
+        name, shape = ("features", [preprocessing.feature_size]) if on_features else ("image", [size, size, 3])
 
-        def encode_image(image):
-            return {"state": encoder(image, training=False)[1]}
+        def encode(inputs):
+            return {"state": encoder(inputs, training=False)[1]}
 
         def decode_step(token, state):
             log_probabilities, cache = step(token, {"state": state})
             return {"log_probabilities": log_probabilities, "state": cache["state"]}
 
         endpoints = [
-            Endpoint("encode_image", encode_image, [tf.TensorSpec([None, size, size, 3], tf.float32, name="image")],
-                     track=[model]),
+            Endpoint(f"encode_{name}", encode, [tf.TensorSpec([None, *shape], tf.float32, name=name)], track=[model]),
             Endpoint("decode_step", decode_step, [tf.TensorSpec([None], tf.int32, name="token"),
                                                   tf.TensorSpec([None, units], tf.float32, name="state")],
                      track=[model]),
         ]
+        if on_features:
+            preprocessing_card = {"features": f"the image's feature vector, float32 [1, {shape[0]}], as in "
+                                              f"{preprocessing.features_path}", "file": preprocessing.features_path}
+        else:
+            preprocessing_card = {"size": [size, size], "channels": "RGB, in that order",
+                                  "scaling": "0..255 floats (the model scales inside)",
+                                  "layout": "[1, height, width, channels]",
+                                  "rule": captions.PREPROCESSING_RULES.replace("SIZE", str(size))}
         card = {
-            "app": self.name, "topology": self.topology, "task": self.task,
+            "app": self.name, "topology": self.topology, "task": self.task, "encoder": config["encoder"],
             "signatures": {
-                "encode_image": {"inputs": {"image": f"float32 [1, {size}, {size}, 3]"},
-                                 "outputs": {"state": f"float32 [1, {units}]"}},
+                f"encode_{name}": {"inputs": {name: f"float32 [1, {', '.join(map(str, shape))}]"},
+                                   "outputs": {"state": f"float32 [1, {units}]"}},
                 "decode_step": {"inputs": {"token": "int32 [1]", "state": f"float32 [1, {units}]"},
                                 "outputs": {"log_probabilities": f"float32 [1, {vocabulary_size}]",
                                             "state": f"float32 [1, {units}]"}},
             },
-            "preprocessing": {"size": [size, size], "channels": "RGB, in that order", "scaling": "0..255 floats "
-                              "(the model scales inside)", "layout": "[1, height, width, channels]",
-                              "rule": captions.PREPROCESSING_RULES.replace("SIZE", str(size))},
+            "preprocessing": preprocessing_card,
             "vocabulary": VOCABULARY, "start_id": START_ID, "end_id": END_ID,
             "detokenise": "join the words of the ids before end_id with spaces (captions are lower-case, "
                           "without punctuation)",
             "max_output_tokens": config["caption_length"],
-            "loop": ["state = encode_image(image=pixels [1, S, S, 3]).state"] + step_loop.GREEDY_PSEUDOCODE[1:],
+            "loop": [f"state = encode_{name}({name}=...).state"] + step_loop.GREEDY_PSEUDOCODE[1:],
         }
         return [TFLiteModel(f"{self.name}.tflite", endpoints, assets={
-            VOCABULARY: "\n".join(run.preprocessing.tokens) + "\n",
+            VOCABULARY: "\n".join(preprocessing.tokens) + "\n",
             "model_card.json": json.dumps(card, indent=2) + "\n"})]
 
     def exported_inputs(self, inputs, tflite_dir):
+        """Image files; for a model on features, image names looked up in the features file the card names."""
         card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
+        limit = card["max_output_tokens"]
+        if "features" in card["preprocessing"]:
+            path = card["preprocessing"]["file"]
+            vectors = captions.features_of(captions.read_features(path), [Path(n).name for n in inputs], path)
+            return list(inputs), {"features": vectors}, {"features": vectors, "limit": limit}
         encoded = read_images(inputs)
         pixels, is_image = captions.decode_images(encoded, card["preprocessing"]["size"][0])
-        for path, ok in zip(inputs, is_image.numpy(), strict=True):
-            if not ok:
-                raise UserError(f"{path}: not a readable image (JPEG, PNG, GIF or BMP, whole)")
-        return list(inputs), {"image_bytes": np.array(encoded, dtype=object)}, \
-            {"pixels": pixels.numpy(), "limit": card["max_output_tokens"]}
+        unreadable(inputs, is_image.numpy())
+        return list(inputs), {"image_bytes": np.array(encoded, dtype=object)}, {"image": pixels.numpy(), "limit": limit}
 
     def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
         vocabulary = translation.load_vocabulary(Path(tflite_dir) / VOCABULARY)
-        return greedy_on_phone(interpreter, tflite_inputs["pixels"], tflite_inputs["limit"], vocabulary)
+        name = "features" if "features" in tflite_inputs else "image"
+        return greedy_on_phone(interpreter, name, tflite_inputs[name], tflite_inputs["limit"], vocabulary)
 
     def query_rows(self, names, served, on_phone, tflite_dir):
         return [{"input": name, "saved_model": {"caption": served["caption"][i].decode("utf-8")},
@@ -393,30 +471,36 @@ class Caption(App):
 
     def parity_cases(self, run, examples):
         """Greedy captions of real test images: the SavedModel's (from the encoded bytes and from
-        pixels) and the TFLite reference loop's equal Keras's word for word."""
-        encoded = list(examples["image"])
-        expected = self.caption(run, encoded)
-        size = run.config["image_size"]
-        pixels = captions.decode_images(encoded, size)[0].numpy()
+        pixels, or from features) and the TFLite reference loop's equal Keras's word for word."""
+        limit, tokens = run.config["caption_length"], run.preprocessing.tokens
+        inputs = run.preprocessing.encoder_inputs(examples)
+        expected = self.caption(run, inputs)
+        if run.preprocessing.features is not None:
+            return [ParityCase("greedy captions of test images (features)", expected,
+                               ("serving_default", {"features": inputs}), f"{self.name}.tflite",
+                               ["caption", "token_ids", "lengths"],
+                               tflite_loop=lambda interpreter: greedy_on_phone(interpreter, "features", inputs, limit,
+                                                                               tokens))]
+        pixels = captions.decode_images(inputs, run.config["image_size"])[0].numpy()
         pixels_u8 = np.round(pixels).astype(np.uint8)
-        from_pixels = tf.function(self.decoder(run)[0])
+        from_pixels = tf.function(self.decoder(run)["pixels"])
         expected_u8 = {k: v.numpy() for k, v in from_pixels(tf.constant(pixels_u8)).items()}
-
-        def loop(interpreter):
-            return greedy_on_phone(interpreter, pixels, run.config["caption_length"], run.preprocessing.tokens)
-
         return [
             ParityCase("greedy captions of test images (bytes)", expected,
-                       ("serving_default", {"image_bytes": np.array(encoded, dtype=object)}), f"{self.name}.tflite",
-                       ["caption", "token_ids", "lengths", "is_image"], tflite_loop=loop,
+                       ("serving_default", {"image_bytes": np.array(inputs, dtype=object)}), f"{self.name}.tflite",
+                       ["caption", "token_ids", "lengths", "is_image"],
+                       tflite_loop=lambda interpreter: greedy_on_phone(interpreter, "image", pixels, limit, tokens),
                        tflite_compare=["caption", "token_ids", "lengths"]),
             ParityCase("greedy captions of test images (uint8 pixels)", expected_u8,
                        ("from_pixels", {"pixels": pixels_u8}), None, ["caption", "token_ids", "lengths"]),
         ]
 
 
-def image_encoder(config) -> keras.Sequential:
-    """A small CNN trained here: 0..255 RGB -> features [batch, filters of the last block]."""
+def image_encoder(config) -> keras.Model:
+    """0..255 RGB -> features: a small CNN trained here ([batch, filters of the last block]), or
+    EfficientNet-Lite0 with its ImageNet weights, frozen ([batch, 1280])."""
+    if config["encoder"] == "efficientnet_lite0":
+        return efficientnet_lite.pretrained(name="image_encoder")
     blocks = [layers.Rescaling(1 / 127.5, offset=-1.0)]
     for i in range(config["conv_blocks"]):
         filters = min(256, config["conv_filters"] * 2 ** i)
@@ -425,12 +509,13 @@ def image_encoder(config) -> keras.Sequential:
     return keras.Sequential([*blocks, layers.GlobalAveragePooling2D()], name="image_encoder")
 
 
-def greedy_on_phone(interpreter, pixels: np.ndarray, limit: int, vocabulary: list) -> dict:
-    """What a phone computes: encode_image, then the reference loop over decode_step, one image
-    at a time; outputs shaped like the SavedModel's (ids padded with 0, words joined)."""
-    encode = interpreter.get_signature_runner("encode_image")
-    rows = [step_loop.greedy(interpreter, encode(image=np.asarray(image, np.float32)[None]), START_ID, END_ID,
-                             int(limit)) for image in pixels]
+def greedy_on_phone(interpreter, name: str, inputs: np.ndarray, limit: int, vocabulary: list) -> dict:
+    """What a phone computes: `encode_<name>` (image or features), then the reference loop over
+    decode_step, one image at a time; outputs shaped like the SavedModel's (ids padded with 0,
+    words joined)."""
+    encode = interpreter.get_signature_runner(f"encode_{name}")
+    rows = [step_loop.greedy(interpreter, encode(**{name: np.asarray(x, np.float32)[None]}), START_ID, END_ID,
+                             int(limit)) for x in inputs]
     width = max([len(r) for r in rows] + [0])
     token_ids = np.array([r + [0] * (width - len(r)) for r in rows], np.int32).reshape(len(rows), width)
     words = np.array(vocabulary, dtype=object)[token_ids]
@@ -447,6 +532,13 @@ def read_images(paths: list) -> list:
         except OSError as e:
             raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
     return encoded
+
+
+def unreadable(paths: list, is_image):
+    """A one-line error for the first input that is not a decodable image."""
+    for path, ok in zip(paths, is_image, strict=True):
+        if not ok:
+            raise UserError(f"{path}: not a readable image (JPEG, PNG, GIF or BMP, whole)")
 
 
 def image_type(data: bytes) -> str:
