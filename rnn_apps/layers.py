@@ -230,6 +230,22 @@ class PerFrame(layers.Wrapper):
         return (*input_shape[:2], *self.layer.compute_output_shape((None, *input_shape[2:]))[1:])
 
 
+@keras.saving.register_keras_serializable(package="rnn_apps")
+class AppendToEveryStep(layers.Layer):
+    """(sequence [batch, time, d], vector [batch, e]) -> [batch, time, d + e]: the vector beside
+    every step's input (a captioner's image at every word), keeping the sequence's padding mask."""
+
+    def call(self, sequence, vector):
+        repeated = ops.repeat(ops.expand_dims(vector, 1), ops.shape(sequence)[1], axis=1)
+        return ops.concatenate([sequence, ops.cast(repeated, sequence.dtype)], axis=-1)
+
+    def compute_mask(self, sequence, vector, mask=None):
+        return mask[0] if isinstance(mask, (list, tuple)) else mask
+
+    def compute_output_shape(self, sequence_shape, vector_shape):
+        return (*sequence_shape[:2], sequence_shape[2] + vector_shape[1])
+
+
 def optional_dropout(x, rate: float):
     """Dropout only where it does something: a rate-0 layer still carries seed state."""
     return layers.Dropout(rate)(x) if rate > 0 else x

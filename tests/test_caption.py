@@ -60,12 +60,19 @@ def test_a_caption_folder_with_missing_pieces_says_what_is_missing(tmp_path):
         captions.load("nowhere", None, 0)
 
 
-def test_tfds_coco_captions_goes_through_the_same_path_under_mock_data(monkeypatch):
+def test_tfds_coco_captions_goes_through_the_same_path_under_mock_data(monkeypatch, tmp_path):
     from pipelines import tfds_source
+    from rnn_apps import registry
+    from rnn_apps.train import train
 
     monkeypatch.setattr(tfds_source, "_reachable", lambda url: True)  # mock_data stands in for the download
+    app = registry.get("caption")
     with tfds.testing.mock_data(num_examples=3):
         splits = captions.load("coco_captions", None, 0)
+        run = train(app, app.resolve_config("tiny", {"epochs": 1}), "coco_captions", None, tmp_path / "run", {},
+                    echo=lambda *_: None)
+    assert run.metrics()["examples"] == {"train": 2, "validation": 1, "test": 3}
+    assert (run.dir / caption.VOCABULARY).read_text().split("\n")[2:4] == ["[START]", "[END]"]
     assert splits.size("test") == 3 and splits.size("train") + splits.size("validation") == 3
     assert splits.origin["test"].startswith("tfds coco_captions 'test'")
     images, is_image = captions.decode_images(list(splits.test["image"]), 16)
@@ -200,6 +207,25 @@ def test_report_is_one_page_with_every_test_image_inlined_and_every_caption(tiny
         assert generated.decode() in text
     assert page.polylines == ["loss", "val_loss"]  # the loss curves
     assert_one_line_error(invoke("report", run.dir, "--out", tmp_path), "is a folder")
+    render_in_chromium(out, tmp_path / "report.png")
+
+
+def render_in_chromium(page, png):
+    """The page as a browser draws it: headless Chromium's screenshot shows the photos (many
+    colours), not a blank or an error page. Skipped, saying so, where no Chromium is installed."""
+    import shutil
+    import subprocess
+
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
+                   None)
+    if browser is None:
+        pytest.skip("Chromium is not installed (apt install chromium): the report page was parsed, not rendered")
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1000,1400", f"--screenshot={png}", page.resolve().as_uri()],
+                   capture_output=True, timeout=120)
+    shot = np.asarray(Image.open(png).convert("RGB"))
+    assert shot.shape == (1400, 1000, 3)
+    assert len(np.unique(shot.reshape(-1, 3) // 16, axis=0)) > 200  # photographs, not a plain page
 
 
 def test_saved_model_gives_defined_outputs_for_odd_images(tiny_export, data_root):

@@ -51,6 +51,7 @@ from rnn_apps import config as config_lib
 from rnn_apps import decoding, efficientnet_lite
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
 from rnn_apps.errors import UserError
+from rnn_apps.layers import AppendToEveryStep
 
 VOCABULARY = "vocabulary.txt"
 PADDING_ID, START_ID, END_ID = translation.PADDING_ID, translation.START_ID, translation.END_ID
@@ -100,6 +101,9 @@ class Caption(App):
         "feature_dropout": 0.3,
         "units": 256,
         "embedding_dim": 128,
+        # The image also beside every word's embedding (projected to `image_inputs` numbers), not
+        # only in the initial state, which a SimpleRNN forgets within a few words. 0 = state only.
+        "image_inputs": 0,
         "dropout": 0.3,  # on the word embeddings and the decoder states
         "vocab_size": 4000,
         "caption_length": 20,  # tokens, END included: the longest output
@@ -120,6 +124,7 @@ class Caption(App):
         "conv_filters": config_lib.POSITIVE,
         "feature_dropout": config_lib.Range("a number from 0 to below 1", lambda v: 0 <= v < 1),
         "embedding_dim": config_lib.POSITIVE,
+        "image_inputs": config_lib.NON_NEGATIVE,
         "vocab_size": config_lib.at_least(5),  # padding, unknown, START, END, a word
         "caption_length": config_lib.POSITIVE,
         "beam_width": config_lib.POSITIVE,
@@ -218,6 +223,9 @@ class Caption(App):
         words = layers.Embedding(vocabulary_size, config["embedding_dim"], mask_zero=True,
                                  name="word_embedding")(caption_ids)
         words = layers.Dropout(config["dropout"])(words)
+        if config["image_inputs"]:
+            image_inputs = layers.Dense(config["image_inputs"], activation="tanh", name="image_inputs")(features)
+            words = AppendToEveryStep(name="append_image")(words, image_inputs)
         states = layers.SimpleRNN(config["units"], return_sequences=True, name="decoder_rnn")(
             words, initial_state=initial_state)
         states = layers.Dropout(config["dropout"])(states)
@@ -239,11 +247,15 @@ class Caption(App):
 
     # --- decoding -----------------------------------------------------------------------
     def _encoder(self, model) -> keras.Model:
-        """image (or features) -> (features, the decoder's initial state), with the trained
-        model's layers (the bridge reads the features through a dropout, idle at inference)."""
+        """image (or features) -> (features, the decoding cache: {"state"} and, with
+        image_inputs, {"image_inputs"}), with the trained model's layers (the bridge reads the
+        features through a dropout, idle at inference)."""
         bridge = model.get_layer("bridge")
         source = next(t for t in model.inputs if t.name in ("image", "features"))
-        return keras.Model(source, [model.get_layer(bridge.name).input, bridge.output])
+        cache = {"state": bridge.output}
+        if any(layer.name == "image_inputs" for layer in model.layers):
+            cache["image_inputs"] = model.get_layer("image_inputs").output
+        return keras.Model(source, [bridge.input, cache])
 
     def step(self, model):
         """step(tokens [rows], cache) -> (log-probabilities [rows, vocab], cache): the trained
@@ -255,8 +267,11 @@ class Caption(App):
 
         def step(tokens, cache):
             # tf.identity drops the padding mask Keras attaches to the embedding: one step has no time axis.
-            output, new_state = cell(tf.identity(embedding(tokens)), [cache["state"]])
-            return tf.nn.log_softmax(logits(output) + never, axis=-1), {"state": new_state[0]}
+            inputs = tf.identity(embedding(tokens))
+            if "image_inputs" in cache:
+                inputs = tf.concat([inputs, cache["image_inputs"]], axis=-1)
+            output, new_state = cell(inputs, [cache["state"]])
+            return tf.nn.log_softmax(logits(output) + never, axis=-1), {**cache, "state": new_state[0]}
 
         return step
 
@@ -271,13 +286,13 @@ class Caption(App):
         size = config["image_size"]
 
         def caption_encoded(inputs):
-            _, state = encoder(inputs, training=False)
+            _, cache = encoder(inputs, training=False)
             limits = tf.fill([tf.shape(inputs)[0]], config["caption_length"])
             if beam:
-                token_ids, lengths = decoding.beam_search(step, {"state": state}, START_ID, END_ID, limits, beam,
+                token_ids, lengths = decoding.beam_search(step, cache, START_ID, END_ID, limits, beam,
                                                           config["length_penalty"])
             else:
-                token_ids, lengths = decoding.greedy(step, {"state": state}, START_ID, END_ID, limits)
+                token_ids, lengths = decoding.greedy(step, cache, START_ID, END_ID, limits)
             tokens = tf.where(token_ids > 0, tf.gather(vocabulary, token_ids), "")
             return {"caption": translation.detokenize(tokens, captions.LANGUAGE), "token_ids": token_ids,
                     "lengths": lengths}
@@ -402,19 +417,26 @@ class Caption(App):
         on_features = preprocessing.features is not None
         name, shape = ("features", [preprocessing.feature_size]) if on_features else ("image", [size, size, 3])
 
-        def encode(inputs):
-            return {"state": encoder(inputs, training=False)[1]}
+        image_inputs = config["image_inputs"]
 
-        def decode_step(token, state):
-            log_probabilities, cache = step(token, {"state": state})
+        def encode(inputs):
+            return encoder(inputs, training=False)[1]
+
+        def decode_step(token, state, image_inputs=None):
+            cache = {"state": state} if image_inputs is None else {"state": state, "image_inputs": image_inputs}
+            log_probabilities, cache = step(token, cache)
             return {"log_probabilities": log_probabilities, "state": cache["state"]}
 
         endpoints = [
             Endpoint(f"encode_{name}", encode, [tf.TensorSpec([None, *shape], tf.float32, name=name)], track=[model]),
             Endpoint("decode_step", decode_step, [tf.TensorSpec([None], tf.int32, name="token"),
-                                                  tf.TensorSpec([None, units], tf.float32, name="state")],
+                                                  tf.TensorSpec([None, units], tf.float32, name="state")]
+                     + ([tf.TensorSpec([None, image_inputs], tf.float32, name="image_inputs")] if image_inputs else []),
                      track=[model]),
         ]
+        state_card = {"state": f"float32 [1, {units}]"}
+        if image_inputs:  # computed once per image, passed back unchanged at every step
+            state_card["image_inputs"] = f"float32 [1, {image_inputs}]"
         if on_features:
             preprocessing_card = {"features": f"the image's feature vector, float32 [1, {shape[0]}], as in "
                                               f"{preprocessing.features_path}", "file": preprocessing.features_path}
@@ -427,8 +449,8 @@ class Caption(App):
             "app": self.name, "topology": self.topology, "task": self.task, "encoder": config["encoder"],
             "signatures": {
                 f"encode_{name}": {"inputs": {name: f"float32 [1, {', '.join(map(str, shape))}]"},
-                                   "outputs": {"state": f"float32 [1, {units}]"}},
-                "decode_step": {"inputs": {"token": "int32 [1]", "state": f"float32 [1, {units}]"},
+                                   "outputs": state_card},
+                "decode_step": {"inputs": {"token": "int32 [1]", **state_card},
                                 "outputs": {"log_probabilities": f"float32 [1, {vocabulary_size}]",
                                             "state": f"float32 [1, {units}]"}},
             },
@@ -437,7 +459,7 @@ class Caption(App):
             "detokenise": "join the words of the ids before end_id with spaces (captions are lower-case, "
                           "without punctuation)",
             "max_output_tokens": config["caption_length"],
-            "loop": [f"state = encode_{name}({name}=...).state"] + step_loop.GREEDY_PSEUDOCODE[1:],
+            "loop": [f"cache = encode_{name}({name}=...)"] + step_loop.GREEDY_PSEUDOCODE[1:],
         }
         return [TFLiteModel(f"{self.name}.tflite", endpoints, assets={
             VOCABULARY: "\n".join(preprocessing.tokens) + "\n",
