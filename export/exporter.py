@@ -20,7 +20,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from export import parity, savedmodel, tflite
+from export import parity, savedmodel, serving, tflite
 from rnn_apps.errors import ExportError, UserError
 from rnn_apps.run import PARITY_EXAMPLES, write_json
 
@@ -115,10 +115,22 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
                                   f"{tflite.forbidden_ops(ops)}; nothing published")
             tflite_entries.append((model, ops))
         examples = {k: v[:parity_examples] for k, v in run.parity_examples().items()}
-        report = parity.check(app.parity_cases(run, examples), staging / "saved_model", staging / "tflite")
+        cases = app.parity_cases(run, examples)
+        signatures = savedmodel.signature_specs(staging / "saved_model")
+        try:
+            requests = serving.requests_from(cases, {name: spec["inputs"] for name, spec in signatures.items()})
+        except ValueError as e:
+            raise ExportError(f"{app.name}: {e}") from None
+        serving.write_warmup(staging / "saved_model", model_name, requests)
+        # The fresh process that checks parity also replays every warmup record, as TF Serving
+        # will on load; their outputs are the responses the REST examples show.
+        report, responses = parity.check(cases, staging / "saved_model", staging / "tflite", warmup=True)
         if not report["ok"]:
             raise ExportError(f"parity check failed, nothing published: {json.dumps(report['cases'])}")
-        artefacts = [{"kind": "saved_model", "signatures": savedmodel.signature_specs(staging / "saved_model")}]
+        serving.write_examples(staging / "saved_model", model_name, requests, responses)
+        artefacts = [{"kind": "saved_model", "signatures": signatures,
+                      "tf_serving": {"warmup_requests": len(requests), "examples": f"assets.extra/{serving.REST_FILE}",
+                                     "grpc_client": f"assets.extra/{serving.GRPC_FILE}"}}]
         for model, ops in tflite_entries:
             artefacts.append({"kind": "tflite", "file": model.filename,
                               "signatures": tflite.signature_specs(staging / "tflite" / model.filename),
@@ -139,6 +151,7 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
                       (staging / "tflite", tflite_base / str(version))])
             manifest["exports"].append(entry)
             write_json(root / MANIFEST, manifest)
+            serving.write_models_config(root, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     echo(f"exported {model_name} version {version}: SavedModel {serving_base / str(version)}, "

@@ -19,15 +19,20 @@ from rnn_apps.errors import ExportError
 TOLERANCE = 1e-4
 
 
-def run_saved_model_in_subprocess(saved_model_dir, signature: str, inputs: dict) -> dict:
+def run_in_subprocess(saved_model_dir, requests: list, warmup: bool = False) -> tuple:
+    """[(signature, inputs)] -> (their outputs, the outputs of every warmup record in
+    SAVED_MODEL/assets.extra replayed through its signature if `warmup`), from one fresh process
+    that loads the SavedModel once, as a server would."""
     with tempfile.TemporaryDirectory() as tmp:
         request, response = Path(tmp) / "in.pkl", Path(tmp) / "out.pkl"
-        request.write_bytes(pickle.dumps({"signature": signature, "inputs": inputs}))
+        request.write_bytes(pickle.dumps({"requests": [{"signature": s, "inputs": i} for s, i in requests],
+                                          "warmup": warmup}))
         done = subprocess.run([sys.executable, "-m", "export.parity", str(saved_model_dir), str(request),
                                str(response)], capture_output=True, text=True)
         if done.returncode != 0:
             raise ExportError(f"the SavedModel failed in a fresh process:\n{done.stderr.strip()[-4000:]}")
-        return pickle.loads(response.read_bytes())
+        result = pickle.loads(response.read_bytes())
+        return result["requests"], result["warmup"]
 
 
 def compare(expected: np.ndarray, actual: np.ndarray) -> dict:
@@ -41,12 +46,14 @@ def compare(expected: np.ndarray, actual: np.ndarray) -> dict:
     return {"ok": mismatches == 0, "mismatches": mismatches}
 
 
-def check(cases, saved_model_dir, tflite_dir) -> dict:
-    """-> {"ok": bool, "tolerance": ..., "cases": [{name, examples, saved_model: {...}, tflite: {...}}]}"""
+def check(cases, saved_model_dir, tflite_dir, warmup: bool = False) -> tuple:
+    """-> ({"ok": bool, "tolerance": ..., "cases": [{name, examples, saved_model: {...}, tflite: {...}}]},
+    the outputs of the SavedModel's warmup records, replayed in the same fresh process)."""
     report = {"ok": True, "tolerance": TOLERANCE, "cases": []}
-    for case in cases:
-        signature, sm_inputs = case.saved_model
-        outputs = {"saved_model": run_saved_model_in_subprocess(saved_model_dir, signature, sm_inputs)}
+    served, replayed = run_in_subprocess(saved_model_dir, [case.saved_model for case in cases], warmup)
+    for case, saved_model_outputs in zip(cases, served, strict=True):
+        sm_inputs = case.saved_model[1]
+        outputs = {"saved_model": saved_model_outputs}
         if case.tflite_file:  # a SavedModel-only signature (a language model's `score`) has no TFLite side
             model = tflite.interpreter(Path(tflite_dir) / case.tflite_file)
             outputs["tflite"] = case.tflite_loop(model) if case.tflite_loop else \
@@ -57,16 +64,25 @@ def check(cases, saved_model_dir, tflite_dir) -> dict:
             entry[kind] = {key: compare(case.keras_outputs[key], got[key]) for key in keys}
             report["ok"] &= all(r["ok"] for r in entry[kind].values())
         report["cases"].append(entry)
-    return report
+    return report, replayed
 
 
 def _serve(saved_model_dir: str, request: str, response: str):
     import tensorflow as tf
 
     job = pickle.loads(Path(request).read_bytes())
-    fn = tf.saved_model.load(saved_model_dir).signatures[job["signature"]]
-    outputs = fn(**{k: tf.constant(v) for k, v in job["inputs"].items()})
-    Path(response).write_bytes(pickle.dumps({k: v.numpy() for k, v in outputs.items()}))
+    signatures = tf.saved_model.load(saved_model_dir).signatures
+
+    def run(signature, inputs):
+        outputs = signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    results = {"requests": [run(r["signature"], r["inputs"]) for r in job["requests"]], "warmup": []}
+    if job["warmup"]:
+        from export import serving
+
+        results["warmup"] = [run(signature, inputs) for signature, inputs in serving.read_warmup(saved_model_dir)]
+    Path(response).write_bytes(pickle.dumps(results))
 
 
 if __name__ == "__main__":

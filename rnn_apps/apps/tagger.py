@@ -340,10 +340,16 @@ class Tagger(App):
             out = tflite.run_one_by_one(interpreter, "serving_default", inputs)
             return {"phone_probabilities": np.where(mask[..., None], out["probabilities"], 0.0)}
 
+        words = [s.split(tagged.SEPARATOR) for s in examples["tokens"]]
+        width = max([len(w) for w in words] + [1])
+        tokens = np.array([[t.encode() for t in w] + [b""] * (width - len(w)) for w in words], dtype=object)
+        given = {k: v.numpy() for k, v in tf.function(self.tagger(run, False)[0])(tf.constant(tokens)).items()}
         return [ParityCase("tags of test sentences", {**expected, **keras_phone},
                            ("serving_default", {"text": np.array([t.encode() for t in texts], dtype=object)}),
                            f"{self.name}.tflite", ["tags", "tag_ids", "probabilities", "lengths"],
-                           tflite_loop=on_phone, tflite_compare=["phone_probabilities"])]
+                           tflite_loop=on_phone, tflite_compare=["phone_probabilities"]),
+                ParityCase("tags of test sentences given as tokens", given, ("tag_tokens", {"tokens": tokens}), None,
+                           ["tokens", "tags", "tag_ids", "probabilities", "lengths"])]
 
     def exported_inputs(self, inputs, tflite_dir):
         length = json.loads((Path(tflite_dir) / "model_card.json").read_text())["max_length"]
