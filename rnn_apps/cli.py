@@ -126,6 +126,7 @@ def list_apps():
 def train(app_name, data, data_root, tfds_data_dir, text_column, label_column, out_dir, resume, preset,
           assignments, **options):
     """Train APP and write a run folder (config, vocabulary, checkpoints, logs, metrics)."""
+    registry.describe(app_name)  # an unknown app is refused before TensorFlow is imported (seconds)
     from rnn_apps import train as train_lib
 
     app = registry.get(app_name)
