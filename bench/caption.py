@@ -27,6 +27,7 @@ from pathlib import Path
 
 import common
 import numpy as np
+from translate import latency_ms
 
 VARIANTS = {"cnn": {}, "pretrained": {"encoder": "efficientnet_lite0", "image_size": 224}}
 # coco_captions_mini photos whose main object is one ImageNet class (ids of the ILSVRC-2012
@@ -60,15 +61,6 @@ def imagenet_check() -> dict:
                      "top_1_probability": round(float(probabilities.max()), 3)})
     return {"photos": rows, "top_1_correct": sum(r["top_1_correct"] for r in rows), "of": len(rows),
             "non_contiguous_tensors": efficientnet_lite.non_contiguous(efficientnet_lite.weights_file())}
-
-
-def latency_ms(fn, repeats: int) -> dict:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return {"median_ms": round(float(np.median(times)), 3), "p90_ms": round(float(np.percentile(times, 90)), 3)}
 
 
 def serving_figures(run, export_root: Path) -> dict:

@@ -263,9 +263,10 @@ def test_tflite_signatures_and_model_card_are_what_a_phone_needs(tiny_export, ti
     interpreter = tflite.interpreter(folder / "caption.tflite")
     encode = interpreter.get_signature_runner("encode_image")
     assert encode.get_input_details()["image"]["shape"].tolist() == [1, size, size, 3]
-    state = encode(image=np.full((1, size, size, 3), 127.0, np.float32))["state"]
-    assert state.shape == (1, units)
-    result = interpreter.get_signature_runner("decode_step")(token=np.array([caption.START_ID], np.int32), state=state)
+    cache = encode(image=np.full((1, size, size, 3), 127.0, np.float32))
+    assert cache["state"].shape == (1, units) and cache["image_inputs"].shape == (1, run.config["image_inputs"])
+    assert card["signatures"]["decode_step"]["inputs"]["image_inputs"] == f"float32 [1, {run.config['image_inputs']}]"
+    result = interpreter.get_signature_runner("decode_step")(token=np.array([caption.START_ID], np.int32), **cache)
     vocabulary = (folder / caption.VOCABULARY).read_text().split("\n")[:-1]
     assert result["log_probabilities"].shape == (1, len(vocabulary))
     np.testing.assert_allclose(np.exp(result["log_probabilities"]).sum(), 1.0, rtol=1e-4)

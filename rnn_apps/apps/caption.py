@@ -1,11 +1,15 @@
 """caption — one-to-many: an image in, a sentence out (the lecture's image captioning).
 
-Topology: image [batch, image_size, image_size, 3] (RGB, 0..255) -> image encoder (a small CNN
-trained here: `conv_blocks` blocks of conv-batchnorm-relu-maxpool, global average pooling) ->
-features -> Dense tanh "bridge" -> the initial state of a SimpleRNN decoder (`units`).
-Training (teacher forcing): caption ids [START, w1, ...] -> Embedding -> SimpleRNN states
-[batch, time, units] -> Dense logits [batch, time, vocabulary] for [w1, ..., END], loss masked on
-padding. Every caption of an image is an example (COCO has five); images are lightly augmented.
+Topology: image [batch, image_size, image_size, 3] (RGB, 0..255) -> image encoder -> features
+-> Dense tanh "bridge" -> the initial state of a SimpleRNN decoder (`units`). The encoder is a
+small CNN trained here (`conv_blocks` blocks of conv-batchnorm-relu-maxpool, global average
+pooling), or EfficientNet-Lite0 with its ImageNet weights, frozen (`--preset pretrained`, 224
+pixels, 1280 features), or none: `--set features=PATH` reads precomputed vectors by image name.
+Training (teacher forcing): caption ids [START, w1, ...] -> Embedding (with `image_inputs` > 0,
+the features projected to that many numbers beside every word: a SimpleRNN forgets its initial
+state within a few words) -> SimpleRNN states [batch, time, units] -> Dense logits [batch, time,
+vocabulary] for [w1, ..., END], loss masked on padding. Every caption of an image is an example
+(COCO has five); images are lightly augmented.
 Decoding: the trained decoder's `cell` on one step with the same weights (`step`), driven by the
 one loop in `rnn_apps/decoding.py` (greedy or beam search), at most `caption_length` tokens.
 
@@ -20,11 +24,13 @@ resized and scaled in the graph) -> caption, token_ids (int32 [batch, longest], 
 lengths, is_image (False: not a decodable image; its caption is "" and its length 0);
 `beam_search` the same with beam width `beam_width`; `from_pixels(pixels: uint8[batch, height,
 width, 3])`. TFLite `caption.tflite` with two signatures a phone drives (export/step_loop.py is the
-reference loop): `encode_image(image: float32[1, S, S, 3])` -> state;
-`decode_step(token: int32[1], state)` -> log_probabilities, state; vocabulary.txt and
-model_card.json (preprocessing: size, scaling, channel order) beside it.
+reference loop): `encode_image(image: float32[1, S, S, 3])` -> state (and image_inputs);
+`decode_step(token: int32[1], state[, image_inputs])` -> log_probabilities, state; vocabulary.txt
+and model_card.json (preprocessing: size, scaling, channel order) beside it. A run on features
+exports `serving_default(features)`, `beam_search(features)` and `encode_features` instead.
 
     rnn-apps train caption --data coco_captions_mini --data-root ../shared/data --out runs/caption
+    rnn-apps train caption --data coco_captions_mini --out runs/caption_pretrained --preset pretrained
     rnn-apps evaluate runs/caption [--beam 3]          # BLEU-1..4 and CIDEr-D, train and test
     rnn-apps predict runs/caption photo.jpg [--beam 3] [--json]
     rnn-apps report runs/caption --out report.html     # test images beside their captions
@@ -99,12 +105,13 @@ class Caption(App):
         "conv_blocks": 4,
         "conv_filters": 32,  # the first block's; doubled each block, at most 256
         "feature_dropout": 0.3,
-        "units": 256,
+        # 77 training images: a small decoder with strong dropout memorises less (bench/RESULTS.md).
+        "units": 128,
         "embedding_dim": 128,
         # The image also beside every word's embedding (projected to `image_inputs` numbers), not
         # only in the initial state, which a SimpleRNN forgets within a few words. 0 = state only.
-        "image_inputs": 0,
-        "dropout": 0.3,  # on the word embeddings and the decoder states
+        "image_inputs": 64,
+        "dropout": 0.5,  # on the word embeddings and the decoder states
         "vocab_size": 4000,
         "caption_length": 20,  # tokens, END included: the longest output
         "augment": True,
@@ -139,7 +146,8 @@ class Caption(App):
     presets = {
         "pretrained": {"encoder": "efficientnet_lite0", "image_size": efficientnet_lite.SIZE},
         "tiny": {"epochs": 2, "batch_size": 16, "image_size": 32, "conv_blocks": 2, "conv_filters": 4, "units": 16,
-                 "embedding_dim": 8, "vocab_size": 100, "caption_length": 8, "beam_width": 2, "max_examples": 12},
+                 "embedding_dim": 8, "image_inputs": 4, "vocab_size": 100, "caption_length": 8, "beam_width": 2,
+                 "max_examples": 12},
     }
 
     def resolve_config(self, preset=None, overrides=None):
