@@ -98,19 +98,26 @@ def _bn(name):
     return layers.BatchNormalization(epsilon=EPSILON, name=name)
 
 
+def _key(layer_name: str) -> str:
+    """A layer's tensors' key prefix in the .pth: the layer name with the leading "_" the
+    PyTorch module names have (a TF name scope may not start with one, so the layers drop it)."""
+    return "_" + layer_name
+
+
 def build(classifier: bool = False, name: str = "efficientnet_lite0") -> keras.Model:
     """image [batch, 224, 224, 3] RGB 0..255 -> pooled features [batch, 1280] (or, with
-    `classifier`, ImageNet probabilities [batch, 1000]). Layer names follow the .pth's keys."""
+    `classifier`, ImageNet probabilities [batch, 1000]). Layer names follow the .pth's keys
+    (without their leading "_")."""
     image = keras.Input((SIZE, SIZE, 3), name="image")
     x = layers.Rescaling(1 / 128.0, offset=-127.0 / 128.0, name="scale")(image)
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="_conv_stem")(x)
-    x = layers.ReLU(6.0)(_bn("_bn0")(x))
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="conv_stem")(x)
+    x = layers.ReLU(6.0)(_bn("bn0")(x))
     channels, block = 32, 0
     for kernel, stride, expansion, out, repeats in STAGES:
         for r in range(repeats):
             stride_here = stride if r == 0 else 1
             inputs = x
-            prefix = f"_blocks.{block}."
+            prefix = f"blocks.{block}."
             if expansion != 1:
                 x = layers.Conv2D(channels * expansion, 1, use_bias=False, name=prefix + "_expand_conv")(x)
                 x = layers.ReLU(6.0)(_bn(prefix + "_bn0")(x))
@@ -121,11 +128,11 @@ def build(classifier: bool = False, name: str = "efficientnet_lite0") -> keras.M
             if stride_here == 1 and channels == out:
                 x = layers.Add()([inputs, x])
             channels, block = out, block + 1
-    x = layers.Conv2D(FEATURES, 1, use_bias=False, name="_conv_head")(x)
-    x = layers.ReLU(6.0)(_bn("_bn1")(x))
+    x = layers.Conv2D(FEATURES, 1, use_bias=False, name="conv_head")(x)
+    x = layers.ReLU(6.0)(_bn("bn1")(x))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     if classifier:
-        x = layers.Dense(1000, activation="softmax", name="_fc")(x)
+        x = layers.Dense(1000, activation="softmax", name="fc")(x)
     return keras.Model(image, x, name=name)
 
 
@@ -134,7 +141,7 @@ def load_weights(model: keras.Model, tensors: dict):
     (h, w, in, out), depthwise (channels, 1, h, w) -> (h, w, channels, 1), dense (out, in) -> (in, out)."""
     used = set()
     for layer in model.layers:
-        name = layer.name
+        name = _key(layer.name)
         if isinstance(layer, layers.DepthwiseConv2D):
             layer.set_weights([tensors[name + ".weight"].transpose(2, 3, 0, 1)])
         elif isinstance(layer, layers.Conv2D):
@@ -148,7 +155,7 @@ def load_weights(model: keras.Model, tensors: dict):
             continue
         used.update(k for k in tensors if k.startswith(name + ".") and k.count(".") == name.count(".") + 1)
     classifier = {"_fc.weight", "_fc.bias"}  # unused by a features model
-    left = set(tensors) - used - (classifier if "_fc" not in [la.name for la in model.layers] else set())
+    left = set(tensors) - used - (classifier if "fc" not in [la.name for la in model.layers] else set())
     if left:
         raise UserError(f"efficientnet_lite0 weights not used: {sorted(left)[:5]}; the file does not fit the model")
 

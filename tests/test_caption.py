@@ -360,3 +360,19 @@ def test_efficientnet_lite0_weights_are_read_through_their_strides(data_root):
     images, _ = captions.decode_images(photos, efficientnet_lite.SIZE)
     top = model.predict(images.numpy(), verbose=0).argmax(-1).tolist()
     assert top == [340, 874]  # zebra; trolleybus (a long green and white bus)
+
+
+def test_a_run_on_the_pretrained_encoder_exports_with_parity(train_tiny, tmp_path):
+    """EfficientNet-Lite0 inside the model: frozen while training, through the SavedModel (its
+    layer names are valid TF scopes) and builtin-op TFLite."""
+    from export import exporter
+
+    run = train_tiny("caption", tmp_path / "run", encoder="efficientnet_lite0", image_size=224, epochs=1,
+                     max_examples=4)
+    encoder = run.model.get_layer("image_encoder")
+    assert not encoder.trainable and encoder.count_params() == 4_694_024 - 1_281_000  # less the classifier
+    entry = exporter.export_run(run, tmp_path / "export", echo=lambda *_: None)
+    assert entry["parity"]["ok"] and entry["parity"]["cases"][0]["examples"] == 4
+    interpreter = tflite.interpreter(tmp_path / "export" / entry["artefacts"][1]["path"])
+    assert interpreter.get_signature_runner("encode_image").get_input_details()["image"]["shape"].tolist() == \
+        [1, 224, 224, 3]

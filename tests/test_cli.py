@@ -125,6 +125,18 @@ def test_evaluate_prints_and_stores_test_metrics(tiny_run):
     assert json.loads((run.dir / "metrics.json").read_text())["test"] == metrics
 
 
+def test_report_page_of_any_app_holds_the_loss_chart_metrics_and_config(tiny_run, tmp_path):
+    run = tiny_run("sentiment")
+    out = tmp_path / "pages" / "sentiment.html"
+    result = invoke("report", run.dir, "--out", out)
+    assert result.exit_code == 0 and result.output == f"report written to {out}\n"
+    page = out.read_text(encoding="utf-8")
+    assert page.count("<polyline") == 2 and page.count("<h2>") >= 3  # the losses; metrics; config
+    assert '"units"' not in page and "<th>units</th>" in page
+    assert "Not evaluated yet" in page or "Test metrics (from" in page
+    assert "<img" not in page and "http" not in page.replace("http://www.w3.org/2000/svg", "")  # self-contained
+
+
 ODD_TEXTS = ["", "   ", "😀😀😀", "mixed Ελληνικά русский 中文 عربى text", "good " * 200_000, "a fine film ."]
 
 
