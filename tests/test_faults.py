@@ -388,8 +388,8 @@ def test_a_real_process_prints_one_line_errors_and_no_native_logs(tiny_run, tmp_
 def test_an_export_that_fails_inside_says_why_and_exits_1(tiny_run, tmp_path, monkeypatch):
     from export import parity
 
-    def broken_check(cases, saved_model_dir, tflite_dir):
-        return {"ok": False, "tolerance": parity.TOLERANCE, "cases": [{"name": "test pixels", "why": "injected"}]}
+    def broken_check(cases, saved_model_dir, tflite_dir, warmup=False):
+        return {"ok": False, "tolerance": parity.TOLERANCE, "cases": [{"name": "test pixels", "why": "injected"}]}, []
 
     monkeypatch.setattr(parity, "check", broken_check)
     result = invoke("export", tiny_run("digits").dir, "--out", tmp_path / "exports")
