@@ -20,7 +20,6 @@ For real training online: rnn-apps train caption --data coco_captions --preset p
 
 import argparse
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -63,7 +62,9 @@ def imagenet_check() -> dict:
             "non_contiguous_tensors": efficientnet_lite.non_contiguous(efficientnet_lite.weights_file())}
 
 
-def serving_figures(run, export_root: Path) -> dict:
+def serving_figures(run, export_root: Path, encoded: list, keras_ids: np.ndarray) -> dict:
+    """Export `run`, then time it on the test images `encoded` and compare the TFLite loop's
+    greedy ids with Keras's (`keras_ids`) on every one of them."""
     import tensorflow as tf
 
     from export import exporter, tflite
@@ -71,7 +72,6 @@ def serving_figures(run, export_root: Path) -> dict:
     entry = exporter.export_run(run, export_root, echo=print)
     saved_model = export_root / "caption" / str(entry["version"])
     tflite_path = export_root / next(a["path"] for a in entry["artefacts"] if a["kind"] == "tflite")
-    encoded = list(run.load_data().test["image"])
     signature = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
     signature(image_bytes=tf.constant(encoded[:32]))  # warm-up
     start = time.time()
@@ -84,7 +84,6 @@ def serving_figures(run, export_root: Path) -> dict:
     from pipelines import captions
     from rnn_apps.apps import caption
 
-    keras_ids = run.app.caption(run, encoded)["token_ids"]
     pixels = captions.decode_images(encoded, run.config["image_size"])[0].numpy()
     phone_ids = caption.greedy_on_phone(interpreter, "image", pixels, run.config["caption_length"],
                                         run.preprocessing.tokens)["token_ids"]
@@ -104,20 +103,6 @@ def serving_figures(run, export_root: Path) -> dict:
         "tflite_bytes": tflite_path.stat().st_size,
         "saved_model_bytes": sum(p.stat().st_size for p in saved_model.rglob("*") if p.is_file()),
     }
-
-
-def screenshot(html: Path, png: Path) -> str:
-    """Render the report in headless Chromium; says so when no browser is installed."""
-    import subprocess
-
-    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
-                   None)
-    if browser is None:
-        return "no chromium installed (apt install chromium): no screenshot"
-    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--window-size=1200,2400", f"--screenshot={png}", html.resolve().as_uri()],
-                          capture_output=True, text=True, timeout=120)
-    return f"{png.name} written by {Path(browser).name}" if png.exists() else f"chromium failed: {done.stderr[-300:]}"
 
 
 def main():
@@ -144,20 +129,25 @@ def main():
         greedy = app.evaluate(run, splits)
         run.update_metrics(test=greedy)
         beam = app.evaluate(run, splits, beam=3)
+        encoded = list(splits.test["image"])
+        test_captions = app.caption(run, encoded)
         entry = {"config": {k: run.config[k] for k in ("encoder", "image_size", "units", "embedding_dim",
                                                        "vocab_size", "augment")},
                  "train_seconds": round(seconds, 1), "best_epoch": run.metrics().get("best_epoch"),
                  "epochs_run": len(run.metrics().get("history", [])),
                  **{k: greedy[k] for k in ("images", "metrics", "train", "test", "nearest_neighbour_test")},
                  "test_beam_3": beam["test"], "train_beam_3": beam["train"], "samples": greedy["samples"],
-                 "distinct_test_captions": len(set(c.decode() for c in app.caption(run, list(splits.test["image"]))
-                                                   ["caption"])),
-                 **serving_figures(run, keep / f"exports_{variant}")}
+                 "distinct_test_captions": len(set(test_captions["caption"])),
+                 **serving_figures(run, keep / f"exports_{variant}", encoded, test_captions["token_ids"])}
         page = report_lib.write(run, keep / f"report_{variant}.html")
         entry["report"] = {"html": str(page), "bytes": page.stat().st_size}
         if variant == args.variants[-1]:
             common.RESULTS.mkdir(parents=True, exist_ok=True)
-            entry["report"]["screenshot"] = screenshot(page, common.RESULTS / "caption_report.png")
+            png = common.RESULTS / "caption_report.png"
+            done = report_lib.screenshot(page, png, 1200, 2400)
+            entry["report"]["screenshot"] = "no chromium installed (apt install chromium): no screenshot" \
+                if done is None else f"{png.name} written by chromium" if png.exists() else \
+                f"chromium failed: {done.stderr[-300:]}"
         result["variants"][variant] = entry
         print(variant, json.dumps({k: entry[k] for k in ("train_seconds", "train", "test", "nearest_neighbour_test")}),
               flush=True)

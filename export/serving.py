@@ -48,12 +48,9 @@ def models_config(model_names) -> str:
 def write_models_config(root: Path, manifest: dict):
     """ROOT/models.config for every model the manifest lists (written atomically, under the
     exporter's lock, so re-exporting one model keeps the others)."""
-    import os
+    from rnn_apps.run import write_text  # here, so the fresh process replaying warmup imports no rnn_apps or Keras
 
-    path = Path(root) / CONFIG_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(models_config(e["model_name"] for e in manifest["exports"]))
-    os.replace(tmp, path)
+    write_text(Path(root) / CONFIG_FILE, models_config(e["model_name"] for e in manifest["exports"]))
 
 
 # --- requests ------------------------------------------------------------------------------------
@@ -169,18 +166,14 @@ def from_json(value, dtype: str) -> np.ndarray:
         return x.encode("utf-8") if isinstance(x, str) else x
 
     if dtype == "string":
-        out = np.empty(np.shape(value) if not _has_b64(value) else _shape(value), dtype=object)
-        flat = [one(x) for x in _flatten(value)]
-        out.reshape(-1)[:] = flat
+        out = np.empty(_shape(value), dtype=object)
+        out.reshape(-1)[:] = [one(x) for x in _flatten(value)]
         return out
     return np.asarray(value, dtype=dtype)
 
 
-def _has_b64(value) -> bool:
-    return any(isinstance(x, dict) for x in _flatten(value))
-
-
 def _shape(value) -> tuple:
+    """The shape of nested JSON lists ({"b64": ...} objects are leaves, which np.shape misreads)."""
     shape = []
     while isinstance(value, list):
         shape.append(len(value))
@@ -229,11 +222,6 @@ def decode_request(body: dict, input_specs: dict) -> dict:
         rows = body["instances"]
         return {name: from_json([row[name] for row in rows], spec["dtype"]) for name, spec in input_specs.items()}
     return {name: from_json(body["inputs"][name], spec["dtype"]) for name, spec in input_specs.items()}
-
-
-def curl(example: dict, form: str = "instances") -> str:
-    body = example[f"{form}_request"]
-    return f"curl -s -X POST {example['url']} -d '{json.dumps(body, ensure_ascii=False)}'"
 
 
 # --- gRPC ----------------------------------------------------------------------------------------

@@ -37,6 +37,14 @@ def greedy(interpreter, cache: dict, token: int, end_id, limit: int, signature: 
     return output
 
 
+def padded(rows: list) -> tuple:
+    """Token-id lists of several lengths (one per input) -> (token_ids int32 [inputs, longest],
+    padded with 0; lengths int32 [inputs]): decoded ids shaped as the SavedModel returns them."""
+    width = max([len(r) for r in rows] + [0])
+    token_ids = np.array([list(r) + [0] * (width - len(r)) for r in rows], np.int32).reshape(len(rows), width)
+    return token_ids, np.array([len(r) for r in rows], np.int32)
+
+
 def zero_state(interpreter, signature: str = "step", fed: str = "token") -> dict:
     """Zeros for every input of the step signature but the one `fed` each step, at batch 1: a
     language model's (or a streaming classifier's) state before it reads anything."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import tfds_source
-from pipelines.splits import Splits, carve
+from pipelines.splits import Splits, carve, local_path
 from rnn_apps.errors import UserError
 
 BINARY_SENTIMENT = ["negative", "positive"]
@@ -26,9 +26,7 @@ TABLE_SUFFIXES = (".csv", ".tsv")
 
 def load(spec: str, data_root: Path | None, seed: int, text_column="text", label_column="label",
          tfds_data_dir: str | None = None) -> Splits:
-    path = Path(spec).expanduser()
-    if not path.exists() and data_root is not None and (Path(data_root) / spec).exists():
-        path = Path(data_root) / spec
+    path = local_path(spec, data_root)
     if path.is_file():
         return _table_file(path, seed, text_column, label_column)
     if path.is_dir():

@@ -23,7 +23,7 @@ import tensorflow as tf
 from keras import layers
 
 from pipelines import tfds_source
-from pipelines.splits import Splits, select
+from pipelines.splits import Splits, local_path, select
 from rnn_apps.errors import UserError
 
 PADDING_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
@@ -55,9 +55,7 @@ def parse_direction(direction: str) -> tuple:
 
 def load(spec: str, data_root, seed: int, direction: str, tfds_data_dir=None) -> Splits:
     source, target = parse_direction(direction)
-    path = Path(spec).expanduser()
-    if not path.exists() and data_root is not None and (Path(data_root) / spec).exists():
-        path = Path(data_root) / spec
+    path = local_path(spec, data_root)
     if path.is_dir():
         return _anki(path, source, target, seed)
     if tfds_source.exists(spec):

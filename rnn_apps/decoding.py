@@ -16,6 +16,7 @@ checked against `greedy` token for token.
 Outputs: token ids [batch, longest output] (the end token excluded, 0 after it) and lengths [batch].
 """
 
+import numpy as np
 import tensorflow as tf
 
 NO_END = -1  # an id no model writes: rows run to their limit
@@ -147,3 +148,15 @@ def _finish(sequences: tf.Tensor) -> tuple:
     as the longest output, however many steps the loop ran, so every runner's ids compare."""
     lengths = tf.reduce_sum(tf.math.cumprod(tf.cast(sequences != 0, tf.int32), axis=1), axis=1)
     return sequences[:, :tf.reduce_max(tf.concat([lengths, [0]], 0))], lengths
+
+
+def join_batches(parts: list, empty: dict) -> dict:
+    """The outputs of decoding consecutive batches (dicts of arrays) as one: each output
+    concatenated along the batch, `token_ids` [rows, longest output] first padded with 0 to the
+    widest batch's; `empty` (zero-row arrays of each output) when there was no batch."""
+    if not parts:
+        return empty
+    width = max(p["token_ids"].shape[1] for p in parts)
+    padded = [{**p, "token_ids": np.pad(p["token_ids"], [(0, 0), (0, width - p["token_ids"].shape[1])])}
+              for p in parts]
+    return {key: np.concatenate([p[key] for p in padded]) for key in parts[0]}

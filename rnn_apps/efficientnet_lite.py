@@ -61,12 +61,18 @@ class _Unpickler(pickle.Unpickler):
         return storage_type, key
 
 
+def _state(f) -> dict:
+    """The state dict's pickle, read after the file's header (magic number, protocol version,
+    system info): name -> ((storage type, storage key), offset, size, stride)."""
+    for _ in range(3):
+        pickle.load(f)
+    return _Unpickler(f).load()
+
+
 def read_legacy_torch(path) -> dict:
     """A legacy-format PyTorch state dict -> {name: numpy array}, each tensor read through its strides."""
     with open(path, "rb") as f:
-        for _ in range(3):  # magic number, protocol version, system info
-            pickle.load(f)
-        state = _Unpickler(f).load()
+        state = _state(f)
         keys = pickle.load(f)
         types = {storage[1]: storage[0] for storage, *_ in state.values()}
         storages = {}
@@ -85,9 +91,7 @@ def read_legacy_torch(path) -> dict:
 def non_contiguous(path) -> int:
     """How many tensors of the file are stored in another order than their shape's (for the docs and tests)."""
     with open(path, "rb") as f:
-        for _ in range(3):
-            pickle.load(f)
-        state = _Unpickler(f).load()
+        state = _state(f)
     return sum(1 for _, _, size, stride in state.values()
                if np.prod(size) > 1 and stride != tuple(int(np.prod(size[i + 1:])) for i in range(len(size))))
 

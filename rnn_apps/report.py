@@ -8,8 +8,11 @@ and the human captions). Nothing is fetched from elsewhere: the file can be mail
 
 import html
 import json
-import os
+import shutil
+import subprocess
 from pathlib import Path
+
+from rnn_apps.run import write_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -24,6 +27,7 @@ ul.human { margin: 4px 0 0; padding-left: 1.2em; color: #555; font-size: 0.9em; 
 svg text { font-size: 11px; fill: #444; }
 """
 WIDTH, HEIGHT, MARGIN = 640, 280, 48
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 SERIES = (("loss", "#1f77b4", "training loss"), ("val_loss", "#d62728", "validation loss"))
 
 
@@ -47,9 +51,7 @@ def write(run, out: Path, limit: int = 100) -> Path:
             f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    write_text(out, page)
     return out
 
 
@@ -119,3 +121,14 @@ def loss_chart(history: list, best_epoch=None) -> str:
                      f'stroke="#2ca02c" stroke-dasharray="4 3"/><text x="{x(best_epoch) + 4:.1f}" y="{MARGIN - 6}">'
                      f"best epoch {best_epoch}</text>")
     return "".join(parts) + "</svg>"
+
+
+def screenshot(page: Path, png: Path, width: int, height: int):
+    """Render `page` in headless Chromium to `png` (width x height pixels): the finished browser
+    process, or None where no Chromium is installed (`apt install chromium`)."""
+    browser = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    if browser is None:
+        return None
+    return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           f"--window-size={width},{height}", f"--screenshot={png}", Path(page).resolve().as_uri()],
+                          capture_output=True, text=True, timeout=120)

@@ -52,11 +52,16 @@ def _stored_column(stored, key: str) -> tuple:
     return key, values.astype(object) if values.dtype.kind == "U" else values
 
 
-def write_json(path: Path, value):
+def write_text(path: Path, text: str):
     """Write via a temporary file and rename, so a crash never leaves half a file."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json(path: Path, value):
+    write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: Path, default=None):

@@ -213,16 +213,10 @@ def test_report_is_one_page_with_every_test_image_inlined_and_every_caption(tiny
 def render_in_chromium(page, png):
     """The page as a browser draws it: headless Chromium's screenshot shows the photos (many
     colours), not a blank or an error page. Skipped, saying so, where no Chromium is installed."""
-    import shutil
-    import subprocess
+    from rnn_apps import report
 
-    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
-                   None)
-    if browser is None:
+    if report.screenshot(page, png, 1000, 1400) is None:
         pytest.skip("Chromium is not installed (apt install chromium): the report page was parsed, not rendered")
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--window-size=1000,1400", f"--screenshot={png}", page.resolve().as_uri()],
-                   capture_output=True, timeout=120)
     shot = np.asarray(Image.open(png).convert("RGB"))
     assert shot.shape == (1400, 1000, 3)
     assert len(np.unique(shot.reshape(-1, 3) // 16, axis=0)) > 200  # photographs, not a plain page

@@ -330,12 +330,8 @@ class Caption(App):
             out = {k: v.numpy() for k, v in fn(batch).items()}
             out.setdefault("is_image", np.ones(len(out["lengths"]), bool))
             parts.append(out)
-        width = max([p["token_ids"].shape[1] for p in parts] + [0])
-        return {"caption": np.concatenate([p["caption"] for p in parts] + [np.zeros(0, object)]),
-                "token_ids": np.concatenate([np.pad(p["token_ids"], [(0, 0), (0, width - p["token_ids"].shape[1])])
-                                             for p in parts] + [np.zeros((0, width), np.int32)]),
-                "lengths": np.concatenate([p["lengths"] for p in parts] + [np.zeros(0, np.int32)]),
-                "is_image": np.concatenate([p["is_image"] for p in parts] + [np.zeros(0, bool)])}
+        return decoding.join_batches(parts, {"caption": np.zeros(0, object), "token_ids": np.zeros((0, 0), np.int32),
+                                             "lengths": np.zeros(0, np.int32), "is_image": np.zeros(0, bool)})
 
     def features(self, run, inputs) -> np.ndarray:
         """The features the decoder starts from [n, d] (what nearest neighbours compare): the
@@ -361,7 +357,8 @@ class Caption(App):
                      for name in inputs}
         test_references = captions.references(test["references"])
         neighbours = nearest(self.features(run, inputs["test"]), self.features(run, inputs["train"]))
-        baseline = [consensus(captions.references(train["references"]))[i] for i in neighbours]
+        typical = consensus(captions.references(train["references"]))
+        baseline = [typical[i] for i in neighbours]
         return {
             "images": {"test": len(test["name"]), "train": len(train["name"])},
             "decoding": f"beam {beam}" if beam else "greedy",
@@ -424,8 +421,7 @@ class Caption(App):
         size, units, vocabulary_size = config["image_size"], config["units"], preprocessing.words.vocabulary_size()
         on_features = preprocessing.features is not None
         name, shape = ("features", [preprocessing.feature_size]) if on_features else ("image", [size, size, 3])
-
-        image_inputs = config["image_inputs"]
+        image_width = config["image_inputs"]  # the projected image beside every word: part of the state passed on
 
         def encode(inputs):
             return encoder(inputs, training=False)[1]
@@ -439,12 +435,12 @@ class Caption(App):
             Endpoint(f"encode_{name}", encode, [tf.TensorSpec([None, *shape], tf.float32, name=name)], track=[model]),
             Endpoint("decode_step", decode_step, [tf.TensorSpec([None], tf.int32, name="token"),
                                                   tf.TensorSpec([None, units], tf.float32, name="state")]
-                     + ([tf.TensorSpec([None, image_inputs], tf.float32, name="image_inputs")] if image_inputs else []),
+                     + ([tf.TensorSpec([None, image_width], tf.float32, name="image_inputs")] if image_width else []),
                      track=[model]),
         ]
         state_card = {"state": f"float32 [1, {units}]"}
-        if image_inputs:  # computed once per image, passed back unchanged at every step
-            state_card["image_inputs"] = f"float32 [1, {image_inputs}]"
+        if image_width:  # computed once per image, passed back unchanged at every step
+            state_card["image_inputs"] = f"float32 [1, {image_width}]"
         if on_features:
             preprocessing_card = {"features": f"the image's feature vector, float32 [1, {shape[0]}], as in "
                                               f"{preprocessing.features_path}", "file": preprocessing.features_path}
@@ -546,10 +542,9 @@ def greedy_on_phone(interpreter, name: str, inputs: np.ndarray, limit: int, voca
     encode = interpreter.get_signature_runner(f"encode_{name}")
     rows = [step_loop.greedy(interpreter, encode(**{name: np.asarray(x, np.float32)[None]}), START_ID, END_ID,
                              int(limit)) for x in inputs]
-    width = max([len(r) for r in rows] + [0])
-    token_ids = np.array([r + [0] * (width - len(r)) for r in rows], np.int32).reshape(len(rows), width)
+    token_ids, lengths = step_loop.padded(rows)
     words = np.array(vocabulary, dtype=object)[token_ids]
-    return {"token_ids": token_ids, "lengths": np.array([len(r) for r in rows], np.int32),
+    return {"token_ids": token_ids, "lengths": lengths,
             "caption": np.array([" ".join(w for w in row if w).encode("utf-8") for row in words], dtype=object)}
 
 

@@ -428,8 +428,8 @@ def greedy_on_phone(interpreter, primes: list, length: int, vocabulary: list) ->
         ids = ids if len(ids) else characters.ids_of(EMPTY_PRIME, vocabulary)
         state = step_loop.read(interpreter, ids[:-1], step_loop.zero_state(interpreter, "step"))
         rows.append(step_loop.greedy(interpreter, state, int(ids[-1]), None, length, signature="step"))
-    token_ids = np.array(rows, np.int32).reshape(len(rows), -1 if rows and rows[0] else 0)
-    return {"token_ids": token_ids, "lengths": np.array([len(r) for r in rows], np.int32),
+    token_ids, lengths = step_loop.padded(rows)  # all of `length`: no end token
+    return {"token_ids": token_ids, "lengths": lengths,
             "text": np.array(["".join(vocabulary[t] for t in r).encode("utf-8") for r in rows], dtype=object)}
 
 

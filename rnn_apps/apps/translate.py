@@ -268,11 +268,8 @@ class Translate(App):
         fn = tf.function(self.decoder(run, beam)[0], reduce_retracing=True)
         parts = [{k: v.numpy() for k, v in fn(tf.constant(texts[i: i + batch_size], tf.string)).items()}
                  for i in range(0, len(texts), batch_size)]
-        width = max([p["token_ids"].shape[1] for p in parts] + [0])
-        return {"translation": np.concatenate([p["translation"] for p in parts] + [np.zeros(0, object)]),
-                "token_ids": np.concatenate([np.pad(p["token_ids"], [(0, 0), (0, width - p["token_ids"].shape[1])])
-                                             for p in parts] + [np.zeros((0, width), np.int32)]),
-                "lengths": np.concatenate([p["lengths"] for p in parts] + [np.zeros(0, np.int32)])}
+        return decoding.join_batches(parts, {"translation": np.zeros(0, object),
+                                             "token_ids": np.zeros((0, 0), np.int32), "lengths": np.zeros(0, np.int32)})
 
     # --- use ----------------------------------------------------------------------------
     def evaluate(self, run, splits, beam=None) -> dict:
@@ -410,10 +407,9 @@ def greedy_on_phone(interpreter, source_ids: np.ndarray, limits: np.ndarray, voc
     encode = interpreter.get_signature_runner("encode")
     rows = [step_loop.greedy(interpreter, encode(source_ids=ids[None]), translation.START_ID, translation.END_ID,
                              int(limit)) for ids, limit in zip(source_ids, limits, strict=True)]
-    width = max([len(r) for r in rows] + [0])
-    token_ids = np.array([r + [0] * (width - len(r)) for r in rows], np.int32).reshape(len(rows), width)
+    token_ids, lengths = step_loop.padded(rows)
     tokens = np.array(vocabulary, dtype=object)[token_ids]  # padding (id 0) is "" in the vocabulary file
-    return {"token_ids": token_ids, "lengths": np.array([len(r) for r in rows], np.int32),
+    return {"token_ids": token_ids, "lengths": lengths,
             "translation": translation.detokenize(tf.constant(tokens, tf.string), language).numpy()}
 
 
