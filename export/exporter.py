@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from export import parity, savedmodel, serving, tflite
+from export import quantize as quantization
 from rnn_apps.errors import ExportError, UserError
 from rnn_apps.run import PARITY_EXAMPLES, write_json
 
@@ -89,7 +90,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLES, echo=print) -> dict:
+def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLES, echo=print,
+               quantize=()) -> dict:
+    """Publish `run` as the next version of `model_name`; with `quantize` (modes of
+    tflite.MODES), also each mode's .tflite, measured on the test split (export/quantize.py)."""
     app, root = run.app, Path(export_root)
     model_name = model_name or app.name
     if not model_name or "/" in model_name or model_name.startswith("."):
@@ -102,9 +106,11 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
     staging = root / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     (staging / "tflite").mkdir(parents=True)
     try:
+        echo(f"writing the SavedModel of {model_name} ...")
         savedmodel.write(staging / "saved_model", app.serving(run), batch_chunk=SERVING_CHUNK)
         tflite_entries = []
         for model in app.tflite_models(run):
+            echo(f"converting {model.filename} (builtin ops only) ...")
             path = staging / "tflite" / model.filename
             path.write_bytes(tflite.convert(model.endpoints))
             for name, content in model.assets.items():
@@ -113,7 +119,7 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
             if tflite.forbidden_ops(ops):
                 raise ExportError(f"{model.filename} holds ops a phone's runtime lacks or that keep state: "
                                   f"{tflite.forbidden_ops(ops)}; nothing published")
-            tflite_entries.append((model, ops))
+            tflite_entries.append(model)
         examples = {k: v[:parity_examples] for k, v in run.parity_examples().items()}
         cases = app.parity_cases(run, examples)
         signatures = savedmodel.signature_specs(staging / "saved_model")
@@ -124,6 +130,8 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
         serving.write_warmup(staging / "saved_model", model_name, requests)
         # The fresh process that checks parity also replays every warmup record, as TF Serving
         # will on load; their outputs are the responses the REST examples show.
+        echo(f"checking parity of Keras, the SavedModel (in a fresh process) and TFLite on "
+             f"{len(cases)} case(s) ...")
         report, responses = parity.check(cases, staging / "saved_model", staging / "tflite", warmup=True)
         if not report["ok"]:
             raise ExportError(f"parity check failed, nothing published: {json.dumps(report['cases'])}")
@@ -131,10 +139,23 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
         artefacts = [{"kind": "saved_model", "signatures": signatures,
                       "tf_serving": {"warmup_requests": len(requests), "examples": f"assets.extra/{serving.REST_FILE}",
                                      "grpc_client": f"assets.extra/{serving.GRPC_FILE}"}}]
-        for model, ops in tflite_entries:
-            artefacts.append({"kind": "tflite", "file": model.filename,
-                              "signatures": tflite.signature_specs(staging / "tflite" / model.filename),
-                              "ops": ops, "assets": sorted(model.assets)})
+        test, quality = None, {}
+        if quantize:
+            echo(f"reading the test split to measure {app.phone_metric[0]} per quantization mode ...")
+            test = quantization.capped(run.load_data().test)
+        for model in tflite_entries:
+            measured = quantization.measure(app, run, model, staging / "tflite", quantize, test, echo) \
+                if quantize else None
+            card = write_card(staging / "tflite", model, measured, run)
+            for row in measured["modes"] if measured else [{"mode": "none", "file": model.filename}]:
+                if row.get("available", True):
+                    file = staging / "tflite" / row["file"]
+                    artefacts.append({"kind": "tflite", "file": row["file"], "quantization": row["mode"],
+                                      "default": row["file"] == card["default_file"],
+                                      "signatures": tflite.signature_specs(file), "ops": tflite.op_names(file),
+                                      "assets": sorted(model.assets)})
+            if measured:
+                quality[model.filename] = measured
         with locked(root):
             manifest = read_manifest(root)
             version = next_version(manifest, model_name, serving_base, tflite_base)
@@ -147,6 +168,10 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "artefacts": artefacts, "parity": report,
             }
+            if quality:
+                entry["quantization"] = quality
+            if run.member_index is not None:
+                entry["ensemble_member"] = run.member_index
             _publish([(staging / "saved_model", serving_base / str(version)),
                       (staging / "tflite", tflite_base / str(version))])
             manifest["exports"].append(entry)
@@ -158,6 +183,26 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
          f"TFLite {tflite_base / str(version)}; parity ok: "
          + "; ".join(f"{case['name']} ({case['examples']})" for case in report["cases"]))
     return entry
+
+
+def write_card(folder: Path, model, measured, run) -> dict:
+    """Complete the app's model_card.json beside a .tflite with what every card states: each
+    file's signatures (names, shapes, dtypes), the files beside it, the quantization modes with
+    their measured quality, and the file to ship (`default_file`)."""
+    path = folder / "model_card.json"
+    card = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    rows = measured["modes"] if measured else [{"mode": "none", "file": model.filename, "available": True}]
+    card["signatures"] = {row["file"]: tflite.signature_specs(folder / row["file"]) for row in rows
+                          if row["available"]}
+    card["files"] = sorted([*card["signatures"], *model.assets])
+    card["default_file"] = measured["default_file"] if measured else model.filename
+    card["quantization"] = measured or {
+        "modes": [{"mode": "none", "file": model.filename}],
+        "note": "float32 only; `rnn-apps export ... --quantize all` adds and measures the quantized modes"}
+    if run.member_index is not None:
+        card["ensemble_member"] = {"index": run.member_index, "of": run.ensemble_size}
+    write_json(path, card)
+    return card
 
 
 def _publish(moves: list):

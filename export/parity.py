@@ -46,6 +46,14 @@ def compare(expected: np.ndarray, actual: np.ndarray) -> dict:
     return {"ok": mismatches == 0, "mismatches": mismatches}
 
 
+def phone_outputs(case, interpreter) -> dict:
+    """What the TFLite side of `case` computes with `interpreter`: its loop, or its signature one
+    example at a time."""
+    if case.tflite_loop:
+        return case.tflite_loop(interpreter)
+    return tflite.run_one_by_one(interpreter, case.tflite_signature, case.tflite_inputs)
+
+
 def check(cases, saved_model_dir, tflite_dir, warmup: bool = False) -> tuple:
     """-> ({"ok": bool, "tolerance": ..., "cases": [{name, examples, saved_model: {...}, tflite: {...}}]},
     the outputs of the SavedModel's warmup records, replayed in the same fresh process)."""
@@ -55,9 +63,7 @@ def check(cases, saved_model_dir, tflite_dir, warmup: bool = False) -> tuple:
         sm_inputs = case.saved_model[1]
         outputs = {"saved_model": saved_model_outputs}
         if case.tflite_file:  # a SavedModel-only signature (a language model's `score`) has no TFLite side
-            model = tflite.interpreter(Path(tflite_dir) / case.tflite_file)
-            outputs["tflite"] = case.tflite_loop(model) if case.tflite_loop else \
-                tflite.run_one_by_one(model, case.tflite_signature, case.tflite_inputs)
+            outputs["tflite"] = phone_outputs(case, tflite.interpreter(Path(tflite_dir) / case.tflite_file))
         entry = {"name": case.name, "examples": len(next(iter(sm_inputs.values())))}
         for kind, got in outputs.items():
             keys = case.tflite_compare if kind == "tflite" and case.tflite_compare is not None else case.compare

@@ -25,7 +25,8 @@ def query(export_root, model_name: str, inputs: list) -> list:
     root, entry = Path(export_root), latest(export_root, model_name)
     app = registry.get(entry["app"])
     saved_model = root / model_name / str(entry["version"])
-    tflite_path = root / next(a["path"] for a in entry["artefacts"] if a["kind"] == "tflite")
+    # The file the model card tells a phone app to ship (a quantized one, when within its bound).
+    tflite_path = root / next(a["path"] for a in entry["artefacts"] if a["kind"] == "tflite" and a.get("default", True))
     for path in (saved_model, tflite_path):
         if not path.exists():
             raise UserError(f"{path} is listed in {root / MANIFEST} but missing; export again")

@@ -6,6 +6,7 @@ trained model. The route that works for Keras 3 is ExportArchive -> SavedModel -
 """
 
 import tempfile
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -24,27 +25,56 @@ def forbidden_ops(ops) -> list:
     return [op for op in ops if op.startswith("Flex") or op in FORBIDDEN_OPS]
 
 
-def convert(endpoints) -> bytes:
-    """Endpoints -> one .tflite holding a signature per endpoint, builtin ops only."""
+def convert(endpoints, mode: str = "none", calibration: dict | None = None) -> bytes:
+    """Endpoints -> one .tflite holding a signature per endpoint, builtin ops only, quantized as
+    `mode` (one of export.QUANTIZE_MODES) says; int8 calibrates on `calibration`:
+    {signature: [inputs at batch 1, ...]}."""
     names = [endpoint.name for endpoint in endpoints]
     with tempfile.TemporaryDirectory() as tmp:
         savedmodel.write(tmp, endpoints)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=names)
         # Builtins only: select-TF (Flex) ops do not run in ai_edge_litert or on a stock phone runtime.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if mode != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if mode == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if mode == "int8":
+            # The calibrator runs the model in TensorFlow's own (deprecated) interpreter, which warns.
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+            converter.representative_dataset = lambda: _calibration_samples(names, calibration or {})
         try:
             return converter.convert()
         except Exception as e:
+            if mode == "int8":
+                # The MLIR quantizer refuses a masked RNN's SELECT_V2 whose two inputs got different
+                # scales ("violate the same scale constraint"); the older quantizer takes it.
+                converter.experimental_new_quantizer = False
+                try:
+                    return converter.convert()
+                except Exception:
+                    pass
             # Not the user's input: the converter's whole message is what debugging needs.
-            raise ExportError(f"TFLite conversion of signatures {names} failed:\n{e}") from e
+            raise ExportError(f"TFLite conversion of signatures {names} ({mode}) failed:\n{e}") from e
 
 
-def interpreter(path_or_bytes):
-    from ai_edge_litert.interpreter import Interpreter
+def _calibration_samples(names: list, calibration: dict):
+    """What the converter's representative_dataset yields: the inputs alone for one signature,
+    (signature, inputs) pairs for several."""
+    for name in names:
+        for inputs in calibration.get(name, []):
+            yield inputs if len(names) == 1 else (name, inputs)
 
-    if isinstance(path_or_bytes, bytes):
-        return Interpreter(model_content=path_or_bytes)
-    return Interpreter(model_path=str(path_or_bytes))
+
+def interpreter(path_or_bytes, num_threads: int | None = None, xnnpack: bool = True):
+    """A LiteRT interpreter; `xnnpack=False` runs the builtin kernels without the XNNPACK delegate
+    that LiteRT applies by default (what a phone without it, or with it turned off, runs)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    source = {"model_content": path_or_bytes} if isinstance(path_or_bytes, bytes) else \
+        {"model_path": str(path_or_bytes)}
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return Interpreter(**source, num_threads=num_threads, experimental_op_resolver_type=resolver)
 
 
 def op_names(model_path) -> list:

@@ -170,6 +170,16 @@ class App:
     def format_query(self, row: dict) -> str:
         raise NotImplementedError
 
+    # What phone_quality measures: its name, whether higher is better, and the largest loss of it a
+    # quantized .tflite may show against the float one and still be the file a phone app ships.
+    phone_metric = ("accuracy", True, 0.01)
+
+    def phone_quality(self, run, test: dict, interpreter) -> float:
+        """The app's own quality metric (phone_metric) of the TFLite model in `interpreter` on raw
+        test columns, computed as a phone computes: batch 1, the reference step loop. Every
+        quantization mode of an export is measured with it."""
+        raise NotImplementedError
+
     def report_sections(self, run, limit: int) -> list:
         """[(title, HTML)] that `rnn-apps report` shows above the loss chart and the metrics (at
         most `limit` examples): what a person would rather look at than logs."""
@@ -207,6 +217,13 @@ class ClassifierApp(App):
         served, phone = row["saved_model"], row["tflite"]
         return (f"SavedModel v{row['version']}: {served['label']} {served['probability']:.4f}  "
                 f"TFLite: {phone['label']} {phone['probability']:.4f}  {row['input']}")
+
+    def phone_quality(self, run, test, interpreter):
+        """Accuracy of the TFLite model's most probable label, over the app's first parity case."""
+        from export import parity
+
+        probabilities = parity.phone_outputs(self.parity_cases(run, test)[0], interpreter)["probabilities"]
+        return float(np.mean(probabilities.argmax(-1) == np.asarray(test["label"])))
 
     def compile(self, model, config):
         model.compile(

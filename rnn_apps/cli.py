@@ -8,6 +8,8 @@
     rnn-apps generate runs/charlm --prime "ROMEO:" --length 300 --temperature 0.8 --seed 1
     rnn-apps report runs/caption --out report.html
     rnn-apps export runs/sentiment --out exports
+    rnn-apps export runs/sentiment --out exports --name sentiment_phone --member best --quantize all
+    rnn-apps report-export exports
     rnn-apps query exports --name sentiment "a gorgeous , witty movie ."
 
 Bad input (unknown app, missing files, unreachable data, damaged runs) ends with a one-line
@@ -23,6 +25,7 @@ import sys
 
 import click
 
+from export import QUANTIZE_MODES
 from rnn_apps import config as config_lib
 from rnn_apps import registry
 from rnn_apps.errors import ExportError, UserError
@@ -224,12 +227,38 @@ def report(run_dir, out_path, limit):
 @click.argument("run_dir", type=click.Path())
 @click.option("--out", "export_root", required=True, type=click.Path(file_okay=False), help="EXPORT_ROOT.")
 @click.option("--name", "model_name", help="Model name in EXPORT_ROOT (default: the app name).")
-def export_cmd(run_dir, export_root, model_name):
+@click.option("--quantize", multiple=True, type=click.Choice([*QUANTIZE_MODES, "all"]),
+              help="Also write the .tflite in this mode (repeat the option, or 'all'), each measured on the "
+                   "test split; the model card names the smallest file within the app's quality bound.")
+@click.option("--member", help="Export one member of an ensemble run: its index, or 'best' (on validation).")
+def export_cmd(run_dir, export_root, model_name, quantize, member):
     """Write a new version of RUN_DIR as SavedModel + TFLite, parity-checked, listed in manifest.json."""
+    modes = QUANTIZE_MODES if "all" in quantize else tuple(m for m in QUANTIZE_MODES if m in quantize)
+    if member is not None and member != "best" and not member.isdigit():
+        raise UserError(f"--member {member!r}: expected a member's index (0, 1, ...) or 'best'")
     from export import exporter
     from rnn_apps.run import Run
 
-    exporter.export_run(Run(run_dir), export_root, model_name, echo=click.echo)
+    run = Run(run_dir)
+    if member is not None:
+        run = run.member(member if member == "best" else int(member))
+    exporter.export_run(run, export_root, model_name, echo=click.echo, quantize=modes)
+
+
+@main.command("report-export")
+@click.argument("export_root", type=click.Path())
+@click.option("--out", "out_path", type=click.Path(), help="HTML file [default: EXPORT_ROOT/export_report.html].")
+@click.option("--repeats", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Timed calls per signature and setting (after 5 untimed).")
+def report_export(export_root, out_path, repeats):
+    """Measure every published .tflite (size; batch-1 latency with and without XNNPACK, 1 and 2
+    threads) and write one HTML page: a table and a chart per model, quality per quantization mode."""
+    from pathlib import Path
+
+    from export import export_report
+
+    out = Path(out_path) if out_path else Path(export_root) / "export_report.html"
+    click.echo(f"report written to {export_report.write(export_root, out, repeats, echo=click.echo)}")
 
 
 @main.command()

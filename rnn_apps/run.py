@@ -11,6 +11,7 @@
 """
 
 import base64
+import copy
 import json
 import os
 from functools import cached_property
@@ -96,6 +97,7 @@ class Run:
         self.app = registry.get(self.info["app"])
         self.config = self.app.stored_config(read_json(self.dir / CONFIG_FILE), self.dir / CONFIG_FILE)
         self.label_names = self.info["label_names"]
+        self.member_index = None  # set on the run member() returns
 
     @property
     def checkpoints(self) -> Path:
@@ -113,6 +115,28 @@ class Run:
         model = load_model(self.checkpoints / "best.keras")
         self.app.check_model(model, self)
         return self.app.for_inference(model, self)
+
+    def member(self, index) -> "Run":
+        """Member `index` (or "best": the best on validation) of an ensemble run, as a run of its
+        own: its best checkpoint with the run's preprocessing and data (a phone-sized export)."""
+        count = self.config["members"]
+        if count == 1:
+            raise UserError(f"{self.dir} is one model, not an ensemble; --member is for runs with members > 1")
+        if index == "best":
+            scores = [m.get("best") for m in self.metrics().get("members", [])]
+            if len(scores) != count or None in scores:
+                raise UserError(f"{self.dir / METRICS_FILE} lacks the members' validation scores; name a member "
+                                f"0..{count - 1}")
+            index = int(np.argmin(scores) if self.config["monitor"].endswith("loss") else np.argmax(scores))
+        if not isinstance(index, int) or not 0 <= index < count:
+            raise UserError(f"--member {index}: this ensemble has members 0..{count - 1} (or 'best')")
+        member = copy.copy(self)
+        member.config = {**self.config, "members": 1, "seed": self.config["seed"] + index}
+        member.member_index, member.ensemble_size = index, count
+        model = load_model(self.dir / "members" / str(index) / "checkpoints" / "best.keras")
+        self.app.check_model(model, member)
+        member.__dict__["model"] = self.app.for_inference(model, member)  # the cached_property's slot
+        return member
 
     def load_data(self):
         splits = self.app.load_data(self.info["data"], self.info.get("data_root"), self.config, self.info["options"])

@@ -92,6 +92,7 @@ class Caption(App):
     topology = "one-to-many"
     task = "image captioning"
     default_data = ("coco_captions_mini", "coco_captions")
+    phone_metric = ("bleu_4", True, 1.0)
     beam_search = True
     config = {
         **config_lib.COMMON,
@@ -494,6 +495,18 @@ class Caption(App):
     def format_query(self, row):
         return (f"SavedModel v{row['version']}: {row['saved_model']['caption']}  "
                 f"TFLite: {row['tflite']['caption']}  <- {row['input']}")
+
+    def phone_quality(self, run, test, interpreter):
+        """BLEU-4 (pycocoevalcap, as evaluate) of the TFLite reference loop's greedy captions."""
+        limit, tokens = run.config["caption_length"], run.preprocessing.tokens
+        inputs = run.preprocessing.encoder_inputs(test)
+        if run.preprocessing.features is not None:
+            out = greedy_on_phone(interpreter, "features", inputs, limit, tokens)
+        else:
+            pixels = captions.decode_images(inputs, run.config["image_size"])[0].numpy()
+            out = greedy_on_phone(interpreter, "image", pixels, limit, tokens)
+        generated = [c.decode("utf-8") for c in out["caption"]]
+        return caption_scores(generated, captions.references(test["references"]))["bleu_4"]
 
     def parity_cases(self, run, examples):
         """Greedy captions of real test images: the SavedModel's (from the encoded bytes and from

@@ -60,6 +60,7 @@ READ_WINDOW = 2048  # characters per call when evaluate reads a whole split
 CONTINUATION = 100  # characters `predict` writes after its input
 SAMPLE = {"length": 300, "temperature": 0.8, "seed": 0}  # evaluate's sample
 PARITY_PRIMES, PARITY_LENGTH = 3, 200
+PHONE_CHARACTERS = 5_000  # test characters each quantization mode of the .tflite is measured on
 
 
 @dataclass
@@ -81,6 +82,7 @@ class CharLM(App):
     topology = "many-to-many / one-to-many"
     task = "character language model"
     default_data = ("tiny_shakespeare",)
+    phone_metric = ("nats_per_char", False, 0.02)
     config = {
         **config_lib.COMMON,
         # Issue 9's prototype: Embedding 64 -> SimpleRNN 512 -> SimpleRNN 512, windows of 128,
@@ -378,6 +380,23 @@ class CharLM(App):
                        ("score", {"text": np.array([s.encode() for s in snippets], dtype=object)}),
                        None, ["nats_per_char"]),
         ]
+
+    def phone_quality(self, run, test, interpreter):
+        """Nats per character of the TFLite `step` loop over the first PHONE_CHARACTERS of the test
+        text, the state carried from the first character on; characters outside the vocabulary are
+        read but not scored (the step never writes them: their log-probability is -1e9)."""
+        ids = characters.ids_of(str(test["text"][0])[:PHONE_CHARACTERS], run.preprocessing.vocabulary)
+        step = interpreter.get_signature_runner("step")
+        cache, losses = step_loop.zero_state(interpreter, "step"), []
+        for token, following in zip(ids[:-1], ids[1:], strict=True):
+            result = step(token=np.array([token], np.int32), **cache)
+            # Normalised again: a quantized LOG_SOFTMAX need not sum to one, and sampling (softmax of
+            # log_probabilities / T) normalises too, so this is the distribution a phone draws from.
+            log_probabilities = result.pop("log_probabilities")[0].astype(np.float64)
+            if following != characters.UNKNOWN_ID:
+                losses.append(float(np.logaddexp.reduce(log_probabilities) - log_probabilities[following]))
+            cache.update(result)
+        return float(np.mean(losses)) if losses else 0.0
 
     def exported_inputs(self, inputs, tflite_dir):
         vocabulary = characters.load_vocabulary(Path(tflite_dir) / VOCABULARY)

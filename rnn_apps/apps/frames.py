@@ -378,6 +378,17 @@ class Frames(App):
                                   tflite_loop=on_phone, tflite_compare=["phone_probabilities"]))
         return out
 
+    def phone_quality(self, run, test, interpreter):
+        """Frame accuracy of the TFLite model over whole test sequences, as evaluate counts it
+        (a bidirectional file sees each clip's first max_frames frames)."""
+        frames, lengths = test["frames"], test["length"]
+        if run.config["bidirectional"]:
+            frames, lengths = frames[:, :run.config["max_frames"]], np.minimum(lengths, run.config["max_frames"])
+        probabilities = self.phone_probabilities(interpreter, frames, lengths, lookahead_of(run.config),
+                                                 run.config["max_frames"])
+        right = [probabilities[i, :n].argmax(-1) == test["labels"][i, :n] for i, n in enumerate(lengths)]
+        return float(np.concatenate(right).mean())
+
     @staticmethod
     def phone_probabilities(interpreter, frames, lengths, lookahead: int, max_frames) -> np.ndarray:
         """What a phone computes for padded sequences, as [batch, time, classes], zeros past each length:

@@ -351,6 +351,21 @@ class Tagger(App):
                 ParityCase("tags of test sentences given as tokens", given, ("tag_tokens", {"tokens": tokens}), None,
                            ["tokens", "tags", "tag_ids", "probabilities", "lengths"])]
 
+    def phone_quality(self, run, test, interpreter):
+        """Token accuracy of the TFLite model on the test sentences' own tokens (up to max_length)."""
+        from export import tflite
+
+        length = run.config["max_length"]
+        words = [s.split(tagged.SEPARATOR)[:length] for s in test["tokens"]]
+        truth = [t.split(tagged.SEPARATOR)[:length] for t in test["tags"]]
+        features = self.features(run.preprocessing, tf.ragged.constant(words))
+        inputs = {k: v.to_tensor(shape=[None, length]).numpy() for k, v in features.items()}
+        predicted = tflite.run_one_by_one(interpreter, "serving_default", inputs)["probabilities"].argmax(-1)
+        names = run.preprocessing.tag_names
+        right = [names[p] == t for row, tags in zip(predicted, truth, strict=True)
+                 for p, t in zip(row[:len(tags)], tags, strict=True)]
+        return float(np.mean(right))
+
     def exported_inputs(self, inputs, tflite_dir):
         length = json.loads((Path(tflite_dir) / "model_card.json").read_text())["max_length"]
         preprocessing = Preprocessing(*vocabularies(tflite_dir), training_words=0)

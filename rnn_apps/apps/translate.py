@@ -67,6 +67,7 @@ class Translate(App):
     topology = "many-to-many (encoder-decoder)"
     task = "translation"
     default_data = ("spa_eng", "ted_hrlr_translate/pt_to_en")
+    phone_metric = ("bleu", True, 1.0)
     beam_search = True
     config = {
         **config_lib.COMMON,
@@ -383,6 +384,17 @@ class Translate(App):
     def format_query(self, row):
         return (f"SavedModel v{row['version']}: {row['saved_model']['translation']}  "
                 f"TFLite: {row['tflite']['translation']}  <- {row['input']}")
+
+    def phone_quality(self, run, test, interpreter):
+        """Corpus BLEU (sacrebleu, as evaluate) of the TFLite reference loop's greedy translations."""
+        import sacrebleu
+
+        ids = padded_source(run.preprocessing.source, list(test["source"]), run.config["source_length"])
+        out = greedy_on_phone(interpreter, ids, self.limits(run.config, ids).numpy(),
+                              run.preprocessing.target_tokens, run.preprocessing.target_language)
+        tokenize = "char" if translation.is_character_level(run.preprocessing.target_language) else "13a"
+        return sacrebleu.corpus_bleu([t.decode("utf-8") for t in out["translation"]], [list(test["target"])],
+                                     tokenize=tokenize).score
 
     def parity_cases(self, run, examples):
         """Greedy decoding of real test sentences: the SavedModel's strings and ids, and the TFLite
