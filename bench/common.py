@@ -1,7 +1,6 @@
 """Shared by the benchmark scripts: train/evaluate through the same code as the CLI, and record
 results with the machine, command and date (bench/results/*.json, summarised in bench/RESULTS.md)."""
 
-import copy
 import datetime
 import json
 import os
@@ -48,7 +47,7 @@ def train_and_evaluate(app_name: str, data: str, overrides: dict, seed: int, kee
               "best_epochs": [m["best_epoch"] for m in members], "run_dir": str(out)}
     if "members" in metrics:  # what each member alone scores, to show what averaging adds
         result["member_test_accuracies"] = [
-            app.evaluate(member_view(run, out / "members" / str(i)), splits)["accuracy"] for i in range(len(members))]
+            app.evaluate(run.member(i), splits)["accuracy"] for i in range(len(members))]
     return result
 
 
@@ -65,15 +64,6 @@ def train_once(app, data: str, overrides: dict, out: Path, echo=print) -> float:
     seconds = time.time() - start
     timing.write_text(json.dumps({"train_seconds": seconds}) + "\n")
     return seconds
-
-
-def member_view(run, member_dir: Path):
-    """The ensemble run with one member's best checkpoint as its model (preprocessing is shared)."""
-    from rnn_apps.run import load_model
-
-    view = copy.copy(run)
-    view.__dict__["model"] = load_model(member_dir / "checkpoints" / "best.keras")  # fills the cached_property
-    return view
 
 
 def write(name: str, result: dict):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from export import parity, savedmodel, serving, tflite
 from export import quantize as quantization
+from rnn_apps import progress
 from rnn_apps.errors import ExportError, UserError
 from rnn_apps.run import PARITY_EXAMPLES, write_json
 
@@ -106,13 +107,13 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
     staging = root / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     (staging / "tflite").mkdir(parents=True)
     try:
-        echo(f"writing the SavedModel of {model_name} ...")
-        savedmodel.write(staging / "saved_model", app.serving(run), batch_chunk=SERVING_CHUNK)
+        with progress.step(f"writing the SavedModel of {model_name}", echo):
+            savedmodel.write(staging / "saved_model", app.serving(run), batch_chunk=SERVING_CHUNK)
         tflite_entries = []
         for model in app.tflite_models(run):
-            echo(f"converting {model.filename} (builtin ops only) ...")
             path = staging / "tflite" / model.filename
-            path.write_bytes(tflite.convert(model.endpoints))
+            with progress.step(f"converting {model.filename} (builtin ops only)", echo):
+                path.write_bytes(tflite.convert(model.endpoints))
             for name, content in model.assets.items():
                 (staging / "tflite" / name).write_text(content, encoding="utf-8")
             ops = tflite.op_names(path)
@@ -130,9 +131,9 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
         serving.write_warmup(staging / "saved_model", model_name, requests)
         # The fresh process that checks parity also replays every warmup record, as TF Serving
         # will on load; their outputs are the responses the REST examples show.
-        echo(f"checking parity of Keras, the SavedModel (in a fresh process) and TFLite on "
-             f"{len(cases)} case(s) ...")
-        report, responses = parity.check(cases, staging / "saved_model", staging / "tflite", warmup=True)
+        with progress.step(f"checking parity of Keras, the SavedModel (in a fresh process) and TFLite on "
+                           f"{len(cases)} case(s)", echo):
+            report, responses = parity.check(cases, staging / "saved_model", staging / "tflite", warmup=True)
         if not report["ok"]:
             raise ExportError(f"parity check failed, nothing published: {json.dumps(report['cases'])}")
         serving.write_examples(staging / "saved_model", model_name, requests, responses)
@@ -141,8 +142,9 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
                                      "grpc_client": f"assets.extra/{serving.GRPC_FILE}"}}]
         test, quality = None, {}
         if quantize:
-            echo(f"reading the test split to measure {app.phone_metric[0]} per quantization mode ...")
-            test = quantization.capped(run.load_data().test)
+            with progress.step(f"reading the test split to measure {app.phone_metric[0]} per quantization mode",
+                               echo):
+                test = quantization.capped(run.load_data().test)
         for model in tflite_entries:
             measured = quantization.measure(app, run, model, staging / "tflite", quantize, test, echo) \
                 if quantize else None

@@ -21,6 +21,7 @@ import keras
 
 from pipelines.splits import first_available
 from rnn_apps import config as config_lib
+from rnn_apps import progress
 from rnn_apps.app import ensemble
 from rnn_apps.errors import UserError
 from rnn_apps.run import (
@@ -155,8 +156,9 @@ def _remove_added(out: Path, existing):
 
 def _train(app, config: dict, info: dict, out: Path, resume: bool, echo, callbacks) -> Run:
     keras.utils.set_random_seed(config["seed"])
-    splits = app.load_data(info["data"], info.get("data_root"), config, info["options"])
-    splits = splits.capped(config["max_examples"], config["seed"])
+    with progress.step(f"reading {info['data']}", echo):
+        splits = app.load_data(info["data"], info.get("data_root"), config, info["options"])
+        splits = splits.capped(config["max_examples"], config["seed"])
     echo(splits.describe())
     out.mkdir(parents=True, exist_ok=True)
     if resume:
@@ -164,7 +166,8 @@ def _train(app, config: dict, info: dict, out: Path, resume: bool, echo, callbac
         if not _any_epoch_done(out, config):
             echo(f"{out} has no finished epoch yet: starting its training from the stored config")
     else:
-        preprocessing = app.fit_preprocessing(splits, config, out)
+        with progress.step("fitting the preprocessing (vocabularies, statistics) on the training split", echo):
+            preprocessing = app.fit_preprocessing(splits, config, out)
         info["label_names"] = list(splits.label_names)
         info["splits"] = {s: splits.size(s) for s in ("train", "validation", "test")}
         save_parity_examples(out, splits.test)

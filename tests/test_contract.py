@@ -29,10 +29,15 @@ def test_registry_finds_the_apps():
         assert registry.describe(name) == {key: getattr(app, key) for key in registry.DESCRIPTION}
 
 
-def test_list_answers_without_importing_tensorflow():
+def test_list_help_and_argument_errors_answer_without_importing_tensorflow():
+    calls = [(["list"], 0), (["--help"], 0), (["export", "--help"], 0), (["report-export", "--help"], 0),
+             (["export", "r", "--out", "e", "--quantize", "int4"], 2),
+             (["export", "r", "--out", "e", "--member", "x"], 2),
+             (["train", "nosuchapp", "--out", "r"], 2)]
     code = ("import sys; from click.testing import CliRunner; from rnn_apps.cli import main;"
-            "out = CliRunner().invoke(main, ['list']); assert out.exit_code == 0, out.output;"
-            "print(len(out.output.splitlines()), 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+            f"outs = [CliRunner().invoke(main, args) for args, _ in {calls!r}];"
+            f"assert [o.exit_code for o in outs] == {[code for _, code in calls]!r}, [o.output for o in outs];"
+            "print(len(outs[0].output.splitlines()), 'tensorflow' in sys.modules, 'keras' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [str(len(APPS) + 1), "False", "False"]
