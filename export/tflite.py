@@ -5,6 +5,9 @@ becomes tensor-list ops the converter cannot lower), so apps hand us an unrolled
 trained model. The route that works for Keras 3 is ExportArchive -> SavedModel -> converter.
 """
 
+import contextlib
+import os
+import sys
 import tempfile
 import warnings
 
@@ -43,19 +46,34 @@ def convert(endpoints, mode: str = "none", calibration: dict | None = None) -> b
             # The calibrator runs the model in TensorFlow's own (deprecated) interpreter, which warns.
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
             converter.representative_dataset = lambda: _calibration_samples(names, calibration or {})
+        with native_stderr() as log:
+            try:
+                return converter.convert()
+            except Exception as e:
+                # Not the user's input: the converter's whole message is what debugging needs; the
+                # MLIR passes write theirs to the process's stderr, not into the exception.
+                errors = "\n".join(line for line in log() if "error:" in line)
+                raise ExportError(f"TFLite conversion of signatures {names} ({mode}) failed:\n{e}\n{errors}") from e
+
+
+@contextlib.contextmanager
+def native_stderr():
+    """What C++ code writes to file descriptor 2 meanwhile (the converter's MLIR diagnostics,
+    "fully_quantize: ..." notes), kept out of the terminal; yields a function -> its lines."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+
+        def lines():
+            sink.seek(0)
+            return sink.read().decode("utf-8", "replace").splitlines()
+
         try:
-            return converter.convert()
-        except Exception as e:
-            if mode == "int8":
-                # The MLIR quantizer refuses a masked RNN's SELECT_V2 whose two inputs got different
-                # scales ("violate the same scale constraint"); the older quantizer takes it.
-                converter.experimental_new_quantizer = False
-                try:
-                    return converter.convert()
-                except Exception:
-                    pass
-            # Not the user's input: the converter's whole message is what debugging needs.
-            raise ExportError(f"TFLite conversion of signatures {names} ({mode}) failed:\n{e}") from e
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _calibration_samples(names: list, calibration: dict):
