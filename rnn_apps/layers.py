@@ -7,6 +7,106 @@ form TFLite converts to builtin ops (a dynamic loop becomes tensor-list ops it c
 
 import keras
 from keras import layers, ops
+from keras.src import backend as keras_backend  # backend.rnn: the loop stock RNN layers run on every backend
+
+
+@keras.saving.register_keras_serializable(package="rnn_apps")
+class FastSimpleRNN(layers.SimpleRNN):
+    """keras.layers.SimpleRNN, computed with less work per step. Stock Keras computes x_t W_xh
+    inside every step and lets autodiff record each step's four products for the backward pass.
+    Here x_t W_xh + b for every step is one matrix product over the whole sequence before the loop;
+    the loop carries only h_t = tanh(that + h_(t-1) W_hh) (one small product a step); and the
+    backward pass is written out (`tanh_recurrence`): one small product a step through time, the
+    weight gradients as one large product over all steps after it.
+
+    Same cell, same weights and names (`simple_rnn_cell/kernel`, `recurrent_kernel`, `bias`), so
+    weights move between the two both ways; same masks, directions, states and input dropout (one
+    mask for every step, as the cell draws it); outputs and gradients equal within float rounding
+    (tests/test_layers.py). `unroll=True` (what TFLite converts) unrolls the hoisted form; a cell
+    with recurrent dropout or another activation takes the stock path."""
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        cell = self.cell
+        if (cell.recurrent_dropout > 0 and training) or cell.activation is not keras.activations.tanh:
+            return super().inner_loop(sequences, initial_state, mask, training)
+        if training and cell.dropout > 0:
+            sequences = sequences * ops.expand_dims(cell.get_dropout_mask(sequences[:, 0]), 1)
+        projected = ops.matmul(sequences, cell.kernel)
+        if cell.bias is not None:
+            projected = projected + cell.bias
+        state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
+        if self.unroll:
+            def step(x_projected, states):
+                output = ops.tanh(x_projected + ops.matmul(states[0], cell.recurrent_kernel))
+                return output, [output]
+
+            return keras_backend.rnn(step, projected, [state], go_backwards=self.go_backwards, mask=mask,
+                                     unroll=True, input_length=sequences.shape[1],
+                                     zero_output_for_mask=self.zero_output_for_mask,
+                                     return_all_outputs=self.return_sequences)
+        kernel = ops.cast(cell.recurrent_kernel, projected.dtype)
+        outputs, last_output, state = tanh_recurrence(projected, state, kernel, mask, self.go_backwards,
+                                                      self.zero_output_for_mask)
+        if not self.return_sequences:
+            outputs = ops.expand_dims(last_output, 1)
+        return last_output, outputs, [state]
+
+
+def tanh_recurrence(inputs, state, kernel, mask=None, go_backwards=False, zero_output_for_mask=False):
+    """h_t = tanh(inputs_t + h_(t-1) kernel) over [batch, time, units], with Keras's masking
+    (a masked step keeps the state; its output is zeros or the previous output) ->
+    (outputs [batch, time, units] in the order read, last output, final state).
+
+    The backward pass is written out: da_t = (dh_t + da_(t+1) kernel^T) (1 - h_t^2), one small
+    product a step, and d kernel = sum_t h_(t-1)^T da_t, one large product after the loop. Both
+    loops are Keras's backend.rnn (a while loop on TensorFlow, lax.scan on JAX)."""
+    units = kernel.shape[0]
+    steps = None if mask is None else ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
+    if go_backwards:
+        inputs = ops.flip(inputs, 1)
+        steps = None if steps is None else ops.flip(steps, 1)
+
+    @ops.custom_gradient
+    def run(inputs, state, kernel):
+        def step(x, states):
+            new = ops.tanh(x + ops.matmul(states[0], kernel))
+            # Each output carries the state it started from, for the weight gradient.
+            return ops.concatenate([new, states[0]], axis=-1), [new]
+
+        last, both, (final,) = keras_backend.rnn(
+            step, inputs, [state], mask=None if steps is None else ops.squeeze(steps, -1) > 0,
+            zero_output_for_mask=zero_output_for_mask)
+        outputs, previous = both[..., :units], both[..., units:]
+
+        def grad(*args, upstream=None):
+            d_outputs, d_last, d_final = _upstream(args, upstream)
+            d_outputs = ops.concatenate([d_outputs[:, :-1], d_outputs[:, -1:] + ops.expand_dims(d_last, 1)], axis=1)
+            transposed = ops.transpose(kernel)
+            m = ops.ones_like(outputs[..., :1]) if steps is None else steps
+
+            def back(item, states):  # one tensor in: backend.rnn wants a static length for nested inputs
+                d_output, output, m_t = item[..., :units], item[..., units:2 * units], item[..., 2 * units:]
+                d_state, d_output_carry = states
+                d_output = d_output + d_output_carry
+                d_a = m_t * (d_output + d_state) * (1.0 - output * output)
+                carried = 0.0 * d_output if zero_output_for_mask else (1.0 - m_t) * d_output
+                return d_a, [(1.0 - m_t) * d_state + ops.matmul(d_a, transposed), carried]
+
+            _, d_a, (d_state, _) = keras_backend.rnn(back, ops.concatenate([d_outputs, outputs, m], axis=-1),
+                                                      [d_final, ops.zeros_like(state)], go_backwards=True)
+            d_a = ops.flip(d_a, 1)  # back in time order
+            d_kernel = ops.matmul(ops.transpose(ops.reshape(previous, (-1, units))), ops.reshape(d_a, (-1, units)))
+            return d_a, d_state, d_kernel
+
+        return (outputs, outputs[:, -1], final), grad
+
+    return run(inputs, state, kernel)
+
+
+def _upstream(args, upstream):
+    """The output gradients a custom gradient receives: positional on TensorFlow, keyword on JAX."""
+    grads = args if upstream is None else upstream
+    return grads[0] if len(grads) == 1 and isinstance(grads[0], (list, tuple)) else grads
 
 
 @keras.saving.register_keras_serializable(package="rnn_apps")

@@ -1,0 +1,162 @@
+"""Training-step speed of the SimpleRNN every app uses (rnn_apps/layers.py FastSimpleRNN) against
+the stock keras.layers.SimpleRNN (with and without XLA), PyTorch's nn.RNN where PyTorch is
+installed, and the hardware limit: the step's FLOPs over the large-matrix SGEMM rate measured in
+the same process. All in one run, as ratios.
+
+    python bench/rnn_speed.py [--steps 20] [--configs reference,charlm]
+
+Configurations (issue 13): reference = vocabulary 10,000, embedding 64, 128 units, length 200,
+batch 64, one sigmoid output, Adam; charlm = embedding 64, 512 units, length 100, batch 64, a
+65-way softmax at every step. Writes bench/results/rnn_speed.json.
+"""
+
+import argparse
+import os
+import time
+
+import common
+import numpy as np
+
+CONFIGS = {
+    "reference": {"vocabulary": 10_000, "embedding": 64, "units": 128, "length": 200, "batch": 64, "classes": 1,
+                  "per_step": False},
+    "charlm": {"vocabulary": 65, "embedding": 64, "units": 512, "length": 100, "batch": 64, "classes": 65,
+               "per_step": True},
+}
+
+
+def step_flops(c: dict) -> float:
+    """Multiply-adds x 2 of one training step: the forward pass (input projection, recurrence, output
+    layer) and a backward pass of twice that."""
+    b, t, e, u, k = c["batch"], c["length"], c["embedding"], c["units"], c["classes"]
+    forward = 2 * b * t * (e * u + u * u) + 2 * b * (t if c["per_step"] else 1) * u * k
+    return 3.0 * forward
+
+
+def sgemm_gflops(size: int = 2048, repeats: int = 10) -> float:
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    tf.matmul(a, b).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        c = tf.matmul(a, b)
+    c.numpy()
+    return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def keras_step_ms(c: dict, layer_class, jit: bool, steps: int) -> float:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((c["length"],), dtype="int32")
+    x = keras.layers.Embedding(c["vocabulary"], c["embedding"])(inputs)
+    x = layer_class(c["units"], return_sequences=c["per_step"])(x)
+    if c["per_step"]:
+        outputs = keras.layers.Dense(c["classes"])(x)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        targets = np.random.default_rng(1).integers(0, c["classes"], (c["batch"], c["length"]))
+    else:
+        outputs = keras.layers.Dense(1)(x)
+        loss = keras.losses.BinaryCrossentropy(from_logits=True)
+        targets = np.random.default_rng(1).integers(0, 2, (c["batch"], 1)).astype("float32")
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(1e-3), loss, jit_compile=jit)
+    ids = np.random.default_rng(0).integers(0, c["vocabulary"], (c["batch"], c["length"])).astype("int32")
+    for _ in range(3):  # tracing, XLA compilation
+        model.train_on_batch(ids, targets)
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(ids, targets)
+    return (time.perf_counter() - start) / steps * 1000
+
+
+def torch_step_ms(c: dict, steps: int, compiled: bool = False):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(c["vocabulary"], c["embedding"])
+            self.rnn = torch.nn.RNN(c["embedding"], c["units"], batch_first=True)
+            self.out = torch.nn.Linear(c["units"], c["classes"])
+
+        def forward(self, ids):
+            h, _ = self.rnn(self.embedding(ids))
+            return self.out(h if c["per_step"] else h[:, -1])
+
+    net = Net()
+    run = torch.compile(net) if compiled else net
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+    ids = torch.randint(0, c["vocabulary"], (c["batch"], c["length"]))
+    if c["per_step"]:
+        targets = torch.randint(0, c["classes"], (c["batch"], c["length"]))
+
+        def loss_of(out):
+            return torch.nn.functional.cross_entropy(out.reshape(-1, c["classes"]), targets.reshape(-1))
+    else:
+        targets = torch.randint(0, 2, (c["batch"], 1)).float()
+
+        def loss_of(out):
+            return torch.nn.functional.binary_cross_entropy_with_logits(out, targets)
+
+    def step():
+        optimizer.zero_grad()
+        loss_of(run(ids)).backward()
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps * 1000
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--configs", default="reference,charlm")
+    args = parser.parse_args()
+
+    import keras
+
+    from rnn_apps.layers import FastSimpleRNN
+
+    gflops = sgemm_gflops()
+    print(f"SGEMM {gflops:.1f} GFLOP/s ({os.cpu_count()} cores)", flush=True)
+    results = {"sgemm_gflops": round(gflops, 1), "backend": keras.backend.backend(), "configs": {}}
+    for name in args.configs.split(","):
+        c = CONFIGS[name]
+        limit = step_flops(c) / (gflops * 1e9) * 1000
+        timings = {
+            "stock": keras_step_ms(c, keras.layers.SimpleRNN, False, args.steps),
+            "stock_xla": keras_step_ms(c, keras.layers.SimpleRNN, True, args.steps),
+            "fast": keras_step_ms(c, FastSimpleRNN, False, args.steps),
+            "fast_xla": keras_step_ms(c, FastSimpleRNN, True, args.steps),
+        }
+        torch_ms = torch_step_ms(c, args.steps)
+        if torch_ms is not None:
+            timings["torch"] = torch_ms
+        best = min(timings["fast"], timings["fast_xla"])
+        entry = {**c, "step_gflop": round(step_flops(c) / 1e9, 3), "sgemm_limit_ms": round(limit, 2),
+                 "ms_per_step": {k: round(v, 2) for k, v in timings.items()},
+                 "fast_best_vs_stock": round(timings["stock"] / best, 2),
+                 "fast_best_vs_stock_xla": round(timings["stock_xla"] / best, 2),
+                 "fast_best_over_sgemm_limit": round(best / limit, 2)}
+        if torch_ms is not None:
+            entry["fast_best_vs_torch"] = round(torch_ms / best, 2)
+        else:
+            entry["torch"] = "not installed here"
+        results["configs"][name] = entry
+        print(name, entry, flush=True)
+    common.write("rnn_speed", results)
+
+
+if __name__ == "__main__":
+    main()
