@@ -4,6 +4,7 @@ threads) and each app's own test quality per mode, through `rnn-apps export --qu
 beside the full five-member ensemble.
 
     python bench/export_report.py [--runs DIR] [--minutes 6]
+    python bench/export_report.py --report-only     # time the exports already in bench/.exports again
 
 Each app's default config is trained on its default data (sentiment in full; the others within a
 budget of --minutes each, `max_train_minutes`: their quality is that of a model trained that long,
@@ -32,6 +33,7 @@ def main():
     parser.add_argument("--minutes", type=float, default=6.0, help="Training budget of each other app.")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--apps", default=",".join(DATA))
+    parser.add_argument("--report-only", action="store_true", help="Keep bench/.exports; only measure.")
     args = parser.parse_args()
 
     from click.testing import CliRunner
@@ -46,9 +48,11 @@ def main():
             raise SystemExit(f"rnn-apps {' '.join(map(str, argv))} failed ({result.exit_code})")
 
     root = Path(common.RESULTS.parent / ".exports")
-    shutil.rmtree(root, ignore_errors=True)
-    timings = {}
-    for name in args.apps.split(","):
+    previous = common.RESULTS / "export_report.json"
+    timings = json.loads(previous.read_text())["timings"] if args.report_only and previous.exists() else {}
+    if not args.report_only:
+        shutil.rmtree(root, ignore_errors=True)
+    for name in [] if args.report_only else args.apps.split(","):
         out = Path(args.runs) / name
         overrides = {} if name in FULL else {"max_train_minutes": args.minutes}
         print(f"== {name}: training {'to its stopping point' if name in FULL else f'{args.minutes} min'}",

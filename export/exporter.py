@@ -189,18 +189,20 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
 
 def write_card(folder: Path, model, measured, run) -> dict:
     """Complete the app's model_card.json beside a .tflite with what every card states: each
-    file's signatures (names, shapes, dtypes), the files beside it, the quantization modes with
+    file's signature specs (names, shapes, dtypes), the files beside it, the quantization modes with
     their measured quality, and the file to ship (`default_file`)."""
     path = folder / "model_card.json"
     card = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     rows = measured["modes"] if measured else [{"mode": "none", "file": model.filename, "available": True}]
-    card["signatures"] = {row["file"]: tflite.signature_specs(folder / row["file"]) for row in rows
-                          if row["available"]}
-    card["files"] = sorted([*card["signatures"], *model.assets])
+    # Beside the app's own "signatures" (what each input and output means): each file's exact specs.
+    card["signature_specs"] = {row["file"]: tflite.signature_specs(folder / row["file"]) for row in rows
+                               if row["available"]}
+    card["files"] = sorted([*card["signature_specs"], *model.assets])
     card["default_file"] = measured["default_file"] if measured else model.filename
     card["quantization"] = measured or {
         "modes": [{"mode": "none", "file": model.filename}],
-        "note": "float32 only; `rnn-apps export ... --quantize all` adds and measures the quantized modes"}
+        "note": "float32 only, quality not measured here: `rnn-apps export RUN --quantize none` measures it on the "
+                "test split, `--quantize all` adds and measures the quantized modes"}
     if run.member_index is not None:
         card["ensemble_member"] = {"index": run.member_index, "of": run.ensemble_size}
     write_json(path, card)

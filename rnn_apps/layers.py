@@ -66,6 +66,9 @@ def tanh_recurrence(inputs, state, kernel, mask=None, go_backwards=False, zero_o
         inputs = ops.flip(inputs, 1)
         steps = None if steps is None else ops.flip(steps, 1)
 
+    if steps is None:
+        return _unmasked(inputs, state, kernel)
+
     @ops.custom_gradient
     def run(inputs, state, kernel):
         def step(x, states):
@@ -101,6 +104,37 @@ def tanh_recurrence(inputs, state, kernel, mask=None, go_backwards=False, zero_o
         return (outputs, outputs[:, -1], final), grad
 
     return run(inputs, state, kernel)
+
+
+@ops.custom_gradient
+def _unmasked(inputs, state, kernel):
+    """tanh_recurrence without a mask: the fewest ops a step, forward and backward."""
+    units = kernel.shape[0]
+
+    def step(x, states):
+        new = ops.tanh(x + ops.matmul(states[0], kernel))
+        return new, [new]
+
+    last, outputs, (final,) = keras_backend.rnn(step, inputs, [state])
+
+    def grad(*args, upstream=None):
+        d_outputs, d_last, d_final = _upstream(args, upstream)
+        d_outputs = ops.concatenate([d_outputs[:, :-1], d_outputs[:, -1:] + ops.expand_dims(d_last + d_final, 1)],
+                                    axis=1)
+        transposed = ops.transpose(kernel)
+
+        def back(item, states):
+            d_a = (item[..., :units] + states[0]) * (1.0 - ops.square(item[..., units:]))
+            return d_a, [ops.matmul(d_a, transposed)]
+
+        _, d_a, (d_state,) = keras_backend.rnn(back, ops.concatenate([d_outputs, outputs], axis=-1),
+                                                [ops.zeros_like(state)], go_backwards=True)
+        d_a = ops.flip(d_a, 1)
+        previous = ops.concatenate([ops.expand_dims(state, 1), outputs[:, :-1]], axis=1)
+        d_kernel = ops.matmul(ops.transpose(ops.reshape(previous, (-1, units))), ops.reshape(d_a, (-1, units)))
+        return d_a, d_state, d_kernel
+
+    return (outputs, last, final), grad
 
 
 def _upstream(args, upstream):

@@ -50,6 +50,20 @@ def tiny_run(tmp_path_factory, train_tiny):
 
 
 @pytest.fixture(scope="session")
+def tiny_ensemble(tmp_path_factory, train_tiny):
+    """tiny_ensemble(app_name) -> Run: the `tiny` preset as an ensemble of two members, trained once
+    per session (tests that change a run copy its folder first)."""
+    runs = {}
+
+    def get(name):
+        if name not in runs:
+            runs[name] = train_tiny(name, tmp_path_factory.mktemp(f"ensemble_{name}") / "run", members=2)
+        return runs[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory, tiny_run):
     """tiny_export(app_name) -> (export root, manifest entry), exported once per session."""
     from export import exporter

@@ -100,9 +100,9 @@ def test_train_resume_continues_from_the_last_checkpoint(tmp_path, data_root):
     assert (out / "logs").is_dir() and (out / "vocab.txt").exists() and (out / "config.json").exists()
 
 
-def test_resume_of_an_ensemble_trains_only_the_unfinished_members(tmp_path, train_tiny):
+def test_resume_of_an_ensemble_trains_only_the_unfinished_members(tmp_path, tiny_ensemble):
     out = tmp_path / "run"
-    train_tiny("sentiment", out, members=2)
+    shutil.copytree(tiny_ensemble("sentiment").dir, out)
     finished = out / "members" / "0" / "checkpoints" / "last.keras"
     stamp = finished.stat().st_mtime_ns
     shutil.rmtree(out / "members" / "1")  # as if training stopped before the second member

@@ -147,11 +147,11 @@ def entry_signature(root, name, signature="serving_default") -> dict:
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
-def test_ensemble_averages_its_members_and_exports_with_parity(name, tmp_path, train_tiny):
+def test_ensemble_averages_its_members_and_exports_with_parity(name, tmp_path, tiny_ensemble):
     from export import exporter
     from rnn_apps.run import load_model
 
-    run = train_tiny(name, tmp_path / "run", members=2)
+    run = tiny_ensemble(name)
     app = run.app
     inputs, _ = next(iter(app.dataset(run.load_data().test, run.preprocessing, run.config)))
     members = [load_model(run.dir / "members" / str(i) / "checkpoints" / "best.keras")(inputs).numpy()

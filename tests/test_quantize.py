@@ -14,9 +14,9 @@ from tests.test_cli import invoke
 
 
 @pytest.fixture(scope="module")
-def ensemble_run(tmp_path_factory, train_tiny):
+def ensemble_run(tiny_ensemble):
     """A tiny sentiment ensemble of two members: what `--member` picks from."""
-    return train_tiny("sentiment", tmp_path_factory.mktemp("ensemble") / "run", members=2)
+    return tiny_ensemble("sentiment")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_every_mode_is_written_builtin_only_and_measured(phone_export, ensemble_
         assert tflite.forbidden_ops(tflite.op_names(path)) == []
         assert abs(row["accuracy"] - rows["none"]["accuracy"] - row["difference"]) < 1e-9
         assert row["within_bound"] == (row["difference"] >= -0.01)
-        assert card["signatures"][row["file"]]["serving_default"]["inputs"]["token_ids"]["dtype"] == "int32"
+        assert card["signature_specs"][row["file"]]["serving_default"]["inputs"]["token_ids"]["dtype"] == "int32"
         assert f"  {mode}: " in output or mode == "none"
     assert rows["dynamic"]["available"] and rows["float16"]["available"]
     assert card["default_file"] == quantize.default_file(section["modes"])
