@@ -103,9 +103,9 @@ def write(export_root, out, repeats: int = 50, echo=print) -> Path:
             "never the default file.</p>"]
     for model in models:
         body.append(_section(model))
+    style = f"{STYLE} body {{ max-width: 1500px; }} tr.flagged td {{ color: #b00; }}"
     page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>phone models</title>'
-            f"<style>{STYLE} tr.flagged td {{ color: #b00; }}</style></head><body>\n" + "\n".join(body)
-            + "\n</body></html>\n")
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, page)
     write_json(out.with_suffix(".json"), {"export_root": str(root.resolve()), "repeats": repeats, "models": models})
