@@ -140,24 +140,27 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
         artefacts = [{"kind": "saved_model", "signatures": signatures,
                       "tf_serving": {"warmup_requests": len(requests), "examples": f"assets.extra/{serving.REST_FILE}",
                                      "grpc_client": f"assets.extra/{serving.GRPC_FILE}"}}]
-        test, quality = None, {}
+        # Every card states the float file's measured quality: on the test split (up to
+        # quantize.QUALITY_EXAMPLES) with --quantize, else on the test examples stored with the run.
         if quantize:
             with progress.step(f"reading the test split to measure {app.phone_metric[0]} per quantization mode",
                                echo):
                 test = quantization.capped(run.load_data().test)
+        else:
+            test = examples
+        quality = {}
         for model in tflite_entries:
-            measured = quantization.measure(app, run, model, staging / "tflite", quantize, test, echo) \
-                if quantize else None
+            measured = quantization.measure(app, run, model, staging / "tflite", quantize or ("none",), test, echo)
+            measured["examples_from"] = "the test split" if quantize else "the test examples stored with the run"
             card = write_card(staging / "tflite", model, measured, run)
-            for row in measured["modes"] if measured else [{"mode": "none", "file": model.filename}]:
-                if row.get("available", True):
+            for row in measured["modes"]:
+                if row["available"]:
                     file = staging / "tflite" / row["file"]
                     artefacts.append({"kind": "tflite", "file": row["file"], "quantization": row["mode"],
                                       "default": row["file"] == card["default_file"],
                                       "signatures": tflite.signature_specs(file), "ops": tflite.op_names(file),
                                       "assets": sorted(model.assets)})
-            if measured:
-                quality[model.filename] = measured
+            quality[model.filename] = measured
         with locked(root):
             manifest = read_manifest(root)
             version = next_version(manifest, model_name, serving_base, tflite_base)
@@ -170,8 +173,7 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "artefacts": artefacts, "parity": report,
             }
-            if quality:
-                entry["quantization"] = quality
+            entry["quantization"] = quality
             if run.member_index is not None:
                 entry["ensemble_member"] = run.member_index
             _publish([(staging / "saved_model", serving_base / str(version)),
@@ -187,22 +189,18 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
     return entry
 
 
-def write_card(folder: Path, model, measured, run) -> dict:
+def write_card(folder: Path, model, measured: dict, run) -> dict:
     """Complete the app's model_card.json beside a .tflite with what every card states: each
     file's signature specs (names, shapes, dtypes), the files beside it, the quantization modes with
     their measured quality, and the file to ship (`default_file`)."""
     path = folder / "model_card.json"
     card = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    rows = measured["modes"] if measured else [{"mode": "none", "file": model.filename, "available": True}]
     # Beside the app's own "signatures" (what each input and output means): each file's exact specs.
-    card["signature_specs"] = {row["file"]: tflite.signature_specs(folder / row["file"]) for row in rows
-                               if row["available"]}
+    card["signature_specs"] = {row["file"]: tflite.signature_specs(folder / row["file"])
+                               for row in measured["modes"] if row["available"]}
     card["files"] = sorted([*card["signature_specs"], *model.assets])
-    card["default_file"] = measured["default_file"] if measured else model.filename
-    card["quantization"] = measured or {
-        "modes": [{"mode": "none", "file": model.filename}],
-        "note": "float32 only, quality not measured here: `rnn-apps export RUN --quantize none` measures it on the "
-                "test split, `--quantize all` adds and measures the quantized modes"}
+    card["default_file"] = measured["default_file"]
+    card["quantization"] = measured
     if run.member_index is not None:
         card["ensemble_member"] = {"index": run.member_index, "of": run.ensemble_size}
     write_json(path, card)

@@ -5,6 +5,7 @@ of these without touching this file."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -101,6 +102,15 @@ def test_export_parity_and_builtin_only_tflite(name, tiny_export):
         assert (root / artefact["path"]).stat().st_size > 0
         for asset in artefact["assets"]:
             assert (root / artefact["path"]).with_name(asset).exists()
+        # every model card states the file's specs and its measured quality (the app's own metric)
+        card = json.loads((root / artefact["path"]).with_name("model_card.json").read_text())
+        file = Path(artefact["path"]).name
+        assert card["default_file"] == file and card["signature_specs"][file] == artefact["signatures"]
+        quality = card["quantization"]
+        metric, higher_is_better, _ = registry.get(name).phone_metric
+        assert quality["metric"] == metric and quality["higher_is_better"] == higher_is_better
+        assert quality["modes"][0]["file"] == file and np.isfinite(quality["modes"][0][metric])
+        assert quality["examples_from"] == "the test examples stored with the run" and quality["test_examples"] >= 1
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["exports"][-1]["version"] == 1
 
