@@ -364,17 +364,24 @@ def test_the_pretrained_encoder_takes_224_pixels(tmp_path):
                           "config encoder")
 
 
-def test_a_run_on_the_pretrained_encoder_exports_with_parity(train_tiny, tmp_path):
+def test_a_run_on_the_pretrained_encoder_writes_its_saved_model_and_tflite(train_tiny, tmp_path):
     """EfficientNet-Lite0 inside the model: frozen while training, through the SavedModel (its
-    layer names are valid TF scopes) and builtin-op TFLite."""
-    from export import exporter
+    layer names are valid TF scopes; the SavedModel captions as Keras does) and builtin-op TFLite.
+    The whole export with parity on every test image is the benchmark's (bench/caption.py)."""
+    from export import savedmodel
 
     run = train_tiny("caption", tmp_path / "run", encoder="efficientnet_lite0", image_size=224, epochs=1,
                      max_examples=4)
     encoder = run.model.get_layer("image_encoder")
     assert not encoder.trainable and encoder.count_params() == 4_694_024 - 1_281_000  # less the classifier
-    entry = exporter.export_run(run, tmp_path / "export", echo=lambda *_: None)
-    assert entry["parity"]["ok"] and entry["parity"]["cases"][0]["examples"] == 4
-    interpreter = tflite.interpreter(tmp_path / "export" / entry["artefacts"][1]["path"])
+    endpoints = [e for e in run.app.serving(run) if e.name == "serving_default"]
+    savedmodel.write(tmp_path / "saved_model", endpoints)
+    images = run.preprocessing.encoder_inputs({k: v[:2] for k, v in run.parity_examples().items()})
+    served = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_default"](
+        image_bytes=tf.constant(list(images)))
+    np.testing.assert_array_equal(served["token_ids"].numpy(), run.app.caption(run, images)["token_ids"])
+    content = tflite.convert(run.app.tflite_models(run)[0].endpoints)
+    assert not tflite.forbidden_ops(tflite.op_names(content))
+    interpreter = tflite.interpreter(content)
     assert interpreter.get_signature_runner("encode_image").get_input_details()["image"]["shape"].tolist() == \
         [1, 224, 224, 3]
