@@ -94,7 +94,7 @@ def _alive(pid: int) -> bool:
 def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLES, echo=print,
                quantize=()) -> dict:
     """Publish `run` as the next version of `model_name`; with `quantize` (modes of
-    tflite.MODES), also each mode's .tflite, measured on the test split (export/quantize.py)."""
+    export.QUANTIZE_MODES), also each mode's .tflite, measured on the test split (export/quantize.py)."""
     app, root = run.app, Path(export_root)
     model_name = model_name or app.name
     if not model_name or "/" in model_name or model_name.startswith("."):
@@ -158,7 +158,8 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
                     file = staging / "tflite" / row["file"]
                     artefacts.append({"kind": "tflite", "file": row["file"], "quantization": row["mode"],
                                       "default": row["file"] == card["default_file"],
-                                      "signatures": tflite.signature_specs(file), "ops": tflite.op_names(file),
+                                      "signatures": card["signature_specs"][row["file"]],
+                                      "ops": tflite.op_names(file),
                                       "assets": sorted(model.assets)})
             quality[model.filename] = measured
         with locked(root):

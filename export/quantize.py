@@ -99,7 +99,7 @@ def _variant(app, run, model, folder: Path, mode: str, test: dict, calibration: 
     except ExportError as e:
         echo(f"  {mode}: not available for {app.name} ({_last_line(e)})")
         return {**row, "available": False, "why": _last_line(e)}
-    bad = tflite.forbidden_ops(sorted({op["op_name"] for op in tflite.interpreter(content)._get_ops_details()}))
+    bad = tflite.forbidden_ops(tflite.op_names(content))
     if bad:
         return {**row, "available": False, "why": f"holds ops a phone's runtime lacks: {bad}"}
     path = Path(folder) / filename

@@ -95,8 +95,8 @@ def interpreter(path_or_bytes, num_threads: int | None = None, xnnpack: bool = T
     return Interpreter(**source, num_threads=num_threads, experimental_op_resolver_type=resolver)
 
 
-def op_names(model_path) -> list:
-    return sorted({op["op_name"] for op in interpreter(model_path)._get_ops_details()})
+def op_names(path_or_bytes) -> list:
+    return sorted({op["op_name"] for op in interpreter(path_or_bytes)._get_ops_details()})
 
 
 def run_one_by_one(model, signature: str, inputs: dict) -> dict:
