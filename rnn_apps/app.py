@@ -227,7 +227,7 @@ class ClassifierApp(App):
 
     def compile(self, model, config):
         model.compile(
-            optimizer=keras.optimizers.AdamW(config["learning_rate"], weight_decay=config["weight_decay"]),
+            optimizer=keras.optimizers.AdamW(config_lib.learning_rate(config), weight_decay=config["weight_decay"]),
             loss=SparseCrossentropy(config["label_smoothing"]),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             jit_compile=config["jit_compile"],

@@ -27,7 +27,7 @@ import click
 
 from export import QUANTIZE_MODES
 from rnn_apps import config as config_lib
-from rnn_apps import registry
+from rnn_apps import distribute, registry
 from rnn_apps.errors import ExportError, UserError
 
 
@@ -126,8 +126,11 @@ def list_apps():
 @click.option("--bidirectional/--no-bidirectional", default=None)
 @click.option("--dropout", type=float, help="Dropout on the SimpleRNN inputs.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Any other config key.")
+@click.option("--strategy", type=click.Choice(distribute.STRATEGIES), default="none", show_default=True,
+              help="tf.distribute: mirrored = every local GPU; multi-worker = the cluster in TF_CONFIG (every worker "
+                   "runs this command with the same --out on shared storage; worker 0 writes the run).")
 def train(app_name, data, data_root, tfds_data_dir, text_column, label_column, out_dir, resume, preset,
-          assignments, **options):
+          assignments, strategy, **options):
     """Train APP and write a run folder (config, vocabulary, checkpoints, logs, metrics)."""
     registry.describe(app_name)  # an unknown app is refused before TensorFlow is imported (seconds)
     from rnn_apps import train as train_lib
@@ -136,7 +139,8 @@ def train(app_name, data, data_root, tfds_data_dir, text_column, label_column, o
     overrides = {**config_lib.parse_assignments(assignments), **{k: v for k, v in options.items() if v is not None}}
     config = app.resolve_config(preset, overrides)
     data_options = {"text_column": text_column, "label_column": label_column, "tfds_data_dir": tfds_data_dir}
-    train_lib.train(app, config, data, data_root, out_dir, data_options, resume=resume, resume_epochs=options["epochs"])
+    train_lib.train(app, config, data, data_root, out_dir, data_options, resume=resume, resume_epochs=options["epochs"],
+                    strategy=strategy)
 
 
 def decoding_options(app, beam) -> dict:

@@ -20,6 +20,9 @@ COMMON = {
     "max_examples": 0,  # 0 = all; otherwise caps every split (smoke runs, tests)
     "seed": 0,
     "learning_rate": 1e-3,
+    # > 0: the learning rate halves every this many training steps (a smooth exponential decay);
+    # 0 = constant. Under a time budget a decaying rate gets more out of the last epochs.
+    "lr_half_life_steps": 0,
     "monitor": "val_loss",  # validation metric that picks best.keras and drives early stopping
     "patience": 3,  # epochs without improvement of `monitor` before training stops
     "jit_compile": True,  # XLA; ~1.6x faster SimpleRNN steps on CPU
@@ -69,6 +72,7 @@ CHECKS = {
     "max_examples": NON_NEGATIVE,
     "seed": NON_NEGATIVE,  # numpy's generators refuse negative seeds
     "learning_rate": POSITIVE_NUMBER,
+    "lr_half_life_steps": NON_NEGATIVE,
     "patience": NON_NEGATIVE,
     "units": POSITIVE,
     "depth": POSITIVE,
@@ -140,10 +144,16 @@ def resolve(defaults: dict, presets: dict, preset: str | None = None, overrides:
     return config
 
 
+# Keys added after runs were first written, with the value that reproduces those runs' behaviour:
+# a stored config without one reads it as that value instead of being refused as damaged.
+ADDED_KEYS = {"lr_half_life_steps": 0}
+
+
 def check_stored(stored, defaults: dict, checks: dict, path: Path) -> dict:
-    """A run's config.json: exactly the app's keys, each of the right type and range."""
+    """A run's config.json: exactly the app's keys (less ADDED_KEYS), each of the right type and range."""
     if not isinstance(stored, dict):
         raise UserError(f"{path} holds {type(stored).__name__}, not a config object; the run folder is damaged")
+    stored = {**{key: value for key, value in ADDED_KEYS.items() if key in defaults}, **stored}
     missing, unknown = sorted(set(defaults) - set(stored)), sorted(set(stored) - set(defaults))
     if missing or unknown:
         what = "; ".join(part for part in (missing and f"missing keys {', '.join(missing)}",
@@ -179,3 +189,12 @@ def load(path: Path):
         raise UserError(f"{path} is not valid JSON ({e}); the run folder is damaged") from None
     except IsADirectoryError:
         raise UserError(f"{path} is a folder, not a file; the run folder is damaged") from None
+
+
+def learning_rate(config: dict):
+    """The optimizer's learning rate: `learning_rate`, halved every `lr_half_life_steps` steps when set."""
+    import keras
+
+    if config["lr_half_life_steps"]:
+        return keras.optimizers.schedules.ExponentialDecay(config["learning_rate"], config["lr_half_life_steps"], 0.5)
+    return config["learning_rate"]

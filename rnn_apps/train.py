@@ -7,11 +7,15 @@ With `members=K` (K > 1) the run is a deep ensemble: K models of the same config
 after another from seeds seed, seed+1, ..., each with its own checkpoints and early stopping in
 RUN_DIR/members/I/, then joined into one Keras model that averages their probabilities
 (RUN_DIR/checkpoints/best.keras), which evaluate, predict and export use like any other model.
+
+With `--strategy` (rnn_apps/distribute.py) the same loop runs under tf.distribute; with several
+workers only the chief writes RUN_DIR, the others run the same code in a scratch folder of their own.
 """
 
 import os
 import shutil
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -21,7 +25,7 @@ import keras
 
 from pipelines.splits import first_available
 from rnn_apps import config as config_lib
-from rnn_apps import progress
+from rnn_apps import distribute, progress
 from rnn_apps.app import ensemble
 from rnn_apps.errors import UserError
 from rnn_apps.run import (
@@ -107,15 +111,18 @@ def member_dirs(out: Path, config: dict) -> list:
 
 
 def train(app, config: dict, data: str | None, data_root, out_dir, options: dict, resume: bool = False,
-          resume_epochs: int | None = None, echo=click.echo, callbacks=()) -> Run:
+          resume_epochs: int | None = None, echo=click.echo, callbacks=(), strategy: str = "none") -> Run | None:
     """Train a new run in out_dir from `config`, or with `resume` continue the run there with its
     own config, optionally with a new epoch budget `resume_epochs`. `callbacks` are Keras
     callbacks added to every model's fit (benchmarks use them to measure along the way).
+    `strategy` is one of distribute.STRATEGIES; a worker other than the chief returns None.
 
     A new run that fails before any model finished an epoch is removed again (what this call added
     to out_dir), so a plain retry is never refused; a run killed before that point (no chance to
     clean up) is restarted from its stored config by `--resume`."""
     out = Path(out_dir)
+    # Before any other TensorFlow work: a multi-worker strategy configures collectives at startup.
+    distribution = distribute.make(strategy)
     if resume:
         run = Run(out)
         if run.info["app"] != app.name:
@@ -129,13 +136,32 @@ def train(app, config: dict, data: str | None, data_root, out_dir, options: dict
         data = data or first_available(app.default_data, data_root)
         info = {"app": app.name, "data": data, "data_root": str(data_root) if data_root else None,
                 "options": options}
+    if distribute.workers(distribution) > 1 and config["max_train_minutes"]:
+        raise UserError("max_train_minutes cannot stop a multi-worker run (each worker's clock would stop it at "
+                        "another step); train it with --set max_train_minutes=0 and an epoch budget")
+    if not distribute.is_chief(distribution):
+        return _train_in_scratch(app, config, info, out, resume, echo, callbacks, distribution)
     existing = set(out.iterdir()) if out.is_dir() else None
     try:
-        return _train(app, config, info, out, resume, echo, callbacks)
+        return _train(app, config, info, out, resume, echo, callbacks, distribution)
     except BaseException:
         if not resume and not _any_epoch_done(out, config):
             _remove_added(out, existing)
         raise
+
+
+def _train_in_scratch(app, config, info, out: Path, resume: bool, echo, callbacks, distribution) -> None:
+    """A worker other than the chief: the same training in step with the chief, writing into a
+    scratch folder (from a copy of the chief's run when resuming) that is removed afterwards."""
+    scratch = Path(tempfile.mkdtemp(prefix="rnn-apps-worker-"))
+    try:
+        if resume:
+            shutil.copytree(out, scratch, dirs_exist_ok=True)
+        _train(app, config, info, scratch, resume, echo, callbacks, distribution)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    echo(f"worker done; the chief writes the run in {out}")
+    return None
 
 
 def _any_epoch_done(out: Path, config: dict) -> bool:
@@ -154,7 +180,7 @@ def _remove_added(out: Path, existing):
             path.unlink(missing_ok=True)
 
 
-def _train(app, config: dict, info: dict, out: Path, resume: bool, echo, callbacks) -> Run:
+def _train(app, config: dict, info: dict, out: Path, resume: bool, echo, callbacks, distribution=None) -> Run:
     keras.utils.set_random_seed(config["seed"])
     with progress.step(f"reading {info['data']}", echo):
         splits = app.load_data(info["data"], info.get("data_root"), config, info["options"])
@@ -186,7 +212,7 @@ def _train(app, config: dict, info: dict, out: Path, resume: bool, echo, callbac
         if config["members"] > 1:
             echo(f"member {i + 1} of {config['members']} (seed {config['seed'] + i}) in {member_dir}")
         states.append(_fit(app, {**config, "seed": config["seed"] + i}, splits, preprocessing, val_ds, member_dir,
-                           echo, callbacks))
+                           echo, callbacks, distribution))
     metrics = {"monitor": config["monitor"], "train_seconds": round(time.time() - start, 1),
                "examples": {s: splits.size(s) for s in ("train", "validation", "test")}}
     if config["members"] == 1:
@@ -207,22 +233,28 @@ def _train(app, config: dict, info: dict, out: Path, resume: bool, echo, callbac
     return run
 
 
-def _fit(app, config: dict, splits, preprocessing, val_ds, run_dir: Path, echo, callbacks=()) -> dict:
+def _fit(app, config: dict, splits, preprocessing, val_ds, run_dir: Path, echo, callbacks=(),
+         distribution=None) -> dict:
     """Train one model in run_dir (or continue it from last.keras); returns its early-stopping state."""
     state = read_json(run_dir / STATE_FILE, default=new_state(config["monitor"]))
     keras.utils.set_random_seed(config["seed"])
-    if state["epochs_done"]:
-        model = load_model(run_dir / "checkpoints" / "last.keras")
-        echo(f"resuming {run_dir} after epoch {state['epochs_done']} (best epoch {state['best_epoch']})")
-    else:
-        model = app.build_model(config, preprocessing)
-        app.compile(model, config)
+    # XLA does not compile the all-reduce of several workers on CPU (see rnn_apps/distribute.py).
+    xla = config["jit_compile"] and distribute.workers(distribution) == 1
+    with distribute.scope(distribution):
+        if state["epochs_done"]:
+            model = load_model(run_dir / "checkpoints" / "last.keras")
+            model.jit_compile = xla
+            echo(f"resuming {run_dir} after epoch {state['epochs_done']} (best epoch {state['best_epoch']})")
+        else:
+            model = app.build_model(config, preprocessing)
+            app.compile(model, {**config, "jit_compile": xla})
     if state["epochs_done"] < config["epochs"] and state["wait"] < config["patience"]:
         train_ds = app.dataset(splits.train, preprocessing, config, shuffle_seed=config["seed"])
         callbacks = [RunCheckpoint(run_dir, config["monitor"], config["patience"], state),
                      keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")), *callbacks]
-        model.fit(train_ds, validation_data=val_ds, epochs=config["epochs"], initial_epoch=state["epochs_done"],
-                  callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
+        distribute.fit_in_scope(model, distribution, train_ds, validation_data=val_ds, epochs=config["epochs"],
+                                initial_epoch=state["epochs_done"], callbacks=callbacks,
+                                verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
     best = load_model(run_dir / "checkpoints" / "best.keras")
     if app.after_training(best, config, preprocessing):
         save_model(best, run_dir / "checkpoints" / "best.keras")

@@ -354,6 +354,22 @@ def test_a_stored_config_value_out_of_range_is_refused(tiny_run, tmp_path):
     assert_one_line_error(invoke("predict", copy, "fine"), "config.json: config units: expected an integer >= 1")
 
 
+def test_a_run_written_before_a_key_was_added_loads_with_the_old_behaviour(tiny_run, tmp_path):
+    from rnn_apps import config as config_lib
+    from rnn_apps import registry
+
+    copy = copy_run(tiny_run("sentiment"), tmp_path)
+    config = json.loads((copy / "config.json").read_text())
+    del config["lr_half_life_steps"]  # written before the learning-rate schedule existed
+    (copy / "config.json").write_text(json.dumps(config))
+    assert invoke("predict", copy, "fine").exit_code == 0
+    stored = config_lib.check_stored(config, registry.get("sentiment").config, registry.get("sentiment").checks(),
+                                     copy / "config.json")
+    assert stored["lr_half_life_steps"] == 0 and config_lib.learning_rate(stored) == stored["learning_rate"]
+    schedule = config_lib.learning_rate({**stored, "lr_half_life_steps": 100})
+    assert float(schedule(200)) == pytest.approx(stored["learning_rate"] / 4)
+
+
 def test_evaluate_prints_and_rewrites_a_garbage_metrics_file(tiny_run, tmp_path):
     copy = copy_run(tiny_run("sentiment"), tmp_path)
     for garbage in ("garbage{", "[1, 2]"):

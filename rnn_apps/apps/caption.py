@@ -243,7 +243,7 @@ class Caption(App):
 
     def compile(self, model, config):
         model.compile(
-            optimizer=keras.optimizers.Adam(config["learning_rate"], clipnorm=config["clipnorm"]),
+            optimizer=keras.optimizers.Adam(config_lib.learning_rate(config), clipnorm=config["clipnorm"]),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PADDING_ID),
             jit_compile=config["jit_compile"],
         )

@@ -115,7 +115,6 @@ class CharLM(App):
     config_checks = {
         "embedding_dim": config_lib.POSITIVE,
         "window": config_lib.at_least(2),
-        "lr_half_life_steps": config_lib.NON_NEGATIVE,
         "max_characters": config_lib.NON_NEGATIVE,
         "clipnorm": config_lib.POSITIVE_NUMBER,
         "recurrent_initializer": config_lib.one_of("orthogonal", "identity"),
@@ -166,10 +165,7 @@ class CharLM(App):
         return float32_twin(self, model, run)
 
     def compile(self, model, config):
-        rate = config["learning_rate"]
-        if config["lr_half_life_steps"]:
-            rate = keras.optimizers.schedules.ExponentialDecay(rate, config["lr_half_life_steps"], 0.5)
-        model.compile(optimizer=keras.optimizers.Adam(rate, clipnorm=config["clipnorm"]),
+        model.compile(optimizer=keras.optimizers.Adam(config_lib.learning_rate(config), clipnorm=config["clipnorm"]),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       jit_compile=config["jit_compile"])
 

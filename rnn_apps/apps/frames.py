@@ -170,7 +170,8 @@ class Frames(App):
         return keras.Model({"frames": frames, "mask": mask}, probabilities, name=self.name)
 
     def compile(self, model, config):
-        model.compile(optimizer=keras.optimizers.AdamW(config["learning_rate"], weight_decay=config["weight_decay"],
+        model.compile(optimizer=keras.optimizers.AdamW(config_lib.learning_rate(config),
+                                                       weight_decay=config["weight_decay"],
                                                        clipnorm=config["clipnorm"]),
                       loss=keras.losses.SparseCategoricalCrossentropy(),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],

@@ -199,7 +199,8 @@ class Tagger(App):
         return word_vectors.start_rows(preprocessing, preprocessing.words.get_vocabulary(), config)
 
     def compile(self, model, config):
-        model.compile(optimizer=keras.optimizers.AdamW(config["learning_rate"], weight_decay=config["weight_decay"]),
+        model.compile(optimizer=keras.optimizers.AdamW(config_lib.learning_rate(config),
+                                                       weight_decay=config["weight_decay"]),
                       loss=keras.losses.SparseCategoricalCrossentropy(),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                       jit_compile=config["jit_compile"])

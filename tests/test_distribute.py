@@ -1,0 +1,125 @@
+"""Multi-worker training (rnn_apps/distribute.py): two workers started as processes on 127.0.0.1
+train in step (the same weights after every fit), match one process training on the same global
+batch, write the run from the chief alone, and continue it with --resume after all of them stop."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnn_apps import distribute
+from rnn_apps.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+# One training process: argv = data_root out_dir weights_file overrides_json resume strategy.
+# The callback keeps the weights each process ends fit with (a worker's own, never written to the run).
+WORKER = """
+import json, sys
+import numpy as np
+import keras
+from rnn_apps import registry
+from rnn_apps.train import train
+
+class FinalWeights(keras.callbacks.Callback):
+    def on_train_end(self, logs=None):
+        np.savez(sys.argv[3], *[np.asarray(w.numpy()) for w in self.model.weights])
+
+app = registry.get("sentiment")
+config = app.resolve_config("tiny", json.loads(sys.argv[4]))
+train(app, config, "sst2", sys.argv[1], sys.argv[2], {}, resume=sys.argv[5] == "1", resume_epochs=config["epochs"],
+      echo=print, callbacks=[FinalWeights()], strategy=sys.argv[6])
+"""
+
+
+def free_ports(count: int) -> list:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start(data_root, out, weights, overrides, resume, strategy, tf_config=None):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    if tf_config:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    args = [sys.executable, "-c", WORKER, str(data_root), str(out), str(weights), json.dumps(overrides),
+            "1" if resume else "0", strategy]
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def weights_of(path) -> list:
+    with np.load(path) as stored:
+        return [stored[f"arr_{i}"] for i in range(len(stored.files))]
+
+
+def train_all(data_root, tmp, phase, overrides, resume):
+    """Two workers (shared run folder `multi`) and one process (`single`) side by side -> weights."""
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = [start(data_root, tmp / "multi", tmp / f"{phase}_worker{i}.npz", overrides, resume, "multi-worker",
+                       {"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(2)]
+    processes.append(start(data_root, tmp / "single", tmp / f"{phase}_single.npz", overrides, resume, "none"))
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=240)[0])
+        except subprocess.TimeoutExpired:
+            for p in processes:
+                p.kill()
+            pytest.fail("a training process hung (workers out of step?)")
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output[-3000:]
+    assert "worker done; the chief writes the run" in outputs[1]
+    return [weights_of(tmp / f"{phase}_{name}.npz") for name in ("worker0", "worker1", "single")], outputs
+
+
+def assert_same(a, b, atol):
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, atol=atol, rtol=0)
+
+
+def test_two_workers_train_in_step_and_resume_like_one_process(data_root, tmp_path):
+    # Batch 16 over two workers: 8 examples each a step. No dropout (each replica draws its own
+    # masks) and XLA off on both sides (a multi-worker run always trains without it), so the
+    # comparison is of the same arithmetic, summed in another order.
+    overrides = {"epochs": 1, "jit_compile": False, "max_examples": 96, "max_train_minutes": 0.0,
+                 "dropout": 0.0, "embedding_dropout": 0.0, "output_dropout": 0.0}
+    (first, other, single), _ = train_all(data_root, tmp_path, "first", overrides, resume=False)
+    assert_same(first, other, atol=0)  # in step: the same all-reduced gradients on both workers
+    assert_same(first, single, atol=1e-5)
+
+    run = tmp_path / "multi"
+    assert json.loads((run / "state.json").read_text())["epochs_done"] == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.keras", "last.keras"]
+    chief_files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if "logs" not in p.parts)
+
+    # Every process stops; all start again with --resume and a larger epoch budget.
+    (chief, other, single), _ = train_all(data_root, tmp_path, "second", {**overrides, "epochs": 2}, resume=True)
+    assert_same(chief, other, atol=0)
+    assert_same(chief, single, atol=1e-5)
+    assert max(np.abs(a - b).max() for a, b in zip(chief, first, strict=True)) > 1e-3  # the second epoch trained
+    assert json.loads((run / "state.json").read_text())["epochs_done"] == 2
+    assert sorted(str(p.relative_to(run)) for p in run.rglob("*") if "logs" not in p.parts) == chief_files
+
+
+def test_multi_worker_needs_a_cluster_and_an_epoch_budget(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(UserError, match="--strategy multi-worker needs TF_CONFIG naming the cluster"):
+        distribute.make("multi-worker")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"index": 3}}')
+    with pytest.raises(UserError, match="needs TF_CONFIG"):
+        distribute.make("multi-worker")
+    with pytest.raises(UserError, match="unknown strategy 'ring'"):
+        distribute.make("ring")
+    assert distribute.make("none") is None and distribute.is_chief(None) and distribute.workers(None) == 1
