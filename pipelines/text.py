@@ -4,6 +4,7 @@ in the SavedModel's serving graph, and (TOKENISATION_RULES, in the model card) o
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
@@ -33,11 +34,25 @@ def truncate_bytes(text: tf.Tensor, max_length: int) -> tf.Tensor:
     return tf.strings.substr(text, 0, MAX_BYTES_PER_TOKEN * max_length)
 
 
+# Keras 3 builds a ragged TextVectorization on the TensorFlow backend only; on JAX (training there,
+# `KERAS_BACKEND=jax`) it pads with 0 and `ragged_ids` makes the rows ragged again.
+RAGGED = keras.backend.backend() == "tensorflow"
+
+
+def ragged_ids(layer: layers.TextVectorization, texts) -> tf.RaggedTensor:
+    """layer(texts) as ragged int64 ids on any Keras backend (id 0, padding, is never a token)."""
+    ids = layer(texts)
+    if isinstance(ids, tf.RaggedTensor):
+        return ids
+    dense = tf.cast(ids if tf.is_tensor(ids) else tf.convert_to_tensor(np.asarray(ids)), tf.int64)
+    return tf.RaggedTensor.from_tensor(dense, padding=PADDING_ID)
+
+
 def vectorizer(vocabulary=None, max_tokens=None) -> layers.TextVectorization:
-    """Text -> ragged token ids. Adapt it on the training split, or give it a stored vocabulary."""
+    """Text -> token ids (ragged_ids). Adapt it on the training split, or give it a stored vocabulary."""
     return layers.TextVectorization(
         max_tokens=max_tokens, standardize=standardize, split="whitespace", output_mode="int",
-        ragged=True, vocabulary=vocabulary,
+        ragged=RAGGED, vocabulary=vocabulary,
     )
 
 
@@ -77,7 +92,7 @@ def from_vocabulary(folder: Path) -> layers.TextVectorization:
 def token_ids(layer: layers.TextVectorization, texts, max_length: int) -> tf.RaggedTensor:
     """A batch of strings -> ragged ids, at most max_length per text."""
     texts = truncate_bytes(tf.convert_to_tensor(texts, tf.string), max_length)
-    return layer(texts)[:, :max_length]
+    return ragged_ids(layer, texts)[:, :max_length]
 
 
 def padded_ids(layer: layers.TextVectorization, texts, max_length: int) -> np.ndarray:

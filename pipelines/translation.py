@@ -24,6 +24,7 @@ from keras import layers
 
 from pipelines import tfds_source
 from pipelines.splits import Splits, local_path, select
+from pipelines.text import RAGGED, ragged_ids
 from rnn_apps.errors import UserError
 
 PADDING_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
@@ -157,7 +158,7 @@ def vectorizer(language: str, side: str, vocabulary=None, max_tokens=None,
     standardize = standardize or {"source": standardize_source, "target": standardize_target}[side]
     return layers.TextVectorization(
         max_tokens=max_tokens, standardize=_valid_utf8 if character else standardize,
-        split=split_characters if character else "whitespace", output_mode="int", ragged=True,
+        split=split_characters if character else "whitespace", output_mode="int", ragged=RAGGED,
         vocabulary=vocabulary)
 
 
@@ -173,7 +174,7 @@ def adapt(texts, language: str, side: str, max_tokens: int, standardize=None) ->
 def token_ids(layer: layers.TextVectorization, texts, max_length: int) -> tf.RaggedTensor:
     """A batch of strings -> ragged ids, at most max_length per text (a 1 MB string is cut first)."""
     texts = tf.strings.substr(tf.convert_to_tensor(texts, tf.string), 0, MAX_BYTES_PER_TOKEN * max_length)
-    return layer(texts)[:, :max_length]
+    return ragged_ids(layer, texts)[:, :max_length]
 
 
 def detokenize(tokens: tf.Tensor, language: str) -> tf.Tensor:

@@ -23,7 +23,11 @@ class FastSimpleRNN(layers.SimpleRNN):
     weights move between the two both ways; same masks, directions, states and input dropout (one
     mask for every step, as the cell draws it); outputs and gradients equal within float rounding
     (tests/test_layers.py). `unroll=True` (what TFLite converts) unrolls the hoisted form; a cell
-    with recurrent dropout or another activation takes the stock path."""
+    with recurrent dropout or another activation takes the stock path.
+
+    Not used by the apps yet: 1.5x faster than the stock layer on issue 13's reference and
+    character-LM steps, but an epoch of the sentiment app (length buckets, masks, both directions)
+    took 2.7x longer with it (bench/RESULTS.md, "Performance")."""
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
@@ -58,16 +62,99 @@ def tanh_recurrence(inputs, state, kernel, mask=None, go_backwards=False, zero_o
     (outputs [batch, time, units] in the order read, last output, final state).
 
     The backward pass is written out: da_t = (dh_t + da_(t+1) kernel^T) (1 - h_t^2), one small
-    product a step, and d kernel = sum_t h_(t-1)^T da_t, one large product after the loop. Both
-    loops are Keras's backend.rnn (a while loop on TensorFlow, lax.scan on JAX)."""
-    units = kernel.shape[0]
+    product a step, and d kernel = sum_t h_(t-1)^T da_t, one large product after the loop. On
+    TensorFlow both loops run `CHUNK` steps per iteration of a while loop (`_chunked_recurrence`);
+    elsewhere they are Keras's backend.rnn (lax.scan on JAX)."""
     steps = None if mask is None else ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
     if go_backwards:
         inputs = ops.flip(inputs, 1)
         steps = None if steps is None else ops.flip(steps, 1)
-
+    if keras.backend.backend() == "tensorflow":
+        return _chunked_recurrence(inputs, state, kernel, steps, zero_output_for_mask)
     if steps is None:
         return _unmasked(inputs, state, kernel)
+    return _masked(inputs, state, kernel, steps, zero_output_for_mask)
+
+
+# Steps of the recurrence per iteration of TensorFlow's while loop: each iteration costs the loop's
+# own bookkeeping, so unrolling a few steps into one iteration spreads it (issue 13 measurements in
+# bench/RESULTS.md). Lengths that are not a multiple run their remainder one step an iteration first.
+CHUNK = 8
+
+
+def _chunked_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
+    import tensorflow as tf
+
+    def for_steps(count, step, carry):
+        """carry = step(t, carry) for t = 0 .. count - 1, CHUNK steps per iteration of the loop."""
+        remainder = count % CHUNK
+        _, carry = tf.while_loop(lambda i, c: i < remainder, lambda i, c: (i + 1, step(i, c)), (0, carry))
+
+        def body(i, c):
+            for k in range(CHUNK):
+                c = step(i + k, c)
+            return i + CHUNK, c
+
+        _, carry = tf.while_loop(lambda i, c: i < count, body, (remainder, carry))
+        return carry
+
+    @tf.custom_gradient
+    def run(inputs, state, kernel):
+        xs = tf.transpose(inputs, (1, 0, 2))  # time-major: one step is a row
+        ms = None if steps is None else tf.transpose(steps, (1, 0, 2))
+        count = tf.shape(xs)[0]
+        zeros = tf.zeros_like(state)
+
+        def forward(t, carry):
+            h, out, outputs, previous = carry
+            new = tf.tanh(xs[t] + tf.matmul(h, kernel))
+            if ms is not None:  # a masked step keeps the state and repeats (or zeroes) the output
+                m = ms[t]
+                previous = previous.write(t, h)
+                new_h = h + m * (new - h)
+                out = m * new + (1.0 - m) * (zeros if zero_output_for_mask else out)
+                return new_h, out, outputs.write(t, out), previous
+            return new, new, outputs.write(t, new), previous
+
+        arrays = [tf.TensorArray(inputs.dtype, size=count, element_shape=state.shape) for _ in range(2)]
+        h, last, outputs_ta, previous_ta = for_steps(count, forward, (state, zeros, *arrays))
+        outputs = outputs_ta.stack()
+        # The state each step started from, for the weight gradient.
+        previous = tf.concat([state[None], outputs[:-1]], 0) if ms is None else previous_ta.stack()
+
+        def grad(d_outputs, d_last, d_final):
+            d_outputs = tf.transpose(d_outputs, (1, 0, 2))
+            d_outputs = tf.concat([d_outputs[:-1], d_outputs[-1:] + d_last[None]], 0)
+            transposed = tf.transpose(kernel)
+
+            def backward(s, carry):
+                t = count - 1 - s
+                d_h, d_out, d_as = carry
+                d_output = d_outputs[t] + d_out
+                # On a real step the output is that step's tanh; a masked step's d_a is zero anyway.
+                d_a = (d_output + d_h) * (1.0 - outputs[t] * outputs[t])
+                if ms is None:
+                    return tf.matmul(d_a, transposed), d_out, d_as.write(t, d_a)
+                m = ms[t]
+                d_a = m * d_a
+                carried = zeros if zero_output_for_mask else (1.0 - m) * d_output
+                return (1.0 - m) * d_h + tf.matmul(d_a, transposed), carried, d_as.write(t, d_a)
+
+            d_as = tf.TensorArray(inputs.dtype, size=count, element_shape=state.shape)
+            d_state, _, d_as = for_steps(count, backward, (d_final, zeros, d_as))
+            d_a = d_as.stack()
+            units = kernel.shape[0]
+            d_kernel = tf.matmul(tf.reshape(previous, (-1, units)), tf.reshape(d_a, (-1, units)), transpose_a=True)
+            return tf.transpose(d_a, (1, 0, 2)), d_state, d_kernel
+
+        return (tf.transpose(outputs, (1, 0, 2)), last, h), grad
+
+    return run(inputs, state, kernel)
+
+
+def _masked(inputs, state, kernel, steps, zero_output_for_mask):
+    """tanh_recurrence with a mask (steps: [batch, time, 1], 1.0 for real steps) on backend.rnn."""
+    units = kernel.shape[0]
 
     @ops.custom_gradient
     def run(inputs, state, kernel):
@@ -77,7 +164,7 @@ def tanh_recurrence(inputs, state, kernel, mask=None, go_backwards=False, zero_o
             return ops.concatenate([new, states[0]], axis=-1), [new]
 
         last, both, (final,) = keras_backend.rnn(
-            step, inputs, [state], mask=None if steps is None else ops.squeeze(steps, -1) > 0,
+            step, inputs, [state], mask=ops.squeeze(steps, -1) > 0,
             zero_output_for_mask=zero_output_for_mask)
         outputs, previous = both[..., :units], both[..., units:]
 
@@ -85,7 +172,7 @@ def tanh_recurrence(inputs, state, kernel, mask=None, go_backwards=False, zero_o
             d_outputs, d_last, d_final = _upstream(args, upstream)
             d_outputs = ops.concatenate([d_outputs[:, :-1], d_outputs[:, -1:] + ops.expand_dims(d_last, 1)], axis=1)
             transposed = ops.transpose(kernel)
-            m = ops.ones_like(outputs[..., :1]) if steps is None else steps
+            m = steps
 
             def back(item, states):  # one tensor in: backend.rnn wants a static length for nested inputs
                 d_output, output, m_t = item[..., :units], item[..., units:2 * units], item[..., 2 * units:]

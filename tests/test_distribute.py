@@ -17,8 +17,9 @@ from rnn_apps.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
-# One training process: argv = data_root out_dir weights_file overrides_json resume strategy.
-# The callback keeps the weights each process ends fit with (a worker's own, never written to the run).
+# A training process: argv = data_root out_dir strategy, then phases (weights_file overrides_json
+# resume), each one train() call. The callback keeps the weights each call ends fit with (a
+# worker's own, never written to the run).
 WORKER = """
 import json, sys
 import numpy as np
@@ -27,13 +28,19 @@ from rnn_apps import registry
 from rnn_apps.train import train
 
 class FinalWeights(keras.callbacks.Callback):
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
     def on_train_end(self, logs=None):
-        np.savez(sys.argv[3], *[np.asarray(w.numpy()) for w in self.model.weights])
+        np.savez(self.path, *[np.asarray(w.numpy()) for w in self.model.weights])
 
 app = registry.get("sentiment")
-config = app.resolve_config("tiny", json.loads(sys.argv[4]))
-train(app, config, "sst2", sys.argv[1], sys.argv[2], {}, resume=sys.argv[5] == "1", resume_epochs=config["epochs"],
-      echo=print, callbacks=[FinalWeights()], strategy=sys.argv[6])
+phases = sys.argv[4:]
+for weights, overrides, resume in zip(phases[::3], phases[1::3], phases[2::3]):
+    config = app.resolve_config("tiny", json.loads(overrides))
+    train(app, config, "sst2", sys.argv[1], sys.argv[2], {}, resume=resume == "1", resume_epochs=config["epochs"],
+          echo=print, callbacks=[FinalWeights(weights)], strategy=sys.argv[3])
 """
 
 
@@ -47,13 +54,15 @@ def free_ports(count: int) -> list:
     return ports
 
 
-def start(data_root, out, weights, overrides, resume, strategy, tf_config=None):
+def start(data_root, out, strategy, phases, tf_config=None):
+    """phases: [(weights file, overrides, resume)], trained one after another in this process."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_CONFIG", None)
     if tf_config:
         env["TF_CONFIG"] = json.dumps(tf_config)
-    args = [sys.executable, "-c", WORKER, str(data_root), str(out), str(weights), json.dumps(overrides),
-            "1" if resume else "0", strategy]
+    args = [sys.executable, "-c", WORKER, str(data_root), str(out), strategy]
+    for weights, overrides, resume in phases:
+        args += [str(weights), json.dumps(overrides), "1" if resume else "0"]
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -62,13 +71,15 @@ def weights_of(path) -> list:
         return [stored[f"arr_{i}"] for i in range(len(stored.files))]
 
 
-def train_all(data_root, tmp, phase, overrides, resume):
-    """Two workers (shared run folder `multi`) and one process (`single`) side by side -> weights."""
+def train_workers(data_root, tmp, phase, overrides, resume, single_phases=()):
+    """Two workers (shared run folder `multi`), and one process (`single`) through `single_phases`
+    beside them -> the workers' final weights."""
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    processes = [start(data_root, tmp / "multi", tmp / f"{phase}_worker{i}.npz", overrides, resume, "multi-worker",
+    processes = [start(data_root, tmp / "multi", "multi-worker", [(tmp / f"{phase}_worker{i}.npz", overrides, resume)],
                        {"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(2)]
-    processes.append(start(data_root, tmp / "single", tmp / f"{phase}_single.npz", overrides, resume, "none"))
+    if single_phases:
+        processes.append(start(data_root, tmp / "single", "none", single_phases))
     outputs = []
     for process in processes:
         try:
@@ -80,7 +91,7 @@ def train_all(data_root, tmp, phase, overrides, resume):
     for process, output in zip(processes, outputs, strict=True):
         assert process.returncode == 0, output[-3000:]
     assert "worker done; the chief writes the run" in outputs[1]
-    return [weights_of(tmp / f"{phase}_{name}.npz") for name in ("worker0", "worker1", "single")], outputs
+    return [weights_of(tmp / f"{phase}_worker{i}.npz") for i in range(2)]
 
 
 def assert_same(a, b, atol):
@@ -95,9 +106,12 @@ def test_two_workers_train_in_step_and_resume_like_one_process(data_root, tmp_pa
     # comparison is of the same arithmetic, summed in another order.
     overrides = {"epochs": 1, "jit_compile": False, "max_examples": 96, "max_train_minutes": 0.0,
                  "dropout": 0.0, "embedding_dropout": 0.0, "output_dropout": 0.0}
-    (first, other, single), _ = train_all(data_root, tmp_path, "first", overrides, resume=False)
+    resumed = {**overrides, "epochs": 2}
+    # One process trains the same two phases (an epoch, then --resume to two) beside the first workers.
+    single_phases = [(tmp_path / "first_single.npz", overrides, False), (tmp_path / "second_single.npz", resumed, True)]
+    first, other = train_workers(data_root, tmp_path, "first", overrides, False, single_phases)
     assert_same(first, other, atol=0)  # in step: the same all-reduced gradients on both workers
-    assert_same(first, single, atol=1e-5)
+    assert_same(first, weights_of(tmp_path / "first_single.npz"), atol=1e-5)
 
     run = tmp_path / "multi"
     assert json.loads((run / "state.json").read_text())["epochs_done"] == 1
@@ -105,9 +119,9 @@ def test_two_workers_train_in_step_and_resume_like_one_process(data_root, tmp_pa
     chief_files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if "logs" not in p.parts)
 
     # Every process stops; all start again with --resume and a larger epoch budget.
-    (chief, other, single), _ = train_all(data_root, tmp_path, "second", {**overrides, "epochs": 2}, resume=True)
+    chief, other = train_workers(data_root, tmp_path, "second", resumed, True)
     assert_same(chief, other, atol=0)
-    assert_same(chief, single, atol=1e-5)
+    assert_same(chief, weights_of(tmp_path / "second_single.npz"), atol=1e-5)
     assert max(np.abs(a - b).max() for a, b in zip(chief, first, strict=True)) > 1e-3  # the second epoch trained
     assert json.loads((run / "state.json").read_text())["epochs_done"] == 2
     assert sorted(str(p.relative_to(run)) for p in run.rglob("*") if "logs" not in p.parts) == chief_files

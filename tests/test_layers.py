@@ -60,10 +60,14 @@ def _outputs_and_gradients(layers_, x, mask, initial_state):
 
 @pytest.mark.parametrize("options", RNN_OPTIONS)
 @pytest.mark.parametrize("masked", [False, True])
-def test_fast_simple_rnn_equals_the_stock_layer(options, masked):
+@pytest.mark.parametrize("chunk", [3, 8])  # 7 steps: one single step then two chunks; the remainder loop alone
+def test_fast_simple_rnn_equals_the_stock_layer(options, masked, chunk, monkeypatch):
     from keras import layers
 
+    from rnn_apps import layers as our_layers
     from rnn_apps.layers import FastSimpleRNN
+
+    monkeypatch.setattr(our_layers, "CHUNK", chunk)
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4, 7, 5)).astype("float32")
