@@ -74,16 +74,20 @@ def write(name: str, result: dict):
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
 
 
+# Each app's default public data here (under DATA_ROOT), the app's registry name first.
+DATA = {"digits": "digits", "sentiment": "sst2", "translate": "spa_eng", "charlm": "tiny_shakespeare",
+        "tagger": "ud_english_ewt", "frames": "ur_fall_features", "caption": "coco_captions_mini"}
+
 # What the serving benchmarks train when no export root is given: each app's default architecture
 # (the sizes, the ensemble, the 65k-row sentiment embedding that memory and speed depend on), fitted
 # on a little data for one epoch: its answers are poor, its graph is the real one.
-QUICK_TRAINING = {"sentiment": ("sst2", {"max_examples": 1024, "epochs": 1}),
-                  "digits": ("digits", {"epochs": 1}),
-                  "translate": ("spa_eng", {"max_examples": 2048, "epochs": 1}),
-                  "charlm": ("tiny_shakespeare", {"max_characters": 50_000, "epochs": 1}),
-                  "tagger": ("ud_english_ewt", {"max_examples": 2048, "epochs": 1}),
-                  "frames": ("ur_fall_features", {"epochs": 1}),
-                  "caption": ("coco_captions_mini", {"epochs": 1})}
+QUICK_TRAINING = {"sentiment": (DATA["sentiment"], {"max_examples": 1024, "epochs": 1}),
+                  "digits": (DATA["digits"], {"epochs": 1}),
+                  "translate": (DATA["translate"], {"max_examples": 2048, "epochs": 1}),
+                  "charlm": (DATA["charlm"], {"max_characters": 50_000, "epochs": 1}),
+                  "tagger": (DATA["tagger"], {"max_examples": 2048, "epochs": 1}),
+                  "frames": (DATA["frames"], {"epochs": 1}),
+                  "caption": (DATA["caption"], {"epochs": 1})}
 
 
 def default_architecture_exports(root: Path) -> Path:

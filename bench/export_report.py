@@ -22,8 +22,6 @@ from pathlib import Path
 
 import common
 
-DATA = {"digits": "digits", "sentiment": "sst2", "translate": "spa_eng", "charlm": "tiny_shakespeare",
-        "tagger": "ud_english_ewt", "frames": "ur_fall_features", "caption": "coco_captions_mini"}
 FULL = ("digits", "sentiment", "frames")  # trained to their own stopping point (minutes at most here)
 
 
@@ -32,7 +30,7 @@ def main():
     parser.add_argument("--runs", default=str(common.REPO / "bench" / ".runs"), help="Trained runs (kept).")
     parser.add_argument("--minutes", type=float, default=6.0, help="Training budget of each other app.")
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--apps", default=",".join(DATA))
+    parser.add_argument("--apps", default=",".join(common.DATA))
     parser.add_argument("--report-only", action="store_true", help="Keep bench/.exports; only measure.")
     args = parser.parse_args()
 
@@ -57,7 +55,8 @@ def main():
         overrides = {} if name in FULL else {"max_train_minutes": args.minutes}
         print(f"== {name}: training {'to its stopping point' if name in FULL else f'{args.minutes} min'}",
               flush=True)
-        timings[name] = {"train_seconds": round(common.train_once(registry.get(name), DATA[name], overrides, out), 1)}
+        seconds = common.train_once(registry.get(name), common.DATA[name], overrides, out)
+        timings[name] = {"train_seconds": round(seconds, 1)}
         start = time.time()
         rnn_apps("export", out, "--out", root, "--quantize", "all")
         timings[name]["export_seconds"] = round(time.time() - start, 1)

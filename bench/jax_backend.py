@@ -19,9 +19,6 @@ from pathlib import Path
 
 import common
 
-DATA = {"digits": "digits", "sentiment": "sst2", "translate": "spa_eng", "charlm": "tiny_shakespeare",
-        "tagger": "ud_english_ewt", "frames": "ur_fall_features", "caption": "coco_captions_mini"}
-
 
 def cli(args, backend: str) -> tuple:
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -34,13 +31,13 @@ def cli(args, backend: str) -> tuple:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--apps", default=",".join(DATA))
+    parser.add_argument("--apps", default=",".join(common.DATA))
     args = parser.parse_args()
     rows = {}
     for app in args.apps.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             run = Path(tmp) / "run"
-            code, _, error, seconds = cli(["train", app, "--preset", "tiny", "--data", DATA[app], "--data-root",
+            code, _, error, seconds = cli(["train", app, "--preset", "tiny", "--data", common.DATA[app], "--data-root",
                                            common.DATA_ROOT, "--out", run], "jax")
             row = {"trained_on_jax": code == 0, "train_seconds": seconds}
             if code:

@@ -18,13 +18,10 @@ from pathlib import Path
 
 import common
 
-DATA = {"digits": "digits", "sentiment": "sst2", "translate": "spa_eng", "charlm": "tiny_shakespeare",
-        "tagger": "ud_english_ewt", "frames": "ur_fall_features", "caption": "coco_captions_mini"}
-
 
 def peak_of_training(app: str, minutes: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "rnn_apps.cli", "train", app, "--data", DATA[app],
+        command = [sys.executable, "-m", "rnn_apps.cli", "train", app, "--data", common.DATA[app],
                    "--data-root", str(common.DATA_ROOT), "--out", str(Path(tmp) / "run"),
                    "--set", f"max_train_minutes={minutes}"]
         start = time.time()
@@ -39,7 +36,7 @@ def peak_of_training(app: str, minutes: float) -> dict:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--apps", default=",".join(DATA))
+    parser.add_argument("--apps", default=",".join(common.DATA))
     parser.add_argument("--minutes", type=float, default=0.5, help="training budget of each run")
     args = parser.parse_args()
     rows = {}
