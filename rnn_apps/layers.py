@@ -23,7 +23,8 @@ class FastSimpleRNN(layers.SimpleRNN):
     weights move between the two both ways; same masks, directions, states and input dropout (one
     mask for every step, as the cell draws it); outputs and gradients equal within float rounding
     (tests/test_layers.py). `unroll=True` (what TFLite converts) unrolls the hoisted form; a cell
-    with recurrent dropout or another activation takes the stock path.
+    with recurrent dropout or another activation, or a backend other than TensorFlow or JAX, takes
+    the stock path.
 
     Not used by the apps yet: 1.5x faster than the stock layer on issue 13's reference and
     character-LM steps, but an epoch of the sentiment app (length buckets, masks, both directions)
@@ -31,7 +32,8 @@ class FastSimpleRNN(layers.SimpleRNN):
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
-        if (cell.recurrent_dropout > 0 and training) or cell.activation is not keras.activations.tanh:
+        if ((cell.recurrent_dropout > 0 and training) or cell.activation is not keras.activations.tanh
+                or keras.backend.backend() not in ("tensorflow", "jax")):
             return super().inner_loop(sequences, initial_state, mask, training)
         if training and cell.dropout > 0:
             sequences = sequences * ops.expand_dims(cell.get_dropout_mask(sequences[:, 0]), 1)
@@ -63,17 +65,15 @@ def tanh_recurrence(inputs, state, kernel, mask=None, go_backwards=False, zero_o
 
     The backward pass is written out: da_t = (dh_t + da_(t+1) kernel^T) (1 - h_t^2), one small
     product a step, and d kernel = sum_t h_(t-1)^T da_t, one large product after the loop. On
-    TensorFlow both loops run `CHUNK` steps per iteration of a while loop (`_chunked_recurrence`);
-    elsewhere they are Keras's backend.rnn (lax.scan on JAX)."""
+    TensorFlow both loops run `CHUNK` steps per iteration of a while loop (`_chunked_recurrence`),
+    on JAX per iteration of lax.scan (`_scanned_recurrence`)."""
     steps = None if mask is None else ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
     if go_backwards:
         inputs = ops.flip(inputs, 1)
         steps = None if steps is None else ops.flip(steps, 1)
     if keras.backend.backend() == "tensorflow":
         return _chunked_recurrence(inputs, state, kernel, steps, zero_output_for_mask)
-    if steps is None:
-        return _unmasked(inputs, state, kernel)
-    return _masked(inputs, state, kernel, steps, zero_output_for_mask)
+    return _scanned_recurrence(inputs, state, kernel, steps, zero_output_for_mask)
 
 
 # Steps of the recurrence per iteration of TensorFlow's while loop: each iteration costs the loop's
@@ -152,82 +152,65 @@ def _chunked_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
     return run(inputs, state, kernel)
 
 
-def _masked(inputs, state, kernel, steps, zero_output_for_mask):
-    """tanh_recurrence with a mask (steps: [batch, time, 1], 1.0 for real steps) on backend.rnn."""
-    units = kernel.shape[0]
+def _scanned_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
+    """tanh_recurrence on JAX: the same two loops as `_chunked_recurrence`, as lax.scan with CHUNK
+    steps unrolled per iteration (on a GPU each iteration of a loop also waits for the host to read
+    its condition) and jax.custom_vjp for the written-out backward pass."""
+    import jax
+    import jax.numpy as jnp
 
-    @ops.custom_gradient
-    def run(inputs, state, kernel):
-        def step(x, states):
-            new = ops.tanh(x + ops.matmul(states[0], kernel))
-            # Each output carries the state it started from, for the weight gradient.
-            return ops.concatenate([new, states[0]], axis=-1), [new]
+    def forward(xs, state, kernel, ms):
+        zeros = jnp.zeros_like(state)
 
-        last, both, (final,) = keras_backend.rnn(
-            step, inputs, [state], mask=ops.squeeze(steps, -1) > 0,
-            zero_output_for_mask=zero_output_for_mask)
-        outputs, previous = both[..., :units], both[..., units:]
+        def step(carry, item):
+            h, out = carry
+            x, m = item
+            new = jnp.tanh(x + h @ kernel)
+            if m is None:
+                return (new, new), (new, h)
+            # a masked step keeps the state and repeats (or zeroes) the output
+            out = m * new + (1 - m) * (zeros if zero_output_for_mask else out)
+            return (h + m * (new - h), out), (out, h)
 
-        def grad(*args, upstream=None):
-            d_outputs, d_last, d_final = _upstream(args, upstream)
-            d_outputs = ops.concatenate([d_outputs[:, :-1], d_outputs[:, -1:] + ops.expand_dims(d_last, 1)], axis=1)
-            transposed = ops.transpose(kernel)
-            m = steps
+        (h, last), (outputs, previous) = jax.lax.scan(step, (state, zeros), (xs, ms), unroll=CHUNK)
+        return (outputs, last, h), previous  # previous: the state each step started from
 
-            def back(item, states):  # one tensor in: backend.rnn wants a static length for nested inputs
-                d_output, output, m_t = item[..., :units], item[..., units:2 * units], item[..., 2 * units:]
-                d_state, d_output_carry = states
-                d_output = d_output + d_output_carry
-                d_a = m_t * (d_output + d_state) * (1.0 - output * output)
-                carried = 0.0 * d_output if zero_output_for_mask else (1.0 - m_t) * d_output
-                return d_a, [(1.0 - m_t) * d_state + ops.matmul(d_a, transposed), carried]
+    @jax.custom_vjp
+    def run(xs, state, kernel, ms):
+        return forward(xs, state, kernel, ms)[0]
 
-            _, d_a, (d_state, _) = keras_backend.rnn(back, ops.concatenate([d_outputs, outputs, m], axis=-1),
-                                                      [d_final, ops.zeros_like(state)], go_backwards=True)
-            d_a = ops.flip(d_a, 1)  # back in time order
-            d_kernel = ops.matmul(ops.transpose(ops.reshape(previous, (-1, units))), ops.reshape(d_a, (-1, units)))
-            return d_a, d_state, d_kernel
+    def run_forward(xs, state, kernel, ms):
+        result, previous = forward(xs, state, kernel, ms)
+        return result, (result[0], previous, kernel, ms)
 
-        return (outputs, outputs[:, -1], final), grad
+    def run_backward(residuals, cotangents):
+        outputs, previous, kernel, ms = residuals
+        d_outputs, d_last, d_final = cotangents
+        d_outputs = d_outputs.at[-1].add(d_last)
+        transposed = kernel.T
+        zeros = jnp.zeros_like(d_final)
 
-    return run(inputs, state, kernel)
+        def step(carry, item):
+            d_h, d_out = carry
+            d_output, output, m = item
+            d_output = d_output + d_out
+            # On a real step the output is that step's tanh; a masked step's d_a is zero anyway.
+            d_a = (d_output + d_h) * (1 - output * output)
+            if m is None:
+                return (d_a @ transposed, d_out), d_a
+            d_a = m * d_a
+            carried = zeros if zero_output_for_mask else (1 - m) * d_output
+            return ((1 - m) * d_h + d_a @ transposed, carried), d_a
 
+        (d_state, _), d_a = jax.lax.scan(step, (d_final, zeros), (d_outputs, outputs, ms), reverse=True,
+                                         unroll=CHUNK)
+        d_kernel = jnp.einsum("tbi,tbj->ij", previous, d_a)
+        return d_a, d_state, d_kernel, None if ms is None else jnp.zeros_like(ms)
 
-@ops.custom_gradient
-def _unmasked(inputs, state, kernel):
-    """tanh_recurrence without a mask: the fewest ops a step, forward and backward."""
-    units = kernel.shape[0]
-
-    def step(x, states):
-        new = ops.tanh(x + ops.matmul(states[0], kernel))
-        return new, [new]
-
-    last, outputs, (final,) = keras_backend.rnn(step, inputs, [state])
-
-    def grad(*args, upstream=None):
-        d_outputs, d_last, d_final = _upstream(args, upstream)
-        d_outputs = ops.concatenate([d_outputs[:, :-1], d_outputs[:, -1:] + ops.expand_dims(d_last + d_final, 1)],
-                                    axis=1)
-        transposed = ops.transpose(kernel)
-
-        def back(item, states):
-            d_a = (item[..., :units] + states[0]) * (1.0 - ops.square(item[..., units:]))
-            return d_a, [ops.matmul(d_a, transposed)]
-
-        _, d_a, (d_state,) = keras_backend.rnn(back, ops.concatenate([d_outputs, outputs], axis=-1),
-                                                [ops.zeros_like(state)], go_backwards=True)
-        d_a = ops.flip(d_a, 1)
-        previous = ops.concatenate([ops.expand_dims(state, 1), outputs[:, :-1]], axis=1)
-        d_kernel = ops.matmul(ops.transpose(ops.reshape(previous, (-1, units))), ops.reshape(d_a, (-1, units)))
-        return d_a, d_state, d_kernel
-
-    return (outputs, last, final), grad
-
-
-def _upstream(args, upstream):
-    """The output gradients a custom gradient receives: positional on TensorFlow, keyword on JAX."""
-    grads = args if upstream is None else upstream
-    return grads[0] if len(grads) == 1 and isinstance(grads[0], (list, tuple)) else grads
+    run.defvjp(run_forward, run_backward)
+    ms = None if steps is None else jnp.swapaxes(steps, 0, 1)
+    outputs, last, h = run(jnp.swapaxes(inputs, 0, 1), state, kernel, ms)  # time-major: one step is a row
+    return jnp.swapaxes(outputs, 0, 1), last, h
 
 
 @keras.saving.register_keras_serializable(package="rnn_apps")

@@ -1,5 +1,10 @@
 """Shared model layers: masked pooling ignores padding, in every mode."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -41,7 +46,30 @@ RNN_OPTIONS = [{}, {"return_sequences": True}, {"go_backwards": True, "return_se
                {"unroll": True, "return_sequences": True}]
 
 
+def _loss(outputs):
+    # weights every output position differently, so a misplaced gradient shows
+    return sum(keras.ops.sum(keras.ops.sin(o * (1.0 + 0.1 * k))) for k, o in enumerate(outputs))
+
+
 def _outputs_and_gradients(layers_, x, mask, initial_state):
+    """The stack's outputs, and the loss's gradients for x, the initial state and every weight."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        def loss_and_outputs(x, initial_state, weights):
+            y, first, used = x, True, 0
+            for layer in layers_:
+                own = len(layer.trainable_variables)
+                y, _ = layer.stateless_call(weights[used:used + own], [v.value for v in layer.non_trainable_variables],
+                                            y, mask=mask, initial_state=[initial_state] if first else None)
+                used, first = used + own, False
+            outputs = keras.tree.flatten(y)
+            return _loss(outputs), outputs
+
+        weights = [w.value for layer in layers_ for w in layer.trainable_variables]
+        (_, outputs), grads = jax.value_and_grad(loss_and_outputs, argnums=(0, 1, 2), has_aux=True)(
+            x, initial_state, weights)
+        return [np.asarray(o) for o in outputs], [np.asarray(g) for g in (grads[0], grads[1], *grads[2])]
     import tensorflow as tf
 
     x, initial_state = tf.constant(x), tf.constant(initial_state)
@@ -52,39 +80,82 @@ def _outputs_and_gradients(layers_, x, mask, initial_state):
             y = layer(y, mask=mask, initial_state=[initial_state] if first else None)
             first = False
         outputs = keras.tree.flatten(y)
-        # weights every output position differently, so a misplaced gradient shows
-        loss = sum(tf.reduce_sum(tf.sin(o * (1.0 + 0.1 * k))) for k, o in enumerate(outputs))
+        loss = _loss(outputs)
     weights = [w for layer in layers_ for w in layer.trainable_weights]
     return [o.numpy() for o in outputs], [g.numpy() for g in tape.gradient(loss, [x, initial_state, *weights])]
+
+
+def _stacks(options):
+    """A stock SimpleRNN stack and the same stack of FastSimpleRNN, built on the test inputs."""
+    from keras import layers
+
+    from rnn_apps.layers import FastSimpleRNN
+
+    stacked = options.get("return_sequences") and not options.get("return_state")
+    stock = [layers.SimpleRNN(6, **options)] + ([layers.SimpleRNN(6)] if stacked else [])
+    fast = [FastSimpleRNN(6, **options)] + ([FastSimpleRNN(6)] if stacked else [])
+    x, _, initial_state = _inputs(False)
+    for layer_stack in (stock, fast):
+        y, first = x, True
+        for layer in layer_stack:
+            y = layer(y, initial_state=[initial_state] if first else None)
+            y, first = keras.tree.flatten(y)[0], False
+    return stock, fast
+
+
+def _inputs(masked):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 7, 5)).astype("float32")
+    mask = np.ones((4, 7), bool)
+    mask[1, 4:], mask[2, 1:], mask[3, :2] = False, False, False  # right, almost all, and left padding
+    return x, mask if masked else None, rng.normal(size=(4, 6)).astype("float32")
+
+
+def _stock_and_fast(options, masked, weights=None):
+    """Weights, outputs and gradients of keras.layers.SimpleRNN ((None, None) given `weights`), then
+    FastSimpleRNN's outputs and gradients with the same weights."""
+    stock, fast = _stacks(options)
+    expected = None
+    if weights is None:
+        weights = [layer.get_weights() for layer in stock]
+        expected = sum(_outputs_and_gradients(stock, *_inputs(masked)), [])
+    for a, b, layer_weights in zip(stock, fast, weights, strict=True):
+        b.set_weights(layer_weights)
+        assert [w.path.split("/", 1)[1] for w in b.weights] == [w.path.split("/", 1)[1] for w in a.weights]
+    return weights, expected, sum(_outputs_and_gradients(fast, *_inputs(masked)), [])
 
 
 @pytest.mark.parametrize("options", RNN_OPTIONS)
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("chunk", [3, 8])  # 7 steps: one single step then two chunks; the remainder loop alone
 def test_fast_simple_rnn_equals_the_stock_layer(options, masked, chunk, monkeypatch):
-    from keras import layers
-
     from rnn_apps import layers as our_layers
-    from rnn_apps.layers import FastSimpleRNN
 
     monkeypatch.setattr(our_layers, "CHUNK", chunk)
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(4, 7, 5)).astype("float32")
-    mask = np.ones((4, 7), bool)
-    mask[1, 4:], mask[2, 1:], mask[3, :2] = False, False, False  # right, almost all, and left padding
-    initial_state = rng.normal(size=(4, 6)).astype("float32")
-    stacked = options.get("return_sequences") and not options.get("return_state")
-    stock = [layers.SimpleRNN(6, **options)] + ([layers.SimpleRNN(6)] if stacked else [])
-    fast = [FastSimpleRNN(6, **options)] + ([FastSimpleRNN(6)] if stacked else [])
-    expected = _outputs_and_gradients(stock, x, mask if masked else None, initial_state)
-    _outputs_and_gradients(fast, x, mask if masked else None, initial_state)  # builds the layers
-    for a, b in zip(stock, fast, strict=True):
-        b.set_weights(a.get_weights())
-        assert [w.path.split("/", 1)[1] for w in b.weights] == [w.path.split("/", 1)[1] for w in a.weights]
-    got = _outputs_and_gradients(fast, x, mask if masked else None, initial_state)
-    for want, have in zip(expected[0] + expected[1], got[0] + got[1], strict=True):
+    _, expected, got = _stock_and_fast(options, masked)
+    for want, have in zip(expected, got, strict=True):
         np.testing.assert_allclose(have, want, atol=1e-5, rtol=1e-5)
+
+
+def test_fast_simple_rnn_on_jax_equals_the_stock_layer_on_tensorflow(tmp_path):
+    """The same comparison with FastSimpleRNN on KERAS_BACKEND=jax (lax.scan, jax.custom_vjp), in a
+    process of its own, against TensorFlow's stock layer: Keras's own JAX SimpleRNN differs from it
+    where a masked step's output is kept (at leading masked steps it outputs the initial state, not
+    zeros), and a JAX-trained run is meant to predict the same on TensorFlow."""
+    cases = {}
+    for i, options in enumerate(RNN_OPTIONS):
+        for masked in (False, True):
+            weights, expected, _ = _stock_and_fast(options, masked)
+            cases[f"{i} {masked} sizes"] = np.array([len(weights), len(expected)])
+            cases.update({f"{i} {masked} weights {k} {j}": w for k, ws in enumerate(weights) for j, w in enumerate(ws)})
+            cases.update({f"{i} {masked} expected {j}": e for j, e in enumerate(expected)})
+    np.savez(tmp_path / "cases.npz", **cases)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    child = subprocess.run([sys.executable, __file__, str(tmp_path / "cases.npz")], env=env, cwd=root,
+                           capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert child.stdout.strip().splitlines()[-1] == f"jax: {len(RNN_OPTIONS) * 2} comparisons equal"
 
 
 def test_fast_simple_rnn_input_dropout_masks_every_step_alike():
@@ -97,3 +168,21 @@ def test_fast_simple_rnn_input_dropout_masks_every_step_alike():
     out = keras.ops.convert_to_numpy(layer(x, training=True))
     assert np.allclose(out, out[:, :1]) and (out == 0).any() and (out != 0).any()  # one mask for all steps
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), np.tanh(np.ones((2, 4, 3))), rtol=1e-6)
+
+
+if __name__ == "__main__":  # the JAX comparison's child process: python tests/test_layers.py CASES.npz
+    from rnn_apps import layers as our_layers
+
+    assert keras.backend.backend() == "jax"
+    cases, compared = np.load(sys.argv[1]), 0
+    our_layers.CHUNK = 3  # 7 steps: two unrolled chunks and a remainder step (lax.scan's own)
+    for i, options in enumerate(RNN_OPTIONS):
+        for masked in (False, True):
+            depth, outputs = cases[f"{i} {masked} sizes"]
+            weights = [[cases[f"{i} {masked} weights {k} {j}"] for j in range(3)] for k in range(depth)]
+            expected = [cases[f"{i} {masked} expected {j}"] for j in range(outputs)]
+            _, _, got = _stock_and_fast(options, masked, weights)
+            for want, have in zip(expected, got, strict=True):
+                np.testing.assert_allclose(have, want, atol=1e-5, rtol=1e-5, err_msg=f"{options} {masked}")
+            compared += 1
+    print(f"jax: {compared} comparisons equal")
