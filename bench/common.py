@@ -17,11 +17,20 @@ RESULTS = REPO / "bench" / "results"
 
 
 def machine() -> str:
-    import tensorflow as tf
-
+    """CPU, Python, and the framework that ran: TensorFlow, or Keras on JAX with its devices (a GPU
+    machine has no TensorFlow)."""
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, TensorFlow {tf.__version__}"
+    described = f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+    try:
+        import tensorflow as tf
+    except ImportError:
+        import jax
+        import keras
+
+        devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+        return f"{described}, Keras {keras.__version__}, JAX {jax.__version__} on {devices}"
+    return f"{described}, TensorFlow {tf.__version__}"
 
 
 def train_and_evaluate(app_name: str, data: str, overrides: dict, seed: int, keep_dir=None) -> dict:

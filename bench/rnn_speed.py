@@ -3,11 +3,18 @@ the stock keras.layers.SimpleRNN (with and without XLA), PyTorch's nn.RNN where 
 installed, and the hardware limit: the step's FLOPs over the large-matrix SGEMM rate measured in
 the same process. All in one run, as ratios.
 
-    python bench/rnn_speed.py [--steps 10] [--rounds 3] [--configs reference,charlm]
+    python bench/rnn_speed.py [--steps 10] [--rounds 3] [--configs reference,charlm] [--result rnn_speed]
+
+On a GPU machine (no TensorFlow there: Keras on JAX, PyTorch with cuDNN), issue 13's GPU comparison:
+
+    KERAS_BACKEND=jax python bench/rnn_speed.py --steps 50 --result rnn_speed_gpu
+
+JAX always compiles, so there the stock and fast layers run with XLA only; PyTorch runs on the GPU
+where it sees one (nn.RNN is cuDNN's there), without torch.compile.
 
 Configurations (issue 13): reference = vocabulary 10,000, embedding 64, 128 units, length 200,
 batch 64, one sigmoid output, Adam; charlm = embedding 64, 512 units, length 100, batch 64, a
-65-way softmax at every step. Writes bench/results/rnn_speed.json.
+65-way softmax at every step. Writes bench/results/<--result>.json.
 """
 
 import argparse
@@ -36,16 +43,17 @@ def step_flops(c: dict) -> float:
     return 3.0 * forward
 
 
-def sgemm_gflops(size: int = 2048, repeats: int = 10) -> float:
-    import tensorflow as tf
+def sgemm_gflops(size: int, repeats: int = 10) -> float:
+    """float32 matrix products of size x size on the backend's default device."""
+    from keras import ops, random
 
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
-    tf.matmul(a, b).numpy()
+    a = random.normal((size, size))
+    b = random.normal((size, size))
+    ops.convert_to_numpy(ops.matmul(a, b))
     start = time.perf_counter()
     for _ in range(repeats):
-        c = tf.matmul(a, b)
-    c.numpy()
+        c = ops.matmul(a, b)
+    ops.convert_to_numpy(c[0, 0])  # waits for the device
     return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
@@ -104,17 +112,18 @@ def torch_step_ms(c: dict, steps: int, compiled: bool = False):
             h, _ = self.rnn(self.embedding(ids))
             return self.out(h if c["per_step"] else h[:, -1])
 
-    net = Net()
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # nn.RNN is cuDNN's on a GPU
+    net = Net().to(device)
     run = torch.compile(net) if compiled else net
     optimizer = torch.optim.Adam(net.parameters(), 1e-3)
-    ids = torch.randint(0, c["vocabulary"], (c["batch"], c["length"]))
+    ids = torch.randint(0, c["vocabulary"], (c["batch"], c["length"]), device=device)
     if c["per_step"]:
-        targets = torch.randint(0, c["classes"], (c["batch"], c["length"]))
+        targets = torch.randint(0, c["classes"], (c["batch"], c["length"]), device=device)
 
         def loss_of(out):
             return torch.nn.functional.cross_entropy(out.reshape(-1, c["classes"]), targets.reshape(-1))
     else:
-        targets = torch.randint(0, 2, (c["batch"], 1)).float()
+        targets = torch.randint(0, 2, (c["batch"], 1), device=device).float()
 
         def loss_of(out):
             return torch.nn.functional.binary_cross_entropy_with_logits(out, targets)
@@ -126,9 +135,12 @@ def torch_step_ms(c: dict, steps: int, compiled: bool = False):
 
     for _ in range(3):
         step()
+    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    synchronize()
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    synchronize()
     return (time.perf_counter() - start) / steps * 1000
 
 
@@ -137,6 +149,9 @@ def main():
     parser.add_argument("--steps", type=int, default=10, help="timed steps a round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per variant; the median is reported")
     parser.add_argument("--configs", default="reference,charlm")
+    parser.add_argument("--result", default="rnn_speed", help="written to bench/results/RESULT.json")
+    parser.add_argument("--chunks", default="", help="other values of rnn_apps.layers.CHUNK (steps per loop "
+                        "iteration) to time the fast layer with XLA at, e.g. 1,32: fast_xla_chunkN")
     parser.add_argument("--torch-only", help=argparse.SUPPRESS)  # the PyTorch child: print its ms and exit
     parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -146,40 +161,52 @@ def main():
 
     import keras
 
+    from rnn_apps import layers as our_layers
     from rnn_apps.layers import FastSimpleRNN
 
-    gflops = sgemm_gflops()
-    print(f"SGEMM {gflops:.1f} GFLOP/s ({os.cpu_count()} cores)", flush=True)
-    results = {"sgemm_gflops": round(gflops, 1), "backend": keras.backend.backend(), "configs": {}}
+    backend = keras.backend.backend()
+    on_gpu = backend == "jax" and __import__("jax").default_backend() == "gpu"
+    gflops = sgemm_gflops(8192 if on_gpu else 2048)
+    print(f"SGEMM {gflops:.1f} GFLOP/s ({'GPU' if on_gpu else f'{os.cpu_count()} cores'})", flush=True)
+    results = {"sgemm_gflops": round(gflops, 1), "backend": backend, "device": "gpu" if on_gpu else "cpu",
+               "configs": {}}
     for name in args.configs.split(","):
         c = CONFIGS[name]
         limit = step_flops(c) / (gflops * 1e9) * 1000
         # Rounds interleave the variants, so a slow spell of a shared machine hits them all alike.
-        variants = {"stock": (keras.layers.SimpleRNN, False), "stock_xla": (keras.layers.SimpleRNN, True),
-                    "fast": (FastSimpleRNN, False), "fast_xla": (FastSimpleRNN, True)}
+        variants = {"stock_xla": (keras.layers.SimpleRNN, True), "fast_xla": (FastSimpleRNN, True)}
+        if backend == "tensorflow":  # JAX always compiles
+            variants.update({"stock": (keras.layers.SimpleRNN, False), "fast": (FastSimpleRNN, False)})
+        default_chunk, chunk_of = our_layers.CHUNK, {}
+        for chunk in filter(None, args.chunks.split(",")):
+            variants[f"fast_xla_chunk{chunk}"] = (FastSimpleRNN, True)
+            chunk_of[f"fast_xla_chunk{chunk}"] = int(chunk)
         rounds = {name: [] for name in variants}
         for _ in range(args.rounds):
             for variant, (layer_class, jit) in variants.items():
+                our_layers.CHUNK = chunk_of.get(variant, default_chunk)
                 rounds[variant].append(keras_step_ms(c, layer_class, jit, args.steps))
-            for variant, compiled in (("torch", False), ("torch_compile", True)):
+            our_layers.CHUNK = default_chunk
+            for variant, compiled in (("torch", False),) + ((("torch_compile", True),) if not on_gpu else ()):
                 torch_ms = torch_step_ms_in_child(name, args.steps, compiled)
                 if torch_ms is not None:
                     rounds.setdefault(variant, []).append(torch_ms)
         timings = {name: float(np.median(values)) for name, values in rounds.items()}
         torch_ms = min((timings[k] for k in ("torch", "torch_compile") if k in timings), default=None)
-        best = min(timings["fast"], timings["fast_xla"])
+        best = min(timings[k] for k in ("fast", "fast_xla") if k in timings)
         entry = {**c, "step_gflop": round(step_flops(c) / 1e9, 3), "sgemm_limit_ms": round(limit, 2),
                  "ms_per_step": {k: round(v, 2) for k, v in timings.items()},
-                 "fast_best_vs_stock": round(timings["stock"] / best, 2),
                  "fast_best_vs_stock_xla": round(timings["stock_xla"] / best, 2),
                  "fast_best_over_sgemm_limit": round(best / limit, 2)}
+        if "stock" in timings:
+            entry["fast_best_vs_stock"] = round(timings["stock"] / best, 2)
         if torch_ms is not None:
             entry["fast_best_vs_torch_best"] = round(torch_ms / best, 2)
         else:
             entry["torch"] = "not installed here"
         results["configs"][name] = entry
         print(name, entry, flush=True)
-    common.write("rnn_speed", results)
+    common.write(args.result, results)
 
 
 if __name__ == "__main__":
