@@ -9,7 +9,8 @@ On a GPU machine (no TensorFlow there: Keras on JAX, PyTorch with cuDNN), issue 
 
     KERAS_BACKEND=jax python bench/rnn_speed.py --steps 50 --result rnn_speed_gpu
 
-JAX always compiles, so there the stock and fast layers run with XLA only; PyTorch runs on the GPU
+JAX always compiles, so there the stock and fast layers run with XLA only (and the fast one also
+with its lax.scan loops where it would run Pallas kernels: fast_xla_scan); PyTorch runs on the GPU
 where it sees one (nn.RNN is cuDNN's there), without torch.compile.
 
 Configurations (issue 13): reference = vocabulary 10,000, embedding 64, 128 units, length 200,
@@ -77,9 +78,29 @@ def keras_step_ms(c: dict, layer_class, jit: bool, steps: int) -> float:
     ids = np.random.default_rng(0).integers(0, c["vocabulary"], (c["batch"], c["length"])).astype("int32")
     for _ in range(3):  # tracing, XLA compilation
         model.train_on_batch(ids, targets)
+    if keras.backend.backend() == "jax":
+        return _jax_step_ms(model, ids, targets, steps)
     start = time.perf_counter()
     for _ in range(steps):
         model.train_on_batch(ids, targets)
+    return (time.perf_counter() - start) / steps * 1000
+
+
+def _jax_step_ms(model, ids, targets, steps: int) -> float:
+    """Keras's compiled JAX train step in a loop, the batch on the device and one wait at the end, as
+    PyTorch is timed (and as fit runs steps between syncs): train_on_batch also copies every
+    variable back and waits for the loss after each step, a fixed cost of about 1 ms on a GPU."""
+    import jax
+
+    batch = (jax.device_put(ids), jax.device_put(targets), None)
+    state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
+                                 optimizer_variables=True, metrics_variables=True)
+    _, state = model.train_function(state, iter([batch]))
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, state = model.train_function(state, iter([batch]))
+    jax.block_until_ready(state)
     return (time.perf_counter() - start) / steps * 1000
 
 
@@ -177,16 +198,20 @@ def main():
         variants = {"stock_xla": (keras.layers.SimpleRNN, True), "fast_xla": (FastSimpleRNN, True)}
         if backend == "tensorflow":  # JAX always compiles
             variants.update({"stock": (keras.layers.SimpleRNN, False), "fast": (FastSimpleRNN, False)})
-        default_chunk, chunk_of = our_layers.CHUNK, {}
+        # Variants of the fast layer's settings: (CHUNK, PALLAS) in rnn_apps/layers.py.
+        defaults, settings_of = (our_layers.CHUNK, our_layers.PALLAS), {}
         for chunk in filter(None, args.chunks.split(",")):
             variants[f"fast_xla_chunk{chunk}"] = (FastSimpleRNN, True)
-            chunk_of[f"fast_xla_chunk{chunk}"] = int(chunk)
+            settings_of[f"fast_xla_chunk{chunk}"] = (int(chunk), our_layers.PALLAS)
+        if on_gpu:  # lax.scan where the Pallas kernels would run
+            variants["fast_xla_scan"] = (FastSimpleRNN, True)
+            settings_of["fast_xla_scan"] = (our_layers.CHUNK, "off")
         rounds = {name: [] for name in variants}
         for _ in range(args.rounds):
             for variant, (layer_class, jit) in variants.items():
-                our_layers.CHUNK = chunk_of.get(variant, default_chunk)
+                our_layers.CHUNK, our_layers.PALLAS = settings_of.get(variant, defaults)
                 rounds[variant].append(keras_step_ms(c, layer_class, jit, args.steps))
-            our_layers.CHUNK = default_chunk
+            our_layers.CHUNK, our_layers.PALLAS = defaults
             for variant, compiled in (("torch", False),) + ((("torch_compile", True),) if not on_gpu else ()):
                 torch_ms = torch_step_ms_in_child(name, args.steps, compiled)
                 if torch_ms is not None:

@@ -138,10 +138,11 @@ def test_fast_simple_rnn_equals_the_stock_layer(options, masked, chunk, monkeypa
 
 
 def test_fast_simple_rnn_on_jax_equals_the_stock_layer_on_tensorflow(tmp_path):
-    """The same comparison with FastSimpleRNN on KERAS_BACKEND=jax (lax.scan, jax.custom_vjp), in a
-    process of its own, against TensorFlow's stock layer: Keras's own JAX SimpleRNN differs from it
-    where a masked step's output is kept (at leading masked steps it outputs the initial state, not
-    zeros), and a JAX-trained run is meant to predict the same on TensorFlow."""
+    """The same comparison with FastSimpleRNN on KERAS_BACKEND=jax (lax.scan, jax.custom_vjp; and the
+    Pallas kernels a GPU runs, interpreted), in a process of its own, against TensorFlow's stock
+    layer: Keras's own JAX SimpleRNN differs from it where a masked step's output is kept (at
+    leading masked steps it outputs the initial state, not zeros), and a JAX-trained run is meant
+    to predict the same on TensorFlow."""
     cases = {}
     for i, options in enumerate(RNN_OPTIONS):
         for masked in (False, True):
@@ -155,7 +156,7 @@ def test_fast_simple_rnn_on_jax_equals_the_stock_layer_on_tensorflow(tmp_path):
     child = subprocess.run([sys.executable, __file__, str(tmp_path / "cases.npz")], env=env, cwd=root,
                            capture_output=True, text=True)
     assert child.returncode == 0, child.stderr[-3000:]
-    assert child.stdout.strip().splitlines()[-1] == f"jax: {len(RNN_OPTIONS) * 2} comparisons equal"
+    assert child.stdout.strip().splitlines()[-1] == f"jax: {len(RNN_OPTIONS) * 2 * 2} comparisons equal"
 
 
 def test_fast_simple_rnn_input_dropout_masks_every_step_alike():
@@ -176,13 +177,15 @@ if __name__ == "__main__":  # the JAX comparison's child process: python tests/t
     assert keras.backend.backend() == "jax"
     cases, compared = np.load(sys.argv[1]), 0
     our_layers.CHUNK = 3  # 7 steps: two unrolled chunks and a remainder step (lax.scan's own)
-    for i, options in enumerate(RNN_OPTIONS):
-        for masked in (False, True):
-            depth, outputs = cases[f"{i} {masked} sizes"]
-            weights = [[cases[f"{i} {masked} weights {k} {j}"] for j in range(3)] for k in range(depth)]
-            expected = [cases[f"{i} {masked} expected {j}"] for j in range(outputs)]
-            _, _, got = _stock_and_fast(options, masked, weights)
-            for want, have in zip(expected, got, strict=True):
-                np.testing.assert_allclose(have, want, atol=1e-5, rtol=1e-5, err_msg=f"{options} {masked}")
-            compared += 1
+    for pallas in ("auto", "interpret"):  # lax.scan here (no GPU), then the GPU's Pallas kernels interpreted
+        our_layers.PALLAS = pallas
+        for i, options in enumerate(RNN_OPTIONS):
+            for masked in (False, True):
+                depth, outputs = cases[f"{i} {masked} sizes"]
+                weights = [[cases[f"{i} {masked} weights {k} {j}"] for j in range(3)] for k in range(depth)]
+                expected = [cases[f"{i} {masked} expected {j}"] for j in range(outputs)]
+                _, _, got = _stock_and_fast(options, masked, weights)
+                for want, have in zip(expected, got, strict=True):
+                    np.testing.assert_allclose(have, want, atol=1e-5, rtol=1e-5, err_msg=f"{options} {masked} {pallas}")
+                compared += 1
     print(f"jax: {compared} comparisons equal")

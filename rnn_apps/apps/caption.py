@@ -57,7 +57,7 @@ from rnn_apps import config as config_lib
 from rnn_apps import decoding, efficientnet_lite
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
 from rnn_apps.errors import UserError
-from rnn_apps.layers import AppendToEveryStep
+from rnn_apps.layers import AppendToEveryStep, FastSimpleRNN
 
 VOCABULARY = "vocabulary.txt"
 PADDING_ID, START_ID, END_ID = translation.PADDING_ID, translation.START_ID, translation.END_ID
@@ -235,7 +235,7 @@ class Caption(App):
         if config["image_inputs"]:
             image_inputs = layers.Dense(config["image_inputs"], activation="tanh", name="image_inputs")(features)
             words = AppendToEveryStep(name="append_image")(words, image_inputs)
-        states = layers.SimpleRNN(config["units"], return_sequences=True, name="decoder_rnn")(
+        states = FastSimpleRNN(config["units"], return_sequences=True, name="decoder_rnn")(
             words, initial_state=initial_state)
         states = layers.Dropout(config["dropout"])(states)
         logits = layers.Dense(vocabulary_size, name="logits")(states)

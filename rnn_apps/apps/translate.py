@@ -44,7 +44,7 @@ from rnn_apps import config as config_lib
 from rnn_apps import decoding
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
 from rnn_apps.errors import UserError
-from rnn_apps.layers import FrozenTailEmbedding, LuongAttention, simple_rnn_stack
+from rnn_apps.layers import FastSimpleRNN, FrozenTailEmbedding, LuongAttention, simple_rnn_stack
 
 SOURCE_VOCAB, TARGET_VOCAB = "source_vocab.txt", "target_vocab.txt"
 SAMPLES = 5
@@ -183,8 +183,8 @@ class Translate(App):
                                      dtype=policy)(final_state)
         y = FrozenTailEmbedding(preprocessing.target.vocabulary_size(), config["embedding_dim"],
                                 name="target_embedding", dtype=policy)(target)
-        states = layers.SimpleRNN(config["decoder_units"], return_sequences=True, name="decoder_rnn",
-                                  dtype=policy)(y, initial_state=initial_state)
+        states = FastSimpleRNN(config["decoder_units"], return_sequences=True, name="decoder_rnn",
+                               dtype=policy)(y, initial_state=initial_state)
         attended = LuongAttention(config["attention_units"], name="attention", dtype=policy)(
             states, encoder_outputs, source_mask(source))
         # float32 logits: the softmax and loss stay in float32.

@@ -1,0 +1,78 @@
+"""An app trained with keras.layers.SimpleRNN in place of this project's FastSimpleRNN, and with
+it: seconds per epoch (the first one includes XLA's compilation) and validation metrics, each
+variant in a process of its own.
+
+    python bench/layer_ab.py [--app sentiment] [--set KEY=VALUE ...]    (results: bench/results/layer_ab_APP.json)
+
+Default settings: one member, 12,000 SST-2 phrases, 3 epochs, no time budget.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+import common
+
+DEFAULTS = {"members": 1, "max_examples": 12_000, "epochs": 3, "max_train_minutes": 0, "patience": 99}
+
+
+def train_variant(app_name: str, variant: str, overrides: dict) -> dict:
+    import importlib
+
+    import keras
+
+    from rnn_apps import layers as our_layers
+    from rnn_apps import registry
+    from rnn_apps.train import train
+
+    if variant == "stock":  # every place the apps take the layer from
+        our_layers.FastSimpleRNN = keras.layers.SimpleRNN
+        app_module = importlib.import_module(f"rnn_apps.apps.{app_name}")
+        if hasattr(app_module, "FastSimpleRNN"):
+            app_module.FastSimpleRNN = keras.layers.SimpleRNN
+    epochs = []
+
+    class EpochTimes(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            epochs.append({"seconds": round(time.perf_counter() - self.start, 1),
+                           **{k: round(float(v), 4) for k, v in (logs or {}).items() if k.startswith("val_")}})
+
+    app = registry.get(app_name)
+    config = app.resolve_config(None, {**DEFAULTS, **overrides})
+    train(app, config, common.DATA[app_name], common.DATA_ROOT, tempfile.mkdtemp(prefix="layer_ab_"), {},
+          echo=lambda *_: None, callbacks=[EpochTimes()])
+    return {"variant": variant, "epochs": epochs}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--app", default="sentiment")
+    parser.add_argument("--set", nargs="*", default=[], help="config overrides KEY=VALUE (JSON values)")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # a child: train one variant, print JSON
+    args = parser.parse_args()
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    if args.variant:
+        print(json.dumps(train_variant(args.app, args.variant, overrides)))
+        return
+    results = {"app": args.app, "data": common.DATA[args.app], "settings": {**DEFAULTS, **overrides}, "variants": []}
+    for variant in ("stock", "fast"):
+        child = subprocess.run([sys.executable, __file__, "--app", args.app, "--variant", variant, "--set", *args.set],
+                               capture_output=True, text=True)
+        if child.returncode != 0:
+            raise SystemExit(child.stderr[-3000:])
+        results["variants"].append(json.loads(child.stdout.strip().splitlines()[-1]))
+        print(results["variants"][-1], flush=True)
+    stock, fast = ([e["seconds"] for e in v["epochs"][1:]] for v in results["variants"])
+    if stock and fast:
+        results["later_epochs_stock_over_fast"] = round(sum(stock) / sum(fast), 2)
+    common.write(f"layer_ab_{args.app}", results)
+
+
+if __name__ == "__main__":
+    main()
