@@ -172,7 +172,8 @@ def main():
     parser.add_argument("--configs", default="reference,charlm")
     parser.add_argument("--result", default="rnn_speed", help="written to bench/results/RESULT.json")
     parser.add_argument("--chunks", default="", help="other values of rnn_apps.layers.CHUNK (steps per loop "
-                        "iteration) to time the fast layer with XLA at, e.g. 1,32: fast_xla_chunkN")
+                        "iteration; SCAN_UNROLL on JAX) to time the fast layer with XLA at, e.g. 1,32: "
+                        "fast_xla_chunkN")
     parser.add_argument("--torch-only", help=argparse.SUPPRESS)  # the PyTorch child: print its ms and exit
     parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -198,20 +199,24 @@ def main():
         variants = {"stock_xla": (keras.layers.SimpleRNN, True), "fast_xla": (FastSimpleRNN, True)}
         if backend == "tensorflow":  # JAX always compiles
             variants.update({"stock": (keras.layers.SimpleRNN, False), "fast": (FastSimpleRNN, False)})
-        # Variants of the fast layer's settings: (CHUNK, PALLAS) in rnn_apps/layers.py.
-        defaults, settings_of = (our_layers.CHUNK, our_layers.PALLAS), {}
+        # Variants of the fast layer's settings in rnn_apps/layers.py: {name: value}.
+        chunk_name = "SCAN_UNROLL" if backend == "jax" else "CHUNK"
+        defaults = {chunk_name: getattr(our_layers, chunk_name), "PALLAS": our_layers.PALLAS}
+        settings_of = {}
         for chunk in filter(None, args.chunks.split(",")):
             variants[f"fast_xla_chunk{chunk}"] = (FastSimpleRNN, True)
-            settings_of[f"fast_xla_chunk{chunk}"] = (int(chunk), our_layers.PALLAS)
+            settings_of[f"fast_xla_chunk{chunk}"] = {chunk_name: int(chunk)}
         if on_gpu:  # lax.scan where the Pallas kernels would run
             variants["fast_xla_scan"] = (FastSimpleRNN, True)
-            settings_of["fast_xla_scan"] = (our_layers.CHUNK, "off")
+            settings_of["fast_xla_scan"] = {"PALLAS": "off"}
         rounds = {name: [] for name in variants}
         for _ in range(args.rounds):
             for variant, (layer_class, jit) in variants.items():
-                our_layers.CHUNK, our_layers.PALLAS = settings_of.get(variant, defaults)
+                for name, value in {**defaults, **settings_of.get(variant, {})}.items():
+                    setattr(our_layers, name, value)
                 rounds[variant].append(keras_step_ms(c, layer_class, jit, args.steps))
-            our_layers.CHUNK, our_layers.PALLAS = defaults
+            for name, value in defaults.items():
+                setattr(our_layers, name, value)
             for variant, compiled in (("torch", False),) + ((("torch_compile", True),) if not on_gpu else ()):
                 torch_ms = torch_step_ms_in_child(name, args.steps, compiled)
                 if torch_ms is not None:

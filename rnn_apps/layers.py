@@ -66,7 +66,7 @@ def tanh_recurrence(inputs, state, kernel, mask=None, go_backwards=False, zero_o
     The backward pass is written out: da_t = (dh_t + da_(t+1) kernel^T) (1 - h_t^2), one small
     product a step, and d kernel = sum_t h_(t-1)^T da_t, one large product after the loop. On
     TensorFlow both loops run `CHUNK` steps per iteration of a while loop (`_chunked_recurrence`),
-    on JAX per iteration of lax.scan (`_scanned_recurrence`)."""
+    on JAX SCAN_UNROLL per iteration of lax.scan (`_scanned_recurrence`)."""
     steps = None if mask is None else ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
     if go_backwards:
         inputs = ops.flip(inputs, 1)
@@ -77,9 +77,14 @@ def tanh_recurrence(inputs, state, kernel, mask=None, go_backwards=False, zero_o
 
 
 # Steps of the recurrence per iteration of TensorFlow's while loop: each iteration costs the loop's
-# own bookkeeping, so unrolling a few steps into one iteration spreads it (issue 13 measurements in
-# bench/RESULTS.md). Lengths that are not a multiple run their remainder one step an iteration first.
-CHUNK = 8
+# own bookkeeping, so unrolling a few steps into one iteration spreads it. Lengths that are not a
+# multiple run their remainder one step an iteration first. 2 and 8 train equally fast, but XLA
+# compiles each new length (every length bucket, every ensemble member) in 1 s with 2 against 2.5 s
+# with 8, as long as the stock layer takes (issue 13 measurements in bench/RESULTS.md).
+CHUNK = 2
+# Steps per iteration of lax.scan on JAX: on a GPU each iteration also waits for the host to read
+# the loop's condition (H200, reference step: 1 step 5.5 ms, 8 steps 3.6 ms, 32 steps 3.6 ms).
+SCAN_UNROLL = 8
 
 
 def _chunked_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
@@ -153,10 +158,9 @@ def _chunked_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
 
 
 def _scanned_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
-    """tanh_recurrence on JAX: the same two loops as `_chunked_recurrence`, as lax.scan with CHUNK
-    steps unrolled per iteration (on a GPU each iteration of a loop also waits for the host to read
-    its condition) and jax.custom_vjp for the written-out backward pass. On a GPU, where its
-    weights fit on chip, each loop is one Pallas kernel instead (`_fused_loops`)."""
+    """tanh_recurrence on JAX: the same two loops as `_chunked_recurrence`, as lax.scan with
+    SCAN_UNROLL steps unrolled per iteration and jax.custom_vjp for the written-out backward pass.
+    On a GPU, where its weights fit on chip, each loop is one Pallas kernel instead (`_fused_loops`)."""
     import jax
     import jax.numpy as jnp
 
@@ -178,7 +182,7 @@ def _scanned_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
             out = m * new + (1 - m) * (zeros if zero_output_for_mask else out)
             return (h + m * (new - h), out), (out, h)
 
-        (h, last), (outputs, previous) = jax.lax.scan(step, (state, zeros), (xs, ms), unroll=CHUNK)
+        (h, last), (outputs, previous) = jax.lax.scan(step, (state, zeros), (xs, ms), unroll=SCAN_UNROLL)
         return (outputs, last, h), previous  # previous: the state each step started from
 
     @jax.custom_vjp
@@ -212,7 +216,7 @@ def _scanned_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
             d_a, d_state = fused.backward(d_outputs, outputs, kernel, ms, d_final, zero_output_for_mask)
         else:
             (d_state, _), d_a = jax.lax.scan(step, (d_final, zeros), (d_outputs, outputs, ms), reverse=True,
-                                             unroll=CHUNK)
+                                             unroll=SCAN_UNROLL)
         d_kernel = jnp.einsum("tbi,tbj->ij", previous, d_a)
         return d_a, d_state, d_kernel, None if ms is None else jnp.zeros_like(ms)
 

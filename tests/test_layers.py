@@ -176,7 +176,7 @@ if __name__ == "__main__":  # the JAX comparison's child process: python tests/t
 
     assert keras.backend.backend() == "jax"
     cases, compared = np.load(sys.argv[1]), 0
-    our_layers.CHUNK = 3  # 7 steps: two unrolled chunks and a remainder step (lax.scan's own)
+    our_layers.SCAN_UNROLL = 3  # 7 steps: two unrolled chunks and a remainder step (lax.scan's own)
     for pallas in ("auto", "interpret"):  # lax.scan here (no GPU), then the GPU's Pallas kernels interpreted
         our_layers.PALLAS = pallas
         for i, options in enumerate(RNN_OPTIONS):
