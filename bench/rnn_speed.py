@@ -212,11 +212,11 @@ def main():
         rounds = {name: [] for name in variants}
         for _ in range(args.rounds):
             for variant, (layer_class, jit) in variants.items():
-                for name, value in {**defaults, **settings_of.get(variant, {})}.items():
-                    setattr(our_layers, name, value)
+                for setting, value in {**defaults, **settings_of.get(variant, {})}.items():
+                    setattr(our_layers, setting, value)
                 rounds[variant].append(keras_step_ms(c, layer_class, jit, args.steps))
-            for name, value in defaults.items():
-                setattr(our_layers, name, value)
+            for setting, value in defaults.items():
+                setattr(our_layers, setting, value)
             for variant, compiled in (("torch", False),) + ((("torch_compile", True),) if not on_gpu else ()):
                 torch_ms = torch_step_ms_in_child(name, args.steps, compiled)
                 if torch_ms is not None:

@@ -110,43 +110,53 @@ def _chunked_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
         count = tf.shape(xs)[0]
         zeros = tf.zeros_like(state)
 
-        def forward(t, carry):
-            h, out, outputs, previous = carry
-            new = tf.tanh(xs[t] + tf.matmul(h, kernel))
-            if ms is not None:  # a masked step keeps the state and repeats (or zeroes) the output
-                m = ms[t]
-                previous = previous.write(t, h)
-                new_h = h + m * (new - h)
-                out = m * new + (1.0 - m) * (zeros if zero_output_for_mask else out)
-                return new_h, out, outputs.write(t, out), previous
-            return new, new, outputs.write(t, new), previous
+        def array():
+            return tf.TensorArray(inputs.dtype, size=count, element_shape=state.shape)
 
-        arrays = [tf.TensorArray(inputs.dtype, size=count, element_shape=state.shape) for _ in range(2)]
-        h, last, outputs_ta, previous_ta = for_steps(count, forward, (state, zeros, *arrays))
-        outputs = outputs_ta.stack()
-        # The state each step started from, for the weight gradient.
-        previous = tf.concat([state[None], outputs[:-1]], 0) if ms is None else previous_ta.stack()
+        def forward(t, carry):
+            if ms is None:
+                h, outputs = carry
+                new = tf.tanh(xs[t] + tf.matmul(h, kernel))
+                return new, outputs.write(t, new)
+            h, out, outputs, previous = carry
+            m = ms[t]  # a masked step keeps the state and repeats (or zeroes) the output
+            new = tf.tanh(xs[t] + tf.matmul(h, kernel))
+            out = m * new + (1.0 - m) * (zeros if zero_output_for_mask else out)
+            return h + m * (new - h), out, outputs.write(t, out), previous.write(t, h)
+
+        # previous: the state each step started from, for the weight gradient.
+        if ms is None:
+            h, outputs_ta = for_steps(count, forward, (state, array()))
+            outputs, last = outputs_ta.stack(), h
+            previous = tf.concat([state[None], outputs[:-1]], 0)
+        else:
+            h, last, outputs_ta, previous_ta = for_steps(count, forward, (state, zeros, array(), array()))
+            outputs, previous = outputs_ta.stack(), previous_ta.stack()
 
         def grad(d_outputs, d_last, d_final):
             d_outputs = tf.transpose(d_outputs, (1, 0, 2))
             d_outputs = tf.concat([d_outputs[:-1], d_outputs[-1:] + d_last[None]], 0)
             transposed = tf.transpose(kernel)
+            # tanh' of every step in one op before the loop; zero on masked steps (their d_a is zero).
+            derivative = 1.0 - outputs * outputs if ms is None else ms * (1.0 - outputs * outputs)
 
             def backward(s, carry):
                 t = count - 1 - s
-                d_h, d_out, d_as = carry
-                d_output = d_outputs[t] + d_out
-                # On a real step the output is that step's tanh; a masked step's d_a is zero anyway.
-                d_a = (d_output + d_h) * (1.0 - outputs[t] * outputs[t])
                 if ms is None:
-                    return tf.matmul(d_a, transposed), d_out, d_as.write(t, d_a)
+                    d_h, d_as = carry
+                    d_a = (d_outputs[t] + d_h) * derivative[t]
+                    return tf.matmul(d_a, transposed), d_as.write(t, d_a)
+                d_h, d_out, d_as = carry
                 m = ms[t]
-                d_a = m * d_a
+                d_output = d_outputs[t] + d_out
+                d_a = (d_output + d_h) * derivative[t]
                 carried = zeros if zero_output_for_mask else (1.0 - m) * d_output
                 return (1.0 - m) * d_h + tf.matmul(d_a, transposed), carried, d_as.write(t, d_a)
 
-            d_as = tf.TensorArray(inputs.dtype, size=count, element_shape=state.shape)
-            d_state, _, d_as = for_steps(count, backward, (d_final, zeros, d_as))
+            if ms is None:
+                d_state, d_as = for_steps(count, backward, (d_final, array()))
+            else:
+                d_state, _, d_as = for_steps(count, backward, (d_final, zeros, array()))
             d_a = d_as.stack()
             units = kernel.shape[0]
             d_kernel = tf.matmul(tf.reshape(previous, (-1, units)), tf.reshape(d_a, (-1, units)), transpose_a=True)
