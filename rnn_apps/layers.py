@@ -27,7 +27,7 @@ class FastSimpleRNN(layers.SimpleRNN):
     the stock path.
 
     Every app's recurrent layers are this one (`simple_rnn_stack`, the translate and caption
-    decoders). Issue 13's training steps (bench/RESULTS.md, "Performance"): 1.5x the stock layer on
+    decoders). Issue 13's training steps (bench/RESULTS.md, "Performance"): 1.0-1.3x the stock layer on
     2 CPU cores; on an H200 with JAX 8.4x / 2.8x the stock layer and 4.0x / 5.5x PyTorch's cuDNN RNN."""
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
