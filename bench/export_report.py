@@ -22,6 +22,8 @@ from pathlib import Path
 
 import common
 
+from rnn_apps import registry
+
 FULL = ("digits", "sentiment", "frames")  # trained to their own stopping point (minutes at most here)
 
 
@@ -30,13 +32,12 @@ def main():
     parser.add_argument("--runs", default=str(common.REPO / "bench" / ".runs"), help="Trained runs (kept).")
     parser.add_argument("--minutes", type=float, default=6.0, help="Training budget of each other app.")
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--apps", default=",".join(common.DATA))
+    parser.add_argument("--apps", default=",".join(registry.names()))
     parser.add_argument("--report-only", action="store_true", help="Keep bench/.exports; only measure.")
     args = parser.parse_args()
 
     from click.testing import CliRunner
 
-    from rnn_apps import registry
     from rnn_apps.cli import main as cli
 
     def rnn_apps(*argv):
@@ -55,7 +56,7 @@ def main():
         overrides = {} if name in FULL else {"max_train_minutes": args.minutes}
         print(f"== {name}: training {'to its stopping point' if name in FULL else f'{args.minutes} min'}",
               flush=True)
-        seconds = common.train_once(registry.get(name), common.DATA[name], overrides, out)
+        seconds = common.train_once(registry.get(name), common.local_data(name), overrides, out)
         timings[name] = {"train_seconds": round(seconds, 1)}
         start = time.time()
         rnn_apps("export", out, "--out", root, "--quantize", "all")

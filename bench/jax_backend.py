@@ -19,6 +19,8 @@ from pathlib import Path
 
 import common
 
+from rnn_apps import registry
+
 
 def cli(args, backend: str) -> tuple:
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -31,14 +33,14 @@ def cli(args, backend: str) -> tuple:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--apps", default=",".join(common.DATA))
+    parser.add_argument("--apps", default=",".join(registry.names()))
     args = parser.parse_args()
     rows = {}
     for app in args.apps.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             run = Path(tmp) / "run"
-            code, _, error, seconds = cli(["train", app, "--preset", "tiny", "--data", common.DATA[app], "--data-root",
-                                           common.DATA_ROOT, "--out", run], "jax")
+            code, _, error, seconds = cli(["train", app, "--preset", "tiny", "--data", common.local_data(app),
+                                           "--data-root", common.DATA_ROOT, "--out", run], "jax")
             row = {"trained_on_jax": code == 0, "train_seconds": seconds}
             if code:
                 row["error"] = error

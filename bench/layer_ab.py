@@ -54,7 +54,7 @@ def train_variant(app_name: str, variant: str, overrides: dict) -> dict:
 
     app = registry.get(app_name)
     config = app.resolve_config(None, {**DEFAULTS, **overrides})
-    train(app, config, common.DATA[app_name], common.DATA_ROOT, tempfile.mkdtemp(prefix="layer_ab_"), {},
+    train(app, config, common.local_data(app_name), common.DATA_ROOT, tempfile.mkdtemp(prefix="layer_ab_"), {},
           echo=lambda *_: None, callbacks=[EpochTimes()])
     return {"variant": variant, "epochs": epochs}
 
@@ -69,7 +69,8 @@ def main():
     if args.variant:
         print(json.dumps(train_variant(args.app, args.variant, overrides)))
         return
-    results = {"app": args.app, "data": common.DATA[args.app], "settings": {**DEFAULTS, **overrides}, "variants": []}
+    results = {"app": args.app, "data": common.local_data(args.app), "settings": {**DEFAULTS, **overrides},
+               "variants": []}
     for variant in ("stock", "fast"):
         child = subprocess.run([sys.executable, __file__, "--app", args.app, "--variant", variant, "--set", *args.set],
                                capture_output=True, text=True)

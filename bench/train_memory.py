@@ -18,10 +18,12 @@ from pathlib import Path
 
 import common
 
+from rnn_apps import registry
+
 
 def peak_of_training(app: str, minutes: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "rnn_apps.cli", "train", app, "--data", common.DATA[app],
+        command = [sys.executable, "-m", "rnn_apps.cli", "train", app, "--data", common.local_data(app),
                    "--data-root", str(common.DATA_ROOT), "--out", str(Path(tmp) / "run"),
                    "--set", f"max_train_minutes={minutes}"]
         start = time.time()
@@ -36,7 +38,7 @@ def peak_of_training(app: str, minutes: float) -> dict:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--apps", default=",".join(common.DATA))
+    parser.add_argument("--apps", default=",".join(registry.names()))
     parser.add_argument("--minutes", type=float, default=0.5, help="training budget of each run")
     args = parser.parse_args()
     rows = {}

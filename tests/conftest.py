@@ -11,12 +11,6 @@ from rnn_apps.train import train
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = REPO.parent / "shared" / "data"
 
-# The tiny data each app's shared run trains on.
-TINY_DATA = {"sentiment": "sst2", "digits": "digits", "translate": "spa_eng", "charlm": "tiny_shakespeare",
-             "tagger": "ud_english_ewt", "frames": "ur_fall_features",
-             "caption": "coco_captions_mini"}
-
-
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     if not (DATA_ROOT / "sst2").is_dir():
@@ -26,11 +20,12 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def train_tiny(data_root):
-    """train_tiny(app_name, out_dir, **overrides) -> Run: the app's `tiny` preset on its tiny data."""
+    """train_tiny(app_name, out_dir, **overrides) -> Run: the app's `tiny` preset on its local data
+    (the first of its default_data)."""
 
     def run(name, out, **overrides):
         app = registry.get(name)
-        return train(app, app.resolve_config("tiny", overrides), TINY_DATA[name], data_root, out, {},
+        return train(app, app.resolve_config("tiny", overrides), app.default_data[0], data_root, out, {},
                      echo=lambda *_: None)
 
     return run
