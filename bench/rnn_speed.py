@@ -89,7 +89,7 @@ def keras_step_ms(c: dict, layer_class, jit: bool, steps: int) -> float:
 def _jax_step_ms(model, ids, targets, steps: int) -> float:
     """Keras's compiled JAX train step in a loop, the batch on the device and one wait at the end, as
     PyTorch is timed (and as fit runs steps between syncs): train_on_batch also copies every
-    variable back and waits for the loss after each step, a fixed cost of about 1 ms on a GPU."""
+    variable back and waits for the loss after each step, about 2 ms a step on the H200."""
     import jax
 
     batch = (jax.device_put(ids), jax.device_put(targets), None)
@@ -196,23 +196,20 @@ def main():
         c = CONFIGS[name]
         limit = step_flops(c) / (gflops * 1e9) * 1000
         # Rounds interleave the variants, so a slow spell of a shared machine hits them all alike.
-        variants = {"stock_xla": (keras.layers.SimpleRNN, True), "fast_xla": (FastSimpleRNN, True)}
+        # A variant: (layer class, XLA, settings of the fast layer in rnn_apps/layers.py).
+        variants = {"stock_xla": (keras.layers.SimpleRNN, True, {}), "fast_xla": (FastSimpleRNN, True, {})}
         if backend == "tensorflow":  # JAX always compiles
-            variants.update({"stock": (keras.layers.SimpleRNN, False), "fast": (FastSimpleRNN, False)})
-        # Variants of the fast layer's settings in rnn_apps/layers.py: {name: value}.
+            variants.update({"stock": (keras.layers.SimpleRNN, False, {}), "fast": (FastSimpleRNN, False, {})})
         chunk_name = "SCAN_UNROLL" if backend == "jax" else "CHUNK"
-        defaults = {chunk_name: getattr(our_layers, chunk_name), "PALLAS": our_layers.PALLAS}
-        settings_of = {}
         for chunk in filter(None, args.chunks.split(",")):
-            variants[f"fast_xla_chunk{chunk}"] = (FastSimpleRNN, True)
-            settings_of[f"fast_xla_chunk{chunk}"] = {chunk_name: int(chunk)}
+            variants[f"fast_xla_chunk{chunk}"] = (FastSimpleRNN, True, {chunk_name: int(chunk)})
         if on_gpu:  # lax.scan where the Pallas kernels would run
-            variants["fast_xla_scan"] = (FastSimpleRNN, True)
-            settings_of["fast_xla_scan"] = {"PALLAS": "off"}
-        rounds = {name: [] for name in variants}
+            variants["fast_xla_scan"] = (FastSimpleRNN, True, {"PALLAS": "off"})
+        defaults = {chunk_name: getattr(our_layers, chunk_name), "PALLAS": our_layers.PALLAS}
+        rounds = {variant: [] for variant in variants}
         for _ in range(args.rounds):
-            for variant, (layer_class, jit) in variants.items():
-                for setting, value in {**defaults, **settings_of.get(variant, {})}.items():
+            for variant, (layer_class, jit, settings) in variants.items():
+                for setting, value in {**defaults, **settings}.items():
                     setattr(our_layers, setting, value)
                 rounds[variant].append(keras_step_ms(c, layer_class, jit, args.steps))
             for setting, value in defaults.items():
@@ -221,7 +218,7 @@ def main():
                 torch_ms = torch_step_ms_in_child(name, args.steps, compiled)
                 if torch_ms is not None:
                     rounds.setdefault(variant, []).append(torch_ms)
-        timings = {name: float(np.median(values)) for name, values in rounds.items()}
+        timings = {variant: float(np.median(values)) for variant, values in rounds.items()}
         torch_ms = min((timings[k] for k in ("torch", "torch_compile") if k in timings), default=None)
         best = min(timings[k] for k in ("fast", "fast_xla") if k in timings)
         entry = {**c, "step_gflop": round(step_flops(c) / 1e9, 3), "sgemm_limit_ms": round(limit, 2),

@@ -203,10 +203,10 @@ def _scanned_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
         result, previous = forward(xs, state, kernel, ms)
         return result, (result[0], previous, kernel, ms)
 
-    def run_backward(residuals, cotangents):
-        outputs, previous, kernel, ms = residuals
-        d_outputs, d_last, d_final = cotangents
-        d_outputs = d_outputs.at[-1].add(d_last)
+    def backward_loop(d_outputs, outputs, kernel, ms, d_final):
+        """-> (d_a at every step, the initial state's gradient)."""
+        if fused:
+            return fused.backward(d_outputs, outputs, kernel, ms, d_final, zero_output_for_mask)
         transposed = kernel.T
         zeros = jnp.zeros_like(d_final)
 
@@ -222,11 +222,14 @@ def _scanned_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
             carried = zeros if zero_output_for_mask else (1 - m) * d_output
             return ((1 - m) * d_h + d_a @ transposed, carried), d_a
 
-        if fused:
-            d_a, d_state = fused.backward(d_outputs, outputs, kernel, ms, d_final, zero_output_for_mask)
-        else:
-            (d_state, _), d_a = jax.lax.scan(step, (d_final, zeros), (d_outputs, outputs, ms), reverse=True,
-                                             unroll=SCAN_UNROLL)
+        (d_state, _), d_a = jax.lax.scan(step, (d_final, zeros), (d_outputs, outputs, ms), reverse=True,
+                                         unroll=SCAN_UNROLL)
+        return d_a, d_state
+
+    def run_backward(residuals, cotangents):
+        outputs, previous, kernel, ms = residuals
+        d_outputs, d_last, d_final = cotangents
+        d_a, d_state = backward_loop(d_outputs.at[-1].add(d_last), outputs, kernel, ms, d_final)
         d_kernel = jnp.einsum("tbi,tbj->ij", previous, d_a)
         return d_a, d_state, d_kernel, None if ms is None else jnp.zeros_like(ms)
 

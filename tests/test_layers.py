@@ -1,6 +1,7 @@
 """Shared model layers: masked pooling ignores padding, in every mode."""
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -112,8 +113,8 @@ def _inputs(masked):
 
 
 def _stock_and_fast(options, masked, weights=None):
-    """Weights, outputs and gradients of keras.layers.SimpleRNN ((None, None) given `weights`), then
-    FastSimpleRNN's outputs and gradients with the same weights."""
+    """(the stock layers' weights, keras.layers.SimpleRNN's outputs and gradients, FastSimpleRNN's
+    with the same weights). Given `weights`, the stock stack is not run: its outputs are None."""
     stock, fast = _stacks(options)
     expected = None
     if weights is None:
@@ -143,17 +144,12 @@ def test_fast_simple_rnn_on_jax_equals_the_stock_layer_on_tensorflow(tmp_path):
     layer: Keras's own JAX SimpleRNN differs from it where a masked step's output is kept (at
     leading masked steps it outputs the initial state, not zeros), and a JAX-trained run is meant
     to predict the same on TensorFlow."""
-    cases = {}
-    for i, options in enumerate(RNN_OPTIONS):
-        for masked in (False, True):
-            weights, expected, _ = _stock_and_fast(options, masked)
-            cases[f"{i} {masked} sizes"] = np.array([len(weights), len(expected)])
-            cases.update({f"{i} {masked} weights {k} {j}": w for k, ws in enumerate(weights) for j, w in enumerate(ws)})
-            cases.update({f"{i} {masked} expected {j}": e for j, e in enumerate(expected)})
-    np.savez(tmp_path / "cases.npz", **cases)
+    # (weights, expected) per (options, masked) case, in RNN_OPTIONS order
+    cases = [_stock_and_fast(options, masked)[:2] for options in RNN_OPTIONS for masked in (False, True)]
+    (tmp_path / "cases.pickle").write_bytes(pickle.dumps(cases))
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    child = subprocess.run([sys.executable, __file__, str(tmp_path / "cases.npz")], env=env, cwd=root,
+    child = subprocess.run([sys.executable, __file__, str(tmp_path / "cases.pickle")], env=env, cwd=root,
                            capture_output=True, text=True)
     assert child.returncode == 0, child.stderr[-3000:]
     assert child.stdout.strip().splitlines()[-1] == f"jax: {len(RNN_OPTIONS) * 2 * 2} comparisons equal"
@@ -171,21 +167,18 @@ def test_fast_simple_rnn_input_dropout_masks_every_step_alike():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), np.tanh(np.ones((2, 4, 3))), rtol=1e-6)
 
 
-if __name__ == "__main__":  # the JAX comparison's child process: python tests/test_layers.py CASES.npz
+if __name__ == "__main__":  # the JAX comparison's child process: python tests/test_layers.py CASES.pickle
     from rnn_apps import layers as our_layers
 
     assert keras.backend.backend() == "jax"
-    cases, compared = np.load(sys.argv[1]), 0
+    cases, compared = pickle.loads(Path(sys.argv[1]).read_bytes()), 0
     our_layers.SCAN_UNROLL = 3  # 7 steps: two unrolled chunks and a remainder step (lax.scan's own)
     for pallas in ("auto", "interpret"):  # lax.scan here (no GPU), then the GPU's Pallas kernels interpreted
         our_layers.PALLAS = pallas
-        for i, options in enumerate(RNN_OPTIONS):
-            for masked in (False, True):
-                depth, outputs = cases[f"{i} {masked} sizes"]
-                weights = [[cases[f"{i} {masked} weights {k} {j}"] for j in range(3)] for k in range(depth)]
-                expected = [cases[f"{i} {masked} expected {j}"] for j in range(outputs)]
-                _, _, got = _stock_and_fast(options, masked, weights)
-                for want, have in zip(expected, got, strict=True):
-                    np.testing.assert_allclose(have, want, atol=1e-5, rtol=1e-5, err_msg=f"{options} {masked} {pallas}")
-                compared += 1
+        settings = [(options, masked) for options in RNN_OPTIONS for masked in (False, True)]
+        for (options, masked), (weights, expected) in zip(settings, cases, strict=True):
+            _, _, got = _stock_and_fast(options, masked, weights)
+            for want, have in zip(expected, got, strict=True):
+                np.testing.assert_allclose(have, want, atol=1e-5, rtol=1e-5, err_msg=f"{options} {masked} {pallas}")
+            compared += 1
     print(f"jax: {compared} comparisons equal")
