@@ -380,12 +380,16 @@ class FrozenTailEmbedding(layers.Layer):
 
     They hold words outside the training vocabulary, which the app sets after training; leaving
     them out of the optimizer spares it dense updates of rows that training is not meant to change
-    (with XLA, an embedding's gradient and its AdamW update cover the whole table)."""
+    (with XLA, an embedding's gradient and its AdamW update cover the whole table).
 
-    def __init__(self, input_dim, output_dim, frozen_rows=0, unknown_id=1, mask_zero=True, **kwargs):
+    `reversible=True` ties an output layer to the table, as keras-hub's ReversibleEmbedding does:
+    `layer(vectors, reverse=True)` -> float32 logits vectors . table^T + output_bias, one per row."""
+
+    def __init__(self, input_dim, output_dim, frozen_rows=0, unknown_id=1, mask_zero=True, reversible=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.input_dim, self.output_dim, self.frozen_rows = input_dim, output_dim, frozen_rows
-        self.unknown_id, self.mask_zero = unknown_id, mask_zero
+        self.unknown_id, self.mask_zero, self.reversible = unknown_id, mask_zero, reversible
         self.supports_masking = True
 
     def build(self, input_shape=None):
@@ -393,6 +397,8 @@ class FrozenTailEmbedding(layers.Layer):
                                        initializer="uniform", name="embeddings")
         self.frozen = self.add_weight((self.frozen_rows, self.output_dim), initializer="zeros",
                                       trainable=False, name="frozen_embeddings") if self.frozen_rows else None
+        self.output_bias = self.add_weight((self.input_dim,), initializer="zeros",
+                                           name="output_bias") if self.reversible else None
 
     def table(self):
         return self.trained if self.frozen is None else ops.concatenate([self.trained, self.frozen], axis=0)
@@ -403,7 +409,10 @@ class FrozenTailEmbedding(layers.Layer):
         if self.frozen is not None:
             self.frozen.assign(matrix[self.input_dim - self.frozen_rows:])
 
-    def call(self, ids):
+    def call(self, ids, reverse=False):
+        if reverse:
+            logits = ops.matmul(ids, ops.transpose(ops.cast(self.table(), ids.dtype)))
+            return ops.cast(logits, "float32") + self.output_bias
         ids = ops.cast(ids, "int32")
         # An id outside [0, input_dim) (a client's off-by-one, a vocabulary from another run) reads
         # as the unknown word: a gather would otherwise index from the end (TFLite, negative ids)
@@ -419,14 +428,18 @@ class FrozenTailEmbedding(layers.Layer):
                          ops.take(self.frozen, ops.maximum(ids - trained_rows, 0), axis=0))
 
     def compute_mask(self, ids, mask=None):
-        return ops.not_equal(ids, 0) if self.mask_zero else None
+        # Vectors in (reverse): logits carry no mask (Keras would weight the loss by it).
+        return ops.not_equal(ids, 0) if self.mask_zero and "int" in str(ids.dtype) else None
 
-    def compute_output_shape(self, input_shape):
-        return (*input_shape, self.output_dim)
+    def compute_output_spec(self, ids, reverse=False):
+        if reverse:
+            return keras.KerasTensor((*ids.shape[:-1], self.input_dim), dtype="float32")
+        return keras.KerasTensor((*ids.shape, self.output_dim), dtype=self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
-                "frozen_rows": self.frozen_rows, "unknown_id": self.unknown_id, "mask_zero": self.mask_zero}
+                "frozen_rows": self.frozen_rows, "unknown_id": self.unknown_id, "mask_zero": self.mask_zero,
+                "reversible": self.reversible}
 
 
 def find_layers(model, kind) -> list:
@@ -586,15 +599,31 @@ def optional_dropout(x, rate: float):
 @keras.saving.register_keras_serializable(package="rnn_apps")
 class SparseCrossentropy(keras.losses.Loss):
     """Sparse categorical cross-entropy with label smoothing, which Keras only offers for one-hot
-    targets. Integer targets of any shape ([batch] or [batch, time]) against probabilities."""
+    targets. Integer targets of any shape ([batch] or [batch, time]) against probabilities, or
+    logits with `from_logits`. `ignore_class` as in Keras's own: those targets (padding) add
+    nothing, and the mean is over the others."""
 
-    def __init__(self, label_smoothing=0.0, name="sparse_crossentropy", **kwargs):
+    def __init__(self, label_smoothing=0.0, from_logits=False, ignore_class=None, name="sparse_crossentropy",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.from_logits, self.ignore_class = label_smoothing, from_logits, ignore_class
 
     def call(self, y_true, y_pred):
-        one_hot = ops.one_hot(ops.cast(y_true, "int32"), ops.shape(y_pred)[-1])
-        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=self.label_smoothing)
+        y_true = ops.cast(y_true, "int32")
+        if not self.label_smoothing:
+            return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits,
+                                                                ignore_class=self.ignore_class)
+        log_p = ops.log_softmax(y_pred, axis=-1) if self.from_logits else ops.log(ops.clip(y_pred, 1e-7, 1.0))
+        picked = ops.squeeze(ops.take_along_axis(log_p, ops.expand_dims(ops.maximum(y_true, 0), -1), axis=-1), -1)
+        # (1 - e) * one-hot + e / classes, as Keras smooths one-hot targets.
+        losses = -(1 - self.label_smoothing) * picked - self.label_smoothing * ops.mean(log_p, axis=-1)
+        if self.ignore_class is None:
+            return losses
+        valid = ops.not_equal(y_true, self.ignore_class)
+        losses = ops.where(valid, losses, 0.0)
+        keras_backend.set_keras_mask(losses, valid)  # the reduction averages over the valid targets only
+        return losses
 
     def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+        return {**super().get_config(), "label_smoothing": self.label_smoothing, "from_logits": self.from_logits,
+                "ignore_class": self.ignore_class}

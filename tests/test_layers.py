@@ -1,4 +1,5 @@
-"""Shared model layers: masked pooling ignores padding, in every mode."""
+"""Shared model layers: masked pooling ignores padding, in every mode; the tied output layer and the
+smoothed, padding-aware loss; FastSimpleRNN equals the stock SimpleRNN."""
 
 import os
 import pickle
@@ -10,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from rnn_apps.layers import MaskedPooling1D
+from rnn_apps.layers import FrozenTailEmbedding, MaskedPooling1D, SparseCrossentropy
 
 # Two sequences of 3 steps, 2 features; the second has only its first step unmasked.
 STEPS = np.array([[[1.0, -4.0], [3.0, -2.0], [-5.0, 0.0]],
@@ -32,6 +33,39 @@ def test_a_sequence_with_no_step_left_pools_to_zeros():
     empty = np.array([[False, False, False], [True, False, False]])
     pooled = keras.ops.convert_to_numpy(MaskedPooling1D("max_mean")(STEPS, mask=empty))
     np.testing.assert_array_equal(pooled[0], np.zeros(4))
+
+
+def test_reversible_embedding_scores_vectors_against_its_own_table(tmp_path):
+    ids = keras.Input((None,), dtype="int32")
+    embedding = FrozenTailEmbedding(6, 3, reversible=True, name="tied")
+    vectors = embedding(ids)
+    logits = embedding(keras.layers.Dense(3, name="project")(vectors), reverse=True)
+    model = keras.Model(ids, logits)
+    table = np.arange(18, dtype="float32").reshape(6, 3) / 10
+    embedding.set_table(table)
+    embedding.output_bias.assign(np.array([0, 1, 2, 3, 4, 5], "float32"))
+    batch = np.array([[2, 5, 0]])
+    project = model.get_layer("project")
+    expected = (table[batch] @ project.kernel.numpy() + project.bias.numpy()) @ table.T + np.arange(6)
+    np.testing.assert_allclose(model(batch).numpy(), expected, rtol=1e-5)
+    # Logits carry no mask (Keras would weight the loss by it), ids keep theirs.
+    assert getattr(model(batch), "_keras_mask", None) is None
+    np.testing.assert_array_equal(embedding.compute_mask(batch), [[True, True, False]])
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "m.keras")(batch).numpy(), expected, rtol=1e-5)
+
+
+def test_smoothed_loss_from_logits_skips_padding_as_keras_does():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 4, 7)).astype("float32")
+    targets = np.array([[4, 2, 0, 0], [1, 6, 3, 5], [2, 0, 0, 0]])
+    stock = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)(targets, logits)
+    np.testing.assert_allclose(float(SparseCrossentropy(0.0, from_logits=True, ignore_class=0)(targets, logits)),
+                               float(stock), rtol=1e-6)
+    smoothed = np.eye(7)[targets] * 0.9 + 0.1 / 7
+    per_step = keras.losses.categorical_crossentropy(smoothed, logits, from_logits=True).numpy()
+    np.testing.assert_allclose(float(SparseCrossentropy(0.1, from_logits=True, ignore_class=0)(targets, logits)),
+                               per_step[targets != 0].mean(), rtol=1e-5)
 
 
 def test_unknown_mode_is_refused():

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from pipelines import translation
-from rnn_apps import decoding
+from rnn_apps import decoding, registry
 from rnn_apps.errors import UserError
 from tests.test_cli import assert_one_line_error, invoke
 
@@ -39,6 +39,13 @@ def test_kor_eng_reads_two_text_columns_and_refuses_a_wrong_direction(data_root)
         translation.load("kor_eng", data_root, 0, "spa-en")
     with pytest.raises(UserError, match="expected SOURCE-TARGET"):
         translation.load("kor_eng", data_root, 0, "korean")
+
+
+def test_a_tied_output_layer_needs_attention_as_wide_as_the_embedding():
+    app = registry.get("translate")
+    with pytest.raises(UserError, match=r"attention_units \(8\) must equal embedding_dim \(16\)"):
+        app.resolve_config("tiny", {"embedding_dim": 16})
+    assert app.resolve_config("tiny", {"embedding_dim": 16, "tied_output": "false"})["tied_output"] is False
 
 
 def test_tfds_ted_hrlr_goes_through_the_same_path_under_mock_data(monkeypatch):
