@@ -5,7 +5,8 @@ Topology: source ids [batch, source_time] -> Embedding -> bidirectional SimpleRN
 final state -> Dense tanh "bridge" -> the initial state of a SimpleRNN decoder (`decoder_units`).
 Training (teacher forcing): target ids [START, w1, ...] -> Embedding -> decoder states
 [batch, target_time, decoder_units] -> Luong attention over the encoder outputs (scaled scores,
-padding masked) -> Dense logits [batch, target_time, target_vocab], loss masked on padding.
+padding masked) -> logits [batch, target_time, target_vocab] against the target embedding's own
+table (`tied_output`; a Dense layer without it), label-smoothed loss masked on padding.
 Decoding: the trained decoder's `cell` on one step with the same weights (`step`), driven by the
 one loop in `rnn_apps/decoding.py`: greedy or beam search, at most
 min(target_length, ceil(length_ratio * source tokens) + length_extra) tokens, stopping at END.
@@ -76,7 +77,9 @@ class Translate(App):
         # Adam 1e-3 with clipping, no dropout) reached 45.4 BLEU after 20 minutes on 2 cores.
         "units": 256,  # encoder, per direction
         "bidirectional": True,
-        "decoder_units": 512,
+        # 256, not the prototype's 512: 20% shorter steps (92 vs 115 ms) and more BLEU per epoch
+        # (15.9 vs 7.4 after the first): 41.34 greedy BLEU in the 30 minutes against 39.63.
+        "decoder_units": 256,
         # The size of the attentional vector the output layer reads. The output layer is most of a
         # training step (every target position x vocabulary): 256 x 8,000 instead of 512 x 12,000
         # took a step from 306 ms to 192 ms on 2 cores.
