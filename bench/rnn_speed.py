@@ -4,6 +4,7 @@ installed, and the hardware limit: the step's FLOPs over the large-matrix SGEMM 
 the same process. All in one run, as ratios.
 
     python bench/rnn_speed.py [--steps 10] [--rounds 3] [--configs reference,charlm] [--result rnn_speed]
+                              [--bfloat16]
 
 On a GPU machine (no TensorFlow there: Keras on JAX, PyTorch with cuDNN), issue 13's GPU comparison:
 
@@ -58,10 +59,11 @@ def sgemm_gflops(size: int, repeats: int = 10) -> float:
     return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def keras_step_ms(c: dict, layer_class, jit: bool, steps: int) -> float:
+def keras_step_ms(c: dict, layer_class, jit: bool, steps: int, policy: str = "float32") -> float:
     import keras
 
     keras.utils.set_random_seed(0)
+    keras.config.set_dtype_policy(policy)
     inputs = keras.Input((c["length"],), dtype="int32")
     x = keras.layers.Embedding(c["vocabulary"], c["embedding"])(inputs)
     x = layer_class(c["units"], return_sequences=c["per_step"])(x)
@@ -74,6 +76,7 @@ def keras_step_ms(c: dict, layer_class, jit: bool, steps: int) -> float:
         loss = keras.losses.BinaryCrossentropy(from_logits=True)
         targets = np.random.default_rng(1).integers(0, 2, (c["batch"], 1)).astype("float32")
     model = keras.Model(inputs, outputs)
+    keras.config.set_dtype_policy("float32")
     model.compile(keras.optimizers.Adam(1e-3), loss, jit_compile=jit)
     ids = np.random.default_rng(0).integers(0, c["vocabulary"], (c["batch"], c["length"])).astype("int32")
     for _ in range(3):  # tracing, XLA compilation
@@ -174,6 +177,8 @@ def main():
     parser.add_argument("--chunks", default="", help="other values of rnn_apps.layers.CHUNK (steps per loop "
                         "iteration; SCAN_UNROLL on JAX) to time the fast layer with XLA at, e.g. 1,32: "
                         "fast_xla_chunkN")
+    parser.add_argument("--bfloat16", action="store_true", help="also time both layers computing in bfloat16 "
+                        "(mixed_bfloat16, float32 weights) without XLA: stock_bf16, fast_bf16")
     parser.add_argument("--torch-only", help=argparse.SUPPRESS)  # the PyTorch child: print its ms and exit
     parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -196,10 +201,13 @@ def main():
         c = CONFIGS[name]
         limit = step_flops(c) / (gflops * 1e9) * 1000
         # Rounds interleave the variants, so a slow spell of a shared machine hits them all alike.
-        # A variant: (layer class, XLA, settings of the fast layer in rnn_apps/layers.py).
+        # A variant: (layer class, XLA, settings of the fast layer in rnn_apps/layers.py[, dtype policy]).
         variants = {"stock_xla": (keras.layers.SimpleRNN, True, {}), "fast_xla": (FastSimpleRNN, True, {})}
         if backend == "tensorflow":  # JAX always compiles
             variants.update({"stock": (keras.layers.SimpleRNN, False, {}), "fast": (FastSimpleRNN, False, {})})
+            if args.bfloat16:  # oneDNN's bfloat16 products (AMX), which XLA on the CPU does not use
+                variants.update({"stock_bf16": (keras.layers.SimpleRNN, False, {}, "mixed_bfloat16"),
+                                 "fast_bf16": (FastSimpleRNN, False, {}, "mixed_bfloat16")})
         chunk_name = "SCAN_UNROLL" if backend == "jax" else "CHUNK"
         for chunk in filter(None, args.chunks.split(",")):
             variants[f"fast_xla_chunk{chunk}"] = (FastSimpleRNN, True, {chunk_name: int(chunk)})
@@ -208,10 +216,10 @@ def main():
         defaults = {chunk_name: getattr(our_layers, chunk_name), "PALLAS": our_layers.PALLAS}
         rounds = {variant: [] for variant in variants}
         for _ in range(args.rounds):
-            for variant, (layer_class, jit, settings) in variants.items():
+            for variant, (layer_class, jit, settings, *policy) in variants.items():
                 for setting, value in {**defaults, **settings}.items():
                     setattr(our_layers, setting, value)
-                rounds[variant].append(keras_step_ms(c, layer_class, jit, args.steps))
+                rounds[variant].append(keras_step_ms(c, layer_class, jit, args.steps, *policy))
             for setting, value in defaults.items():
                 setattr(our_layers, setting, value)
             for variant, compiled in (("torch", False),) + ((("torch_compile", True),) if not on_gpu else ()):
@@ -231,6 +239,10 @@ def main():
             entry["fast_best_vs_torch_best"] = round(torch_ms / best, 2)
         else:
             entry["torch"] = "not installed here"
+        if "fast_bf16" in timings:  # not float32-equal to the stock layer: reported apart
+            entry["fast_bf16_vs_stock"] = round(timings["stock"] / timings["fast_bf16"], 2)
+            if torch_ms is not None:
+                entry["fast_bf16_vs_torch_best"] = round(torch_ms / timings["fast_bf16"], 2)
         results["configs"][name] = entry
         print(name, entry, flush=True)
     common.write(args.result, results)
