@@ -17,6 +17,7 @@ autotuning, eight processes spent over 2 minutes compiling each matrix product.
     python bench/translate_sweep_gpu.py --score DIR OUT             # here: BLEU per recipe and epoch
 """
 
+import functools
 import json
 import os
 import subprocess
@@ -29,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-START_ID, END_ID, PADDING_ID = 2, 3, 0
+START_ID, END_ID, PADDING_ID = 2, 3, 0  # pipelines/translation.py's ids (it imports TensorFlow, absent there)
 BASE = {"learning_rate": 1e-3, "batch_size": 64, "lr_half_life_steps": 0, "label_smoothing": 0.0,
         "tied_output": False, "units": 256, "decoder_units": 512, "attention_units": 256,
         "embedding_dim": 256, "clipnorm": 1.0, "warmup_steps": 0}
@@ -114,30 +115,35 @@ def masked_loss(label_smoothing: float):
 
 
 def schedule(recipe: dict):
+    """The app's rate (config_lib.learning_rate: halving every lr_half_life_steps), after a linear warm-up."""
     import keras
+    from keras import ops
 
-    rate, half_life, warmup = recipe["learning_rate"], recipe["lr_half_life_steps"], recipe["warmup_steps"]
+    from rnn_apps import config as config_lib
 
-    class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+    rate, warmup = config_lib.learning_rate(recipe), recipe["warmup_steps"]
+    if not warmup:
+        return rate
+
+    class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
         def __call__(self, step):
-            from keras import ops
-            step = ops.cast(step, "float32")
-            value = rate * (0.5 ** (step / half_life) if half_life else 1.0)
-            return value * (ops.minimum(1.0, (step + 1) / warmup) if warmup else 1.0)
+            return rate(step) * ops.minimum(1.0, (ops.cast(step, "float32") + 1) / warmup)
 
-    return Schedule()
+    return WarmUp()
 
 
-def greedy(model, source: np.ndarray, max_length: int) -> np.ndarray:
-    """The app's greedy loop (rnn_apps/decoding.py) in NumPy over the trained layers' step."""
+def greedy(model, source: np.ndarray, config: dict) -> np.ndarray:
+    """The app's greedy loop (rnn_apps/decoding.py) in NumPy over the trained layers' step, with its
+    length rule (Translate.limits) from the app's config."""
     import keras
 
     encoder = keras.Model(model.inputs[0], [model.get_layer("attention").input[1], model.get_layer("bridge").output])
     embedding, cell = model.get_layer("target_embedding"), model.get_layer("decoder_rnn").cell
     attention = model.get_layer("attention")
-    logits = (lambda x: embedding(x, reverse=True)) if embedding.reversible else model.get_layer("logits")
+    logits = functools.partial(embedding, reverse=True) if embedding.reversible else model.get_layer("logits")
     mask = (source != PADDING_ID).astype(np.float32)
-    limits = np.minimum(np.ceil(2.0 * mask.sum(1)) + 10, max_length).astype(int)
+    max_length = config["target_length"]
+    limits = np.minimum(np.ceil(config["length_ratio"] * mask.sum(1)) + config["length_extra"], max_length).astype(int)
     encoder_outputs, state = encoder(source)
     tokens = np.full(len(source), START_ID, np.int32)
     out = np.zeros((len(source), max_length), np.int32)
@@ -179,10 +185,11 @@ def train_recipe(name: str, folder: Path, out: Path, epochs: int):
         logits = model.predict(validation[0], batch_size=500, verbose=0)
         val_loss = float(masked_loss(0.0)(validation[1], logits))
         ids_by_epoch[f"epoch{epoch}"] = greedy(model, data["test_source"].astype(np.int32),
-                                               data["test_target_out"].shape[1]).astype(np.int16)
+                                               json.loads(str(data["config"]))).astype(np.int16)
         rows.append({"epoch": epoch, "val_loss": round(val_loss, 4), "seconds": round(time.time() - start, 1)})
-        # One file a recipe, rewritten whole each epoch (the device returns at most 8 files).
-        partial = Path(f"/tmp/{slug}.npz")
+        # One file a recipe, rewritten whole each epoch (the device returns at most 8 files); written
+        # beside it and renamed, as a rename across filesystems (/tmp to OUT) can fail.
+        partial = out / f"{slug}.partial.npz"
         np.savez_compressed(partial, curve=json.dumps({"recipe": name, "settings": recipe, "epochs": rows}),
                             **ids_by_epoch)
         partial.replace(out / f"{slug}.npz")

@@ -429,7 +429,7 @@ class FrozenTailEmbedding(layers.Layer):
 
     def compute_mask(self, ids, mask=None):
         # Vectors in (reverse): logits carry no mask (Keras would weight the loss by it).
-        return ops.not_equal(ids, 0) if self.mask_zero and "int" in str(ids.dtype) else None
+        return ops.not_equal(ids, 0) if self.mask_zero and keras.backend.is_int_dtype(ids.dtype) else None
 
     def compute_output_spec(self, ids, reverse=False):
         if reverse:

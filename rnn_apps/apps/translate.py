@@ -30,6 +30,7 @@ source_vocab.txt, target_vocab.txt and model_card.json beside it.
     rnn-apps query exports --name translate "¿Dónde está la biblioteca?"
 """
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +105,7 @@ class Translate(App):
         "lr_half_life_steps": 4000,  # ~1,800 steps an epoch: the rate is ~1/4 of 1e-3 by epoch 5
         # At most 25 minutes of training steps: validation and checkpoints add ~12% (measured: a 27
         # minute budget ended 30.3 min after the first step), reading and tokenising the data ~0.7
-        # min, so the whole run stays under issue 7's 30 minutes on 2 cores. ~5 min an epoch.
+        # min, so the whole run stays under issue 7's 30 minutes on 2 cores. 3-5 min an epoch.
         "max_train_minutes": 25.0,
         "epochs": 10,
         "batch_size": 64,
@@ -244,11 +245,7 @@ class Translate(App):
         decoder's cell, attention and output layer on one step."""
         embedding, cell = model.get_layer("target_embedding"), model.get_layer("decoder_rnn").cell
         attention = model.get_layer("attention")
-        if embedding.reversible:
-            def logits(attended):
-                return embedding(attended, reverse=True)
-        else:
-            logits = model.get_layer("logits")
+        logits = functools.partial(embedding, reverse=True) if embedding.reversible else model.get_layer("logits")
         # Padding and START are never outputs.
         never = np.zeros(embedding.input_dim, np.float32)
         never[[translation.PADDING_ID, translation.START_ID]] = -1e9
