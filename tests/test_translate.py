@@ -151,6 +151,21 @@ def test_beam_is_refused_for_classifiers_and_a_mismatched_run(tiny_run):
     assert_one_line_error(invoke("predict", tiny_run("translate").dir, "x", "--beam", "0"), "--beam")
 
 
+def test_the_step_never_writes_padding_unknown_or_start(tiny_run):
+    from rnn_apps.apps.translate import source_mask
+
+    run, app = tiny_run("translate"), registry.get("translate")
+    ids = tf.constant([[5, 6, 7, 0], [8, 0, 0, 0]], tf.int32)
+    encoder_outputs, state = app._encoder(run.model)(ids)
+    cache = {"state": state, "encoder_outputs": encoder_outputs, "source_mask": source_mask(ids)}
+    log_probabilities, new_cache = app.step(run.model)(tf.constant([translation.START_ID, 9]), cache)
+    log_probabilities = log_probabilities.numpy()
+    never = [translation.PADDING_ID, translation.UNKNOWN_ID, translation.START_ID]
+    assert (log_probabilities[:, never] < -1e8).all()
+    np.testing.assert_allclose(np.exp(log_probabilities).sum(axis=1), 1.0, rtol=1e-5)
+    assert new_cache["state"].shape == state.shape and not np.allclose(new_cache["state"], state)
+
+
 def test_saved_model_signatures_and_the_tflite_loop_agree_on_odd_input(tiny_export, tiny_run):
     from export import tflite
     from rnn_apps import registry

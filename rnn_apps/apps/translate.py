@@ -246,9 +246,10 @@ class Translate(App):
         embedding, cell = model.get_layer("target_embedding"), model.get_layer("decoder_rnn").cell
         attention = model.get_layer("attention")
         logits = functools.partial(embedding, reverse=True) if embedding.reversible else model.get_layer("logits")
-        # Padding and START are never outputs.
+        # Padding, START and "[UNK]" are never outputs (as in caption and charlm): "[UNK]" matches no
+        # reference word, and the next likeliest word may.
         never = np.zeros(embedding.input_dim, np.float32)
-        never[[translation.PADDING_ID, translation.START_ID]] = -1e9
+        never[[translation.PADDING_ID, translation.UNKNOWN_ID, translation.START_ID]] = -1e9
 
         def step(tokens, cache):
             # tf.identity drops the padding mask Keras attaches to the embedding: one step has no time axis.
