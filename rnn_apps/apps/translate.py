@@ -81,11 +81,12 @@ class Translate(App):
         "units": 128,  # encoder, per direction
         "bidirectional": True,
         "decoder_units": 256,
-        # The size of the attentional vector the output layer reads. The output layer is most of a
-        # training step (every target position x vocabulary): 256 x 8,000 instead of 512 x 12,000
-        # took a step from 306 ms to 192 ms on 2 cores.
-        "attention_units": 256,
-        "embedding_dim": 256,
+        # The size of the attentional vector the output layer reads, and (tied) of the target
+        # embedding: the width that decides how much each epoch teaches. Greedy BLEU at epoch 4:
+        # 32.2 at 128, 40.7 at 256, 45.9 at 384; 512 learned more per epoch but its steps were 1.6x
+        # slower, and it was behind 384 at equal time (bench/RESULTS.md, translate).
+        "attention_units": 384,
+        "embedding_dim": 384,
         # The output layer is the target embedding's table transposed (plus a bias per word), as in
         # Press & Wolf 2017: 2M fewer weights for Adam to update each step, and lower validation
         # loss per epoch in a sweep (bench/translate_sweep_gpu.py). Needs attention_units == embedding_dim.
@@ -103,9 +104,10 @@ class Translate(App):
         # with a constant rate and no smoothing (bench/RESULTS.md, translate).
         "label_smoothing": 0.1,
         "lr_half_life_steps": 4000,  # ~1,800 steps an epoch: the rate is ~1/4 of 1e-3 by epoch 5
-        # At most 25 minutes of training steps: validation and checkpoints add ~12% (measured: a 27
-        # minute budget ended 30.3 min after the first step), reading and tokenising the data ~0.7
-        # min, so the whole run stays under issue 7's 30 minutes on 2 cores. 3-5 min an epoch.
+        # At most 25 minutes of training steps: validation and checkpoints add 7-10% (measured: 25
+        # minutes of steps ended 26.75 min after the first step; 27 minutes on a slower half hour,
+        # 29.6), reading and tokenising the data ~0.7 min, so the whole run stays under issue 7's
+        # 30 minutes on 2 cores. 4-6 min an epoch.
         "max_train_minutes": 25.0,
         "epochs": 10,
         "batch_size": 64,
