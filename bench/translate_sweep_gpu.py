@@ -30,7 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-START_ID, END_ID, PADDING_ID = 2, 3, 0  # pipelines/translation.py's ids (it imports TensorFlow, absent there)
+# pipelines/translation.py's ids (it imports TensorFlow, absent there)
+START_ID, END_ID, PADDING_ID, UNKNOWN_ID = 2, 3, 0, 1
 BASE = {"learning_rate": 1e-3, "batch_size": 64, "lr_half_life_steps": 0, "label_smoothing": 0.0,
         "tied_output": False, "units": 256, "decoder_units": 512, "attention_units": 256,
         "embedding_dim": 256, "clipnorm": 1.0, "warmup_steps": 0}
@@ -152,7 +153,7 @@ def greedy(model, source: np.ndarray, config: dict) -> np.ndarray:
         output, new_state = cell(embedding(tokens), [state])
         state = new_state[0]
         scores = np.array(logits(attention(output[:, None, :], encoder_outputs, mask)[:, 0, :]))
-        scores[:, [PADDING_ID, START_ID]] = -1e9
+        scores[:, [PADDING_ID, UNKNOWN_ID, START_ID]] = -1e9  # as Translate.step: never written
         tokens = scores.argmax(-1).astype(np.int32)
         done |= t >= limits
         out[:, t] = np.where(done, 0, tokens)

@@ -22,6 +22,14 @@ import tensorflow as tf
 NO_END = -1  # an id no model writes: rows run to their limit
 
 
+def never_written(vocabulary_size: int, ids) -> np.ndarray:
+    """What a step adds to its logits so that it never writes `ids` (padding, START, "[UNK]", ...):
+    -1e9 there, 0 elsewhere; a constant of the step's graph, so the TFLite step does the same."""
+    never = np.zeros(vocabulary_size, np.float32)
+    never[list(ids)] = -1e9
+    return never
+
+
 def choose(log_probabilities, position, temperature=0.0, top_k=0, seed=0):
     """The next token of every row: the most likely one when temperature <= 0, else a sample of
     softmax(log_probabilities / temperature) restricted to the top_k most likely tokens (0 = all).

@@ -271,8 +271,8 @@ class Caption(App):
         decoder's cell and output layer on one step."""
         embedding, cell = model.get_layer("word_embedding"), model.get_layer("decoder_rnn").cell
         logits = model.get_layer("logits")
-        never = np.zeros(embedding.input_dim, np.float32)
-        never[[PADDING_ID, translation.UNKNOWN_ID, START_ID]] = -1e9  # never outputs: a caption says no "[UNK]"
+        # never outputs: a caption says no "[UNK]"
+        never = decoding.never_written(embedding.input_dim, (PADDING_ID, translation.UNKNOWN_ID, START_ID))
 
         def step(tokens, cache):
             # tf.identity drops the padding mask Keras attaches to the embedding: one step has no time axis.

@@ -181,8 +181,7 @@ class CharLM(App):
         trained cells on one character. Padding and unknown are never written."""
         embedding, logits = model.get_layer("embedding"), model.get_layer("logits")
         cells = [layer.cell for layer in rnn_layers(model)]
-        never = np.zeros(embedding.input_dim, np.float32)
-        never[[characters.PADDING_ID, characters.UNKNOWN_ID]] = -1e9
+        never = decoding.never_written(embedding.input_dim, (characters.PADDING_ID, characters.UNKNOWN_ID))
 
         def step(tokens, cache):
             x, new = embedding(tokens), {}

@@ -49,6 +49,7 @@ from rnn_apps.errors import UserError
 from rnn_apps.layers import FastSimpleRNN, FrozenTailEmbedding, LuongAttention, SparseCrossentropy, simple_rnn_stack
 
 SOURCE_VOCAB, TARGET_VOCAB = "source_vocab.txt", "target_vocab.txt"
+NEVER_WRITTEN = (translation.PADDING_ID, translation.UNKNOWN_ID, translation.START_ID)
 SAMPLES = 5
 
 
@@ -88,7 +89,7 @@ class Translate(App):
         "attention_units": 384,
         "embedding_dim": 384,
         # The output layer is the target embedding's table transposed (plus a bias per word), as in
-        # Press & Wolf 2017: 2M fewer weights for Adam to update each step, and lower validation
+        # Press & Wolf 2017: 3M fewer weights (8,000 x 384) for Adam to update each step, and lower validation
         # loss per epoch in a sweep (bench/translate_sweep_gpu.py). Needs attention_units == embedding_dim.
         "tied_output": True,
         "source_vocab_size": 20000,
@@ -250,8 +251,7 @@ class Translate(App):
         logits = functools.partial(embedding, reverse=True) if embedding.reversible else model.get_layer("logits")
         # Padding, START and "[UNK]" are never outputs (as in caption and charlm): "[UNK]" matches no
         # reference word, and the next likeliest word may.
-        never = np.zeros(embedding.input_dim, np.float32)
-        never[[translation.PADDING_ID, translation.UNKNOWN_ID, translation.START_ID]] = -1e9
+        never = decoding.never_written(embedding.input_dim, NEVER_WRITTEN)
 
         def step(tokens, cache):
             # tf.identity drops the padding mask Keras attaches to the embedding: one step has no time axis.
@@ -380,7 +380,9 @@ class Translate(App):
                        "padding": f"right-pad with 0 to exactly {length} ids; ids after {length} are dropped",
                        "id_range": "0 = padding, 1 = unknown; ids outside the vocabulary read as 1"},
             "target": {"vocabulary": TARGET_VOCAB, "language": preprocessing.target_language,
-                       "start_id": translation.START_ID, "end_id": translation.END_ID},
+                       "start_id": translation.START_ID, "end_id": translation.END_ID,
+                       "never_written": f"ids {', '.join(map(str, NEVER_WRITTEN))} (padding, unknown, START: "
+                                        "decode_step gives them log-probability -1e9)"},
             "tokenisation": translation.TOKENISATION_RULES,
             "max_output_tokens": {"target_length": config["target_length"], "length_ratio": config["length_ratio"],
                                   "length_extra": config["length_extra"],
