@@ -204,7 +204,9 @@ def main():
         # A variant: (layer class, XLA, settings of the fast layer in rnn_apps/layers.py[, dtype policy]).
         variants = {"stock_xla": (keras.layers.SimpleRNN, True, {}), "fast_xla": (FastSimpleRNN, True, {})}
         if backend == "tensorflow":  # JAX always compiles
-            variants.update({"stock": (keras.layers.SimpleRNN, False, {}), "fast": (FastSimpleRNN, False, {})})
+            # fast: the C++ op of rnn_apps/kernels; fast_loops: the same layer on TensorFlow's while loops
+            variants.update({"stock": (keras.layers.SimpleRNN, False, {}), "fast": (FastSimpleRNN, False, {}),
+                             "fast_loops": (FastSimpleRNN, False, {"CPU_KERNEL": "off"})})
             if args.bfloat16:  # oneDNN's bfloat16 products (AMX), which XLA on the CPU does not use
                 variants.update({"stock_bf16": (keras.layers.SimpleRNN, False, {}, "mixed_bfloat16"),
                                  "fast_bf16": (FastSimpleRNN, False, {}, "mixed_bfloat16")})
@@ -213,7 +215,8 @@ def main():
             variants[f"fast_xla_chunk{chunk}"] = (FastSimpleRNN, True, {chunk_name: int(chunk)})
         if on_gpu:  # lax.scan where the Pallas kernels would run
             variants["fast_xla_scan"] = (FastSimpleRNN, True, {"PALLAS": "off"})
-        defaults = {chunk_name: getattr(our_layers, chunk_name), "PALLAS": our_layers.PALLAS}
+        defaults = {chunk_name: getattr(our_layers, chunk_name), "PALLAS": our_layers.PALLAS,
+                    "CPU_KERNEL": our_layers.CPU_KERNEL}
         rounds = {variant: [] for variant in variants}
         for _ in range(args.rounds):
             for variant, (layer_class, jit, settings, *policy) in variants.items():

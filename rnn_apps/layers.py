@@ -52,28 +52,78 @@ class FastSimpleRNN(layers.SimpleRNN):
                                      return_all_outputs=self.return_sequences)
         kernel = ops.cast(cell.recurrent_kernel, projected.dtype)
         outputs, last_output, state = tanh_recurrence(projected, state, kernel, mask, self.go_backwards,
-                                                      self.zero_output_for_mask)
+                                                      self.zero_output_for_mask, training=bool(training))
         if not self.return_sequences:
             outputs = ops.expand_dims(last_output, 1)
         return last_output, outputs, [state]
 
 
-def tanh_recurrence(inputs, state, kernel, mask=None, go_backwards=False, zero_output_for_mask=False):
+def tanh_recurrence(inputs, state, kernel, mask=None, go_backwards=False, zero_output_for_mask=False,
+                    training=False):
     """h_t = tanh(inputs_t + h_(t-1) kernel) over [batch, time, units], with Keras's masking
     (a masked step keeps the state; its output is zeros or the previous output) ->
     (outputs [batch, time, units] in the order read, last output, final state).
 
     The backward pass is written out: da_t = (dh_t + da_(t+1) kernel^T) (1 - h_t^2), one small
     product a step, and d kernel = sum_t h_(t-1)^T da_t, one large product after the loop. On
-    TensorFlow both loops run `CHUNK` steps per iteration of a while loop (`_chunked_recurrence`),
-    on JAX SCAN_UNROLL per iteration of lax.scan (`_scanned_recurrence`)."""
+    TensorFlow a training step outside XLA runs each loop as one call of a C++ op
+    (`_compiled_recurrence`, where it builds: rnn_apps/kernels); otherwise both loops run `CHUNK`
+    steps per iteration of a while loop (`_chunked_recurrence`); on JAX SCAN_UNROLL per iteration
+    of lax.scan (`_scanned_recurrence`)."""
     steps = None if mask is None else ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
     if go_backwards:
         inputs = ops.flip(inputs, 1)
         steps = None if steps is None else ops.flip(steps, 1)
     if keras.backend.backend() == "tensorflow":
+        op = _compiled_kernel(inputs.dtype) if training else None
+        if op is not None:
+            return _compiled_recurrence(op, inputs, state, kernel, steps, zero_output_for_mask)
         return _chunked_recurrence(inputs, state, kernel, steps, zero_output_for_mask)
     return _scanned_recurrence(inputs, state, kernel, steps, zero_output_for_mask)
+
+
+# Where TensorFlow training steps run the recurrence as the C++ op of rnn_apps/kernels: "auto" (float32
+# steps outside XLA, where the op builds) or "off" (the while loops of `_chunked_recurrence`).
+CPU_KERNEL = "auto"
+
+
+def _compiled_kernel(dtype):
+    """The C++ op where this step may run it, else None. Only in training steps: a SavedModel is traced
+    without `training`, so what TF Serving loads holds stock ops only (a custom op would need a server
+    built with it). Not inside XLA (`jit_compile=True`), which compiles only ops it knows."""
+    from tensorflow.python.framework import ops as tf_ops
+    from tensorflow.python.ops import control_flow_util
+
+    if CPU_KERNEL == "off" or keras.backend.standardize_dtype(dtype) != "float32":
+        return None
+    if control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()):
+        return None
+    from rnn_apps import kernels
+
+    return kernels.load()
+
+
+def _compiled_recurrence(op, inputs, state, kernel, steps, zero_output_for_mask):
+    """`_chunked_recurrence`'s math, each loop one call of the C++ op (batch-major, as Keras lays it out)."""
+    import tensorflow as tf
+
+    mask = tf.zeros([0]) if steps is None else steps[..., 0]  # empty: no mask
+
+    @tf.custom_gradient
+    def run(inputs, state, kernel):
+        outputs, previous, last, final = op.tanh_recurrence(inputs, state, kernel, mask,
+                                                            zero_output_for_mask=zero_output_for_mask)
+
+        def grad(d_outputs, d_last, d_final):
+            d_a, d_state = op.tanh_recurrence_grad(d_outputs, d_last, d_final, outputs, kernel, mask,
+                                                   zero_output_for_mask=zero_output_for_mask)
+            units = kernel.shape[0]
+            d_kernel = tf.matmul(tf.reshape(previous, (-1, units)), tf.reshape(d_a, (-1, units)), transpose_a=True)
+            return d_a, d_state, d_kernel
+
+        return (outputs, last, final), grad
+
+    return run(inputs, state, kernel)
 
 
 # Steps of the recurrence per iteration of TensorFlow's while loop: each iteration costs the loop's

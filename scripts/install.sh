@@ -7,3 +7,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
+# The SimpleRNN recurrence's C++ op (rnn_apps/kernels), built now rather than in the first training step.
+.venv/bin/python -m rnn_apps.kernels

@@ -86,7 +86,7 @@ def _loss(outputs):
     return sum(keras.ops.sum(keras.ops.sin(o * (1.0 + 0.1 * k))) for k, o in enumerate(outputs))
 
 
-def _outputs_and_gradients(layers_, x, mask, initial_state):
+def _outputs_and_gradients(layers_, x, mask, initial_state, training=False):
     """The stack's outputs, and the loss's gradients for x, the initial state and every weight."""
     if keras.backend.backend() == "jax":
         import jax
@@ -112,7 +112,7 @@ def _outputs_and_gradients(layers_, x, mask, initial_state):
         tape.watch([x, initial_state])
         y, first = x, True
         for layer in layers_:
-            y = layer(y, mask=mask, initial_state=[initial_state] if first else None)
+            y = layer(y, mask=mask, initial_state=[initial_state] if first else None, training=training)
             first = False
         outputs = keras.tree.flatten(y)
         loss = _loss(outputs)
@@ -120,16 +120,16 @@ def _outputs_and_gradients(layers_, x, mask, initial_state):
     return [o.numpy() for o in outputs], [g.numpy() for g in tape.gradient(loss, [x, initial_state, *weights])]
 
 
-def _stacks(options):
+def _stacks(options, units=6, batch=4):
     """A stock SimpleRNN stack and the same stack of FastSimpleRNN, built on the test inputs."""
     from keras import layers
 
     from rnn_apps.layers import FastSimpleRNN
 
     stacked = options.get("return_sequences") and not options.get("return_state")
-    stock = [layers.SimpleRNN(6, **options)] + ([layers.SimpleRNN(6)] if stacked else [])
-    fast = [FastSimpleRNN(6, **options)] + ([FastSimpleRNN(6)] if stacked else [])
-    x, _, initial_state = _inputs(False)
+    stock = [layers.SimpleRNN(units, **options)] + ([layers.SimpleRNN(units)] if stacked else [])
+    fast = [FastSimpleRNN(units, **options)] + ([FastSimpleRNN(units)] if stacked else [])
+    x, _, initial_state = _inputs(False, units, batch)
     for layer_stack in (stock, fast):
         y, first = x, True
         for layer in layer_stack:
@@ -138,26 +138,26 @@ def _stacks(options):
     return stock, fast
 
 
-def _inputs(masked):
+def _inputs(masked, units=6, batch=4):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(4, 7, 5)).astype("float32")
-    mask = np.ones((4, 7), bool)
-    mask[1, 4:], mask[2, 1:], mask[3, :2] = False, False, False  # right, almost all, and left padding
-    return x, mask if masked else None, rng.normal(size=(4, 6)).astype("float32")
+    x = rng.normal(size=(batch, 7, 5)).astype("float32")
+    mask = np.ones((batch, 7), bool)
+    mask[1::4, 4:], mask[2::4, 1:], mask[3::4, :2] = False, False, False  # right, almost all, and left padding
+    return x, mask if masked else None, rng.normal(size=(batch, units)).astype("float32")
 
 
-def _stock_and_fast(options, masked, weights=None):
+def _stock_and_fast(options, masked, weights=None, units=6, batch=4, training=False):
     """(the stock layers' weights, keras.layers.SimpleRNN's outputs and gradients, FastSimpleRNN's
     with the same weights). Given `weights`, the stock stack is not run: its outputs are None."""
-    stock, fast = _stacks(options)
+    stock, fast = _stacks(options, units, batch)
     expected = None
     if weights is None:
         weights = [layer.get_weights() for layer in stock]
-        expected = sum(_outputs_and_gradients(stock, *_inputs(masked)), [])
+        expected = sum(_outputs_and_gradients(stock, *_inputs(masked, units, batch)), [])
     for a, b, layer_weights in zip(stock, fast, weights, strict=True):
         b.set_weights(layer_weights)
         assert [w.path.split("/", 1)[1] for w in b.weights] == [w.path.split("/", 1)[1] for w in a.weights]
-    return weights, expected, sum(_outputs_and_gradients(fast, *_inputs(masked)), [])
+    return weights, expected, sum(_outputs_and_gradients(fast, *_inputs(masked, units, batch), training), [])
 
 
 @pytest.mark.parametrize("options", RNN_OPTIONS)
@@ -170,6 +170,28 @@ def test_fast_simple_rnn_equals_the_stock_layer(options, masked, chunk, monkeypa
     _, expected, got = _stock_and_fast(options, masked)
     for want, have in zip(expected, got, strict=True):
         np.testing.assert_allclose(have, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("options", RNN_OPTIONS)
+@pytest.mark.parametrize("masked", [False, True])
+# 6 units: Eigen's product; 64: the kernel's own tiles (6-row blocks and single rows), 14 rows on 2 threads
+@pytest.mark.parametrize("units", [6, 64])
+def test_the_compiled_kernel_equals_the_stock_layer(options, masked, units, monkeypatch):
+    """Training steps on TensorFlow run the recurrence as the C++ op of rnn_apps/kernels, which must
+    build on the machines this project runs on (a C++ compiler is part of its set-up)."""
+    from rnn_apps import kernels
+    from rnn_apps import layers as our_layers
+
+    assert kernels.load() is not None
+    calls = []
+    monkeypatch.setattr(our_layers, "_compiled_recurrence",
+                        lambda *args, real=our_layers._compiled_recurrence: calls.append(1) or real(*args))
+    _, expected, got = _stock_and_fast(options, masked, units=units, batch=28, training=True)
+    assert calls  # (with unroll=True, by the second layer of the stack)
+    for want, have in zip(expected, got, strict=True):
+        # 1e-5 of each array's scale: the weight gradients sum 196 terms of up to ~10 each here, in
+        # another order than the stock layer's (the TensorFlow loops also differ by ~1e-6 of it)
+        np.testing.assert_allclose(have, want, atol=1e-5 * max(1.0, np.abs(want).max()), rtol=1e-5)
 
 
 def test_fast_simple_rnn_on_jax_equals_the_stock_layer_on_tensorflow(tmp_path):
