@@ -52,17 +52,19 @@ class FastSimpleRNN(layers.SimpleRNN):
                                      return_all_outputs=self.return_sequences)
         kernel = ops.cast(cell.recurrent_kernel, projected.dtype)
         outputs, last_output, state = tanh_recurrence(projected, state, kernel, mask, self.go_backwards,
-                                                      self.zero_output_for_mask, training=bool(training))
+                                                      self.zero_output_for_mask, training=bool(training),
+                                                      return_sequences=self.return_sequences)
         if not self.return_sequences:
             outputs = ops.expand_dims(last_output, 1)
         return last_output, outputs, [state]
 
 
 def tanh_recurrence(inputs, state, kernel, mask=None, go_backwards=False, zero_output_for_mask=False,
-                    training=False):
+                    training=False, return_sequences=True):
     """h_t = tanh(inputs_t + h_(t-1) kernel) over [batch, time, units], with Keras's masking
     (a masked step keeps the state; its output is zeros or the previous output) ->
-    (outputs [batch, time, units] in the order read, last output, final state).
+    (outputs [batch, time, units] in the order read, last output, final state). With
+    `return_sequences=False` the outputs may be None (the caller uses the last output only).
 
     The backward pass is written out: da_t = (dh_t + da_(t+1) kernel^T) (1 - h_t^2), one small
     product a step, and d kernel = sum_t h_(t-1)^T da_t, one large product after the loop. On
@@ -77,7 +79,7 @@ def tanh_recurrence(inputs, state, kernel, mask=None, go_backwards=False, zero_o
     if keras.backend.backend() == "tensorflow":
         op = _compiled_kernel(inputs.dtype) if training else None
         if op is not None:
-            return _compiled_recurrence(op, inputs, state, kernel, steps, zero_output_for_mask)
+            return _compiled_recurrence(op, inputs, state, kernel, steps, zero_output_for_mask, return_sequences)
         return _chunked_recurrence(inputs, state, kernel, steps, zero_output_for_mask)
     return _scanned_recurrence(inputs, state, kernel, steps, zero_output_for_mask)
 
@@ -103,27 +105,28 @@ def _compiled_kernel(dtype):
     return kernels.load()
 
 
-def _compiled_recurrence(op, inputs, state, kernel, steps, zero_output_for_mask):
-    """`_chunked_recurrence`'s math, each loop one call of the C++ op (batch-major, as Keras lays it out)."""
+def _compiled_recurrence(op, inputs, state, kernel, steps, zero_output_for_mask, return_sequences):
+    """`_chunked_recurrence`'s math, each loop one call of the C++ op (batch-major, as Keras lays it out;
+    the backward op also sums the kernel's gradient). Without `return_sequences` the outputs are not
+    returned, so no gradient array of zeros is made for them: an empty one says so."""
     import tensorflow as tf
 
-    mask = tf.zeros([0]) if steps is None else steps[..., 0]  # empty: no mask
+    empty = tf.zeros([0])
+    mask = empty if steps is None else steps[..., 0]  # empty: no mask
+    options = {"zero_output_for_mask": zero_output_for_mask}
 
     @tf.custom_gradient
     def run(inputs, state, kernel):
-        outputs, previous, last, final = op.tanh_recurrence(inputs, state, kernel, mask,
-                                                            zero_output_for_mask=zero_output_for_mask)
+        outputs, last, final = op.tanh_recurrence(inputs, state, kernel, mask, **options)
 
-        def grad(d_outputs, d_last, d_final):
-            d_a, d_state = op.tanh_recurrence_grad(d_outputs, d_last, d_final, outputs, kernel, mask,
-                                                   zero_output_for_mask=zero_output_for_mask)
-            units = kernel.shape[0]
-            d_kernel = tf.matmul(tf.reshape(previous, (-1, units)), tf.reshape(d_a, (-1, units)), transpose_a=True)
-            return d_a, d_state, d_kernel
+        def grad(*d_results):
+            d_outputs, d_last, d_final = d_results if return_sequences else (empty, *d_results)
+            return op.tanh_recurrence_grad(d_outputs, d_last, d_final, outputs, state, kernel, mask, **options)
 
-        return (outputs, last, final), grad
+        return ((outputs, last, final) if return_sequences else (last, final)), grad
 
-    return run(inputs, state, kernel)
+    results = run(inputs, state, kernel)
+    return results if return_sequences else (None, *results)
 
 
 # Steps of the recurrence per iteration of TensorFlow's while loop: each iteration costs the loop's
