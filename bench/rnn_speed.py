@@ -10,6 +10,10 @@ On a GPU machine (no TensorFlow there: Keras on JAX, PyTorch with cuDNN), issue 
 
     KERAS_BACKEND=jax python bench/rnn_speed.py --steps 50 --result rnn_speed_gpu
 
+On TensorFlow without XLA the fast layer runs the C++ op of rnn_apps/kernels (`fast`), and is also
+timed on TensorFlow's while loops (`fast_loops`); `no_recurrence` is the same model without its
+recurrent layer (embedding, output layer, Adam): the floor of the step.
+
 JAX always compiles, so there the stock and fast layers run with XLA only (and the fast one also
 with its lax.scan loops where it would run Pallas kernels: fast_xla_scan); PyTorch runs on the GPU
 where it sees one (nn.RNN is cuDNN's there), without torch.compile.
@@ -66,7 +70,10 @@ def keras_step_ms(c: dict, layer_class, jit: bool, steps: int, policy: str = "fl
     keras.config.set_dtype_policy(policy)
     inputs = keras.Input((c["length"],), dtype="int32")
     x = keras.layers.Embedding(c["vocabulary"], c["embedding"])(inputs)
-    x = layer_class(c["units"], return_sequences=c["per_step"])(x)
+    if layer_class is None:  # no recurrence: what the rest of the step costs (embedding, Adam, output layer)
+        x = x if c["per_step"] else keras.layers.GlobalAveragePooling1D()(x)
+    else:
+        x = layer_class(c["units"], return_sequences=c["per_step"])(x)
     if c["per_step"]:
         outputs = keras.layers.Dense(c["classes"])(x)
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -204,9 +211,11 @@ def main():
         # A variant: (layer class, XLA, settings of the fast layer in rnn_apps/layers.py[, dtype policy]).
         variants = {"stock_xla": (keras.layers.SimpleRNN, True, {}), "fast_xla": (FastSimpleRNN, True, {})}
         if backend == "tensorflow":  # JAX always compiles
-            # fast: the C++ op of rnn_apps/kernels; fast_loops: the same layer on TensorFlow's while loops
+            # fast: the C++ op of rnn_apps/kernels; fast_loops: the same layer on TensorFlow's while loops;
+            # no_recurrence: the model without its recurrent layer, the part of the step no layer can speed up
             variants.update({"stock": (keras.layers.SimpleRNN, False, {}), "fast": (FastSimpleRNN, False, {}),
-                             "fast_loops": (FastSimpleRNN, False, {"CPU_KERNEL": "off"})})
+                             "fast_loops": (FastSimpleRNN, False, {"CPU_KERNEL": "off"}),
+                             "no_recurrence": (None, False, {})})
             if args.bfloat16:  # oneDNN's bfloat16 products (AMX), which XLA on the CPU does not use
                 variants.update({"stock_bf16": (keras.layers.SimpleRNN, False, {}, "mixed_bfloat16"),
                                  "fast_bf16": (FastSimpleRNN, False, {}, "mixed_bfloat16")})

@@ -127,7 +127,8 @@ def test_classifier_exports_compare_probabilities_and_labels(name, tiny_export):
 
 @pytest.mark.parametrize("name", APPS)
 def test_saved_model_loads_without_rnn_apps(name, tiny_export):
-    """What TF Serving sees: plain TensorFlow, no project code, serving_default with named I/O."""
+    """What TF Serving sees: plain TensorFlow, no project code (nor the C++ op that training steps run:
+    rnn_apps/kernels), serving_default with named I/O."""
     root, _ = tiny_export(name)
     code = (
         "import tensorflow as tf, sys; m = tf.saved_model.load(sys.argv[1]);"

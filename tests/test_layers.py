@@ -194,6 +194,18 @@ def test_the_compiled_kernel_equals_the_stock_layer(options, masked, units, monk
         np.testing.assert_allclose(have, want, atol=1e-5 * max(1.0, np.abs(want).max()), rtol=1e-5)
 
 
+@pytest.mark.parametrize("compiler, says", [("no-such-compiler", "no C\\+\\+ compiler"), ("false", "did not build")])
+def test_without_a_working_compiler_the_kernel_says_why_and_training_keeps_the_loops(compiler, says, tmp_path,
+                                                                                      monkeypatch):
+    from rnn_apps import kernels
+
+    monkeypatch.setenv("CXX", compiler)
+    monkeypatch.setenv("RNN_APPS_CACHE", str(tmp_path))
+    with pytest.warns(RuntimeWarning, match=says):
+        assert kernels.load.__wrapped__() is None  # uncached: the suite's own op stays loaded
+    assert not list(tmp_path.rglob("*.so")) and not list(tmp_path.rglob("*.tmp"))  # nothing half-built left
+
+
 def test_fast_simple_rnn_on_jax_equals_the_stock_layer_on_tensorflow(tmp_path):
     """The same comparison with FastSimpleRNN on KERAS_BACKEND=jax (lax.scan, jax.custom_vjp; and the
     Pallas kernels a GPU runs, interpreted), in a process of its own, against TensorFlow's stock
