@@ -27,8 +27,10 @@ class FastSimpleRNN(layers.SimpleRNN):
     the stock path.
 
     Every app's recurrent layers are this one (`simple_rnn_stack`, the translate and caption
-    decoders). Issue 13's training steps (bench/RESULTS.md, "Performance"): 1.0-1.3x the stock layer on
-    2 CPU cores; on an H200 with JAX 8.4x / 2.8x the stock layer and 4.0x / 5.5x PyTorch's cuDNN RNN."""
+    decoders). Issue 13's training steps (bench/RESULTS.md, "Performance"), reference / character-LM
+    size: on 2 CPU cores 1.6-2.0x / 1.5-2.0x the stock layer (the C++ recurrence of rnn_apps/kernels,
+    or XLA), 8.7-10x / 1.2-1.5x PyTorch's nn.RNN; on an H200 with JAX 8.4x / 2.8x the stock layer and
+    4.0x / 5.5x PyTorch's cuDNN RNN."""
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
