@@ -2,9 +2,14 @@
 it: seconds per epoch (the first one includes XLA's compilation), seconds inside training steps,
 and validation metrics, each variant in a process of its own.
 
-    python bench/layer_ab.py [--app sentiment] [--set KEY=VALUE ...]    (results: bench/results/layer_ab_APP.json)
+    python bench/layer_ab.py [--app sentiment] [--variants stock_xla,fast_xla] [--set KEY=VALUE ...] [--result NAME]
+    (results: bench/results/layer_ab_APP.json, or NAME.json)
 
-Default settings: one member, 12,000 SST-2 phrases, 3 epochs, no time budget.
+Variants: stock (keras.layers.SimpleRNN), fast (FastSimpleRNN), trained with jit_compile=False (where
+TensorFlow training steps run FastSimpleRNN's recurrence as the C++ op of rnn_apps/kernels), and
+stock_xla, fast_xla with jit_compile=True, whatever the app's default. Default settings: one member,
+12,000 SST-2 phrases, 3 epochs, no time budget (results/layer_ab_sentiment.json: stock vs fast,
+both with XLA, the apps' default of the time).
 """
 
 import argparse
@@ -28,7 +33,8 @@ def train_variant(app_name: str, variant: str, overrides: dict) -> dict:
     from rnn_apps import registry
     from rnn_apps.train import train
 
-    if variant == "stock":  # every place the apps take the layer from
+    overrides = {**overrides, "jit_compile": variant.endswith("_xla")}
+    if variant.startswith("stock"):  # every place the apps take the layer from
         our_layers.FastSimpleRNN = keras.layers.SimpleRNN
         app_module = importlib.import_module(f"rnn_apps.apps.{app_name}")
         if hasattr(app_module, "FastSimpleRNN"):
@@ -62,7 +68,9 @@ def train_variant(app_name: str, variant: str, overrides: dict) -> dict:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--app", default="sentiment")
+    parser.add_argument("--variants", default="stock_xla,fast_xla", help="stock, fast, stock_xla, fast_xla")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides KEY=VALUE (JSON values)")
+    parser.add_argument("--result", help="written to bench/results/RESULT.json (default layer_ab_APP)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # a child: train one variant, print JSON
     args = parser.parse_args()
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
@@ -71,17 +79,19 @@ def main():
         return
     results = {"app": args.app, "data": common.local_data(args.app), "settings": {**DEFAULTS, **overrides},
                "variants": []}
-    for variant in ("stock", "fast"):
+    for variant in args.variants.split(","):
         child = subprocess.run([sys.executable, __file__, "--app", args.app, "--variant", variant, "--set", *args.set],
                                capture_output=True, text=True)
         if child.returncode != 0:
             raise SystemExit(child.stderr[-3000:])
         results["variants"].append(json.loads(child.stdout.strip().splitlines()[-1]))
         print(results["variants"][-1], flush=True)
-    stock, fast = ([e["in_steps"] for e in v["epochs"][1:]] for v in results["variants"])
-    if stock and fast:  # after the first epoch, which compiles
-        results["later_epochs_steps_stock_over_fast"] = round(sum(stock) / sum(fast), 2)
-    common.write(f"layer_ab_{args.app}", results)
+    # after the first epoch, which compiles: seconds in training steps, each variant against the last
+    steps = {v["variant"]: sum(e["in_steps"] for e in v["epochs"][1:]) for v in results["variants"]}
+    last = results["variants"][-1]["variant"]
+    if steps[last] > 0:
+        results[f"later_epochs_steps_over_{last}"] = {k: round(v / steps[last], 2) for k, v in steps.items()}
+    common.write(args.result or f"layer_ab_{args.app}", results)
 
 
 if __name__ == "__main__":

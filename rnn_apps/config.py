@@ -25,7 +25,11 @@ COMMON = {
     "lr_half_life_steps": 0,
     "monitor": "val_loss",  # validation metric that picks best.keras and drives early stopping
     "patience": 3,  # epochs without improvement of `monitor` before training stops
-    "jit_compile": True,  # XLA; ~1.6x faster SimpleRNN steps on CPU
+    # XLA. Off by default: training steps then run the SimpleRNN recurrence as the C++ op of
+    # rnn_apps/kernels, which XLA cannot compile; a sentiment epoch took 2.5-3.2 s in training steps
+    # that way against 6.1-8.6 s with XLA (bench/RESULTS.md, "Performance"). Sentiment and translate
+    # keep XLA for what their benchmarks measured with it (their configs say why).
+    "jit_compile": False,
     "units": 128,
     "depth": 1,
     "bidirectional": False,

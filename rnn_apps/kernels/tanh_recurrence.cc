@@ -8,7 +8,7 @@
 // (a masked step keeps the state; its output repeats the previous output, or is zero), exactly as
 // the Python loops in rnn_apps/layers.py, which remain the reference and the fallback.
 //
-// At the reference size a training step moves more memory than it multiplies (each [64, 200, 128]
+// At the reference size memory traffic weighs as much as the products (each [64, 200, 128]
 // activation is 6.5 MB against ~9 GB/s of memory traffic a core here), so the backward pass also
 // sums the kernel's gradient step by step from the outputs it reads anyway, instead of the forward
 // pass writing every step's previous state for one large product afterwards; and a layer that
