@@ -121,6 +121,18 @@ void CheckShapes(OpKernelContext* context, const Tensor& a, const Tensor& kernel
               InvalidArgument("mask must be [batch, time] or empty"));
 }
 
+// Both ops take Keras's zero_output_for_mask: whether a masked step outputs zeros or repeats the
+// previous output.
+class RecurrenceKernel : public OpKernel {
+ public:
+  explicit RecurrenceKernel(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("zero_output_for_mask", &zero_output_for_mask_));
+  }
+
+ protected:
+  bool zero_output_for_mask_;
+};
+
 REGISTER_OP("TanhRecurrence")
     .Input("inputs: float")
     .Input("state: float")
@@ -141,11 +153,9 @@ h_t = tanh(inputs_t + h_(t-1) kernel) for t in time -> outputs [batch, time, uni
 state. mask [batch, time] of 0/1, or empty for none.
 )doc");
 
-class TanhRecurrenceOp : public OpKernel {
+class TanhRecurrenceOp : public RecurrenceKernel {
  public:
-  explicit TanhRecurrenceOp(OpKernelConstruction* context) : OpKernel(context) {
-    OP_REQUIRES_OK(context, context->GetAttr("zero_output_for_mask", &zero_output_for_mask_));
-  }
+  using RecurrenceKernel::RecurrenceKernel;
 
   void Compute(OpKernelContext* context) override {
     const Tensor& a = context->input(0);
@@ -206,9 +216,6 @@ class TanhRecurrenceOp : public OpKernel {
       last_map.middleRows(r0, rows) = masked ? out : h;
     });
   }
-
- private:
-  bool zero_output_for_mask_;
 };
 
 REGISTER_KERNEL_BUILDER(Name("TanhRecurrence").Device(DEVICE_CPU), TanhRecurrenceOp);
@@ -237,11 +244,9 @@ and d_kernel = sum_t h_(t-1)^T d_inputs_t, with Keras's masking. d_outputs empty
 is zero but for the last output (a layer that returns only that).
 )doc");
 
-class TanhRecurrenceGradOp : public OpKernel {
+class TanhRecurrenceGradOp : public RecurrenceKernel {
  public:
-  explicit TanhRecurrenceGradOp(OpKernelConstruction* context) : OpKernel(context) {
-    OP_REQUIRES_OK(context, context->GetAttr("zero_output_for_mask", &zero_output_for_mask_));
-  }
+  using RecurrenceKernel::RecurrenceKernel;
 
   void Compute(OpKernelContext* context) override {
     const Tensor& d_outputs = context->input(0);
@@ -353,9 +358,6 @@ class TanhRecurrenceGradOp : public OpKernel {
     });
     for (int64_t block = 0; block < blocks; ++block) d_kernel_map += d_kernels[block];
   }
-
- private:
-  bool zero_output_for_mask_;
 };
 
 REGISTER_KERNEL_BUILDER(Name("TanhRecurrenceGrad").Device(DEVICE_CPU), TanhRecurrenceGradOp);
