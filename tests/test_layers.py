@@ -198,12 +198,19 @@ def test_the_compiled_kernel_equals_the_stock_layer(options, masked, units, monk
 def test_without_a_working_compiler_the_kernel_says_why_and_training_keeps_the_loops(compiler, says, tmp_path,
                                                                                       monkeypatch):
     from rnn_apps import kernels
+    from rnn_apps import layers as our_layers
 
     monkeypatch.setenv("CXX", compiler)
     monkeypatch.setenv("RNN_APPS_CACHE", str(tmp_path))
     with pytest.warns(RuntimeWarning, match=says):
         assert kernels.load.__wrapped__() is None  # uncached: the suite's own op stays loaded
     assert not list(tmp_path.rglob("*.so")) and not list(tmp_path.rglob("*.tmp"))  # nothing half-built left
+    # what the layer does with that None: a training step on TensorFlow's loops, equal to the stock layer
+    monkeypatch.setattr(kernels, "load", lambda: None)
+    monkeypatch.setattr(our_layers, "_compiled_recurrence", None)  # would fail if called
+    _, expected, got = _stock_and_fast({"return_sequences": True}, True, training=True)
+    for want, have in zip(expected, got, strict=True):
+        np.testing.assert_allclose(have, want, atol=1e-5, rtol=1e-5)
 
 
 def test_fast_simple_rnn_on_jax_equals_the_stock_layer_on_tensorflow(tmp_path):

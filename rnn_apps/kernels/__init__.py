@@ -64,10 +64,10 @@ def load():
         warnings.warn(f"rnn_apps: no C++ compiler ({compiler}) on {platform.system()}: SimpleRNN training runs "
                       "TensorFlow's loops (slower)", RuntimeWarning, stacklevel=2)
         return None
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), tf.__version__, version, _cpu(), *flags]).encode())
-    library = cache_dir() / key.hexdigest()[:16] / "tanh_recurrence.so"
     try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+        key = hashlib.sha256("\n".join([SOURCE.read_text(), tf.__version__, version, _cpu(), *flags]).encode())
+        library = cache_dir() / key.hexdigest()[:16] / "tanh_recurrence.so"
         _build(compiler, flags, library)
         return tf.load_op_library(str(library))
     except (OSError, RuntimeError, subprocess.SubprocessError, tf.errors.NotFoundError) as error:

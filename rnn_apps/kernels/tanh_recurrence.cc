@@ -17,7 +17,6 @@
 // Built by rnn_apps/kernels/__init__.py with the compiler flags TensorFlow reports.
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -33,7 +32,6 @@ using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
-using tensorflow::TensorShape;
 using tensorflow::errors::InvalidArgument;
 using tensorflow::shape_inference::InferenceContext;
 
