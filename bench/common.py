@@ -33,6 +33,28 @@ def machine() -> str:
     return f"{described}, TensorFlow {tf.__version__}"
 
 
+# The CPU features that decide how the SimpleRNN kernel is compiled and how fast products run.
+ISA = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+
+
+def cpu() -> dict:
+    """The CPU model and the instruction sets from ISA it has (Linux; elsewhere the model alone)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        info = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in lines if ":" in line)}
+    except OSError:
+        return {"model": platform.processor()}
+    flags = set(info.get("flags", "").split())
+    return {"model": info.get("model name", ""), "isa": [name for name in ISA if name in flags]}
+
+
+def kernel() -> str:
+    """How the SimpleRNN kernel that trained here was built (compiler and flags), or why it was not."""
+    from rnn_apps import kernels
+
+    return kernels.describe(kernels.build())
+
+
 def train_and_evaluate(app_name: str, data: str, overrides: dict, seed: int, keep_dir=None) -> dict:
     from rnn_apps import registry
     from rnn_apps.run import Run
@@ -78,7 +100,9 @@ def train_once(app, data: str, overrides: dict, out: Path, echo=print) -> float:
 def write(name: str, result: dict):
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = {"command": "python " + " ".join(sys.argv), "date": datetime.date.today().isoformat(),
-              "machine": machine(), **result}
+              "machine": machine(), "cpu": cpu(), **result}
+    if "tensorflow" in sys.modules:  # a training run here may have used the kernel
+        result["kernel"] = kernel()
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
 

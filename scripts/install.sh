@@ -8,4 +8,4 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
 # The SimpleRNN recurrence's C++ op (rnn_apps/kernels), built now rather than in the first training step.
-.venv/bin/python -m rnn_apps.kernels
+.venv/bin/python -m rnn_apps.kernels || echo "SimpleRNN training will run TensorFlow's loops (slower); the tests skip the kernel's own checks."
