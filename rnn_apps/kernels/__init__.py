@@ -4,7 +4,7 @@ TensorFlow runs a while loop one step at a time through its executor; the op run
 forward or backward, in one kernel call (issue 13, bench/RESULTS.md "Performance"). It is compiled
 with the flags TensorFlow reports (`tf.sysconfig`) and the first of `march_choices()` that builds:
 the CPU's own instruction set less the extensions known to break the Eigen that TensorFlow bundles,
-then portable x86-64 levels. The library and a record of the build (`build.json`: compiler, flags,
+then the portable x86-64-v3 (AVX2). The library and a record of the build (`build.json`: compiler, flags,
 or the compiler's first error line) are cached by the source, the TensorFlow version, the compiler
 and the CPU, in $RNN_APPS_CACHE (default ~/.cache/rnn_apps); a failed build is remembered there too,
 so a machine that cannot build it tries once, not at every training run (`python -m rnn_apps.kernels
@@ -53,8 +53,10 @@ def march_choices(target: list[str] | None = None, machine: str | None = None) -
     return [
         [*target, *(f"-mno-{extension}" for extension in EIGEN_BREAKING_EXTENSIONS)],
         target,  # a compiler too old to know an extension refuses to turn it off: it cannot turn it on either
-        ["-march=x86-64-v3"],  # AVX2 and FMA: every x86-64 CPU of the last ten years
-        ["-march=x86-64-v2"],
+        # AVX2 and FMA: every x86-64 CPU of the last ten years. Not x86-64-v2: built for SSE alone the
+        # op ran up to 1.9x slower than TensorFlow's loops (bench/RESULTS.md "Performance"), so where
+        # nothing better builds, training keeps the loops.
+        ["-march=x86-64-v3"],
     ]
 
 

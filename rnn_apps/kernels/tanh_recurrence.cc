@@ -47,34 +47,47 @@ using ConstMatrix = Eigen::Map<const Matrix>;
 // arithmetic; here rhs is read in place: 6 rows by 64 columns of output stay in 24 vector registers
 // while k runs over a block of 128, so the 32 KB panel of rhs it reads stays in L1 across the row
 // blocks. Measured alone on this project's 2-core Xeon: 115 GFLOP/s a core at 128 units, 82 at 512
-// (Eigen: 45-60). n must be a multiple of 64 (`Tiled`; the callers use Eigen otherwise).
-using Vector = float __attribute__((vector_size(64), aligned(4)));
+// (Eigen: 45-60). n must be a multiple of kTileColumns (`Tiled`; the callers use Eigen otherwise).
+//
+// The tile follows the target's vector registers: 4 vectors a row, as many rows as leave room for the
+// 4 vectors of rhs. A 64-byte vector on a target without AVX-512 is lowered piecewise through memory
+// (measured: the op built for x86-64-v3 with 64-byte vectors ran 6-17x slower than TensorFlow's loops).
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64, kTileRows = 6;  // 24 of 32 zmm registers accumulate
+#elif defined(__AVX__)
+constexpr int kVectorBytes = 32, kTileRows = 3;  // 12 of 16 ymm registers accumulate
+#else
+constexpr int kVectorBytes = 16, kTileRows = 3;  // 12 of 16 xmm registers accumulate
+#endif
+constexpr int kLanes = kVectorBytes / 4;
+constexpr int64_t kTileColumns = 4 * kLanes;
+using Vector = float __attribute__((vector_size(kVectorBytes), aligned(4)));
 
 template <int kRows>
 inline void Block(const float* lhs, int64_t lhs_row, int64_t lhs_depth, const float* rhs, int64_t rhs_ld,
                   int64_t depth, const float* add, int64_t add_ld, float* out, int64_t out_ld) {
   Vector acc[kRows][4];
   for (int r = 0; r < kRows; ++r)
-    for (int v = 0; v < 4; ++v) acc[r][v] = *reinterpret_cast<const Vector*>(add + r * add_ld + 16 * v);
+    for (int v = 0; v < 4; ++v) acc[r][v] = *reinterpret_cast<const Vector*>(add + r * add_ld + kLanes * v);
   for (int64_t k = 0; k < depth; ++k) {
     Vector w[4];
-    for (int v = 0; v < 4; ++v) w[v] = *reinterpret_cast<const Vector*>(rhs + k * rhs_ld + 16 * v);
+    for (int v = 0; v < 4; ++v) w[v] = *reinterpret_cast<const Vector*>(rhs + k * rhs_ld + kLanes * v);
     for (int r = 0; r < kRows; ++r) {
       const float x = lhs[r * lhs_row + k * lhs_depth];
       for (int v = 0; v < 4; ++v) acc[r][v] += x * w[v];
     }
   }
   for (int r = 0; r < kRows; ++r)
-    for (int v = 0; v < 4; ++v) *reinterpret_cast<Vector*>(out + r * out_ld + 16 * v) = acc[r][v];
+    for (int v = 0; v < 4; ++v) *reinterpret_cast<Vector*>(out + r * out_ld + kLanes * v) = acc[r][v];
 }
 
 constexpr int64_t kDepthBlock = 128;
 
-bool Tiled(int64_t n) { return n % 64 == 0; }
+bool Tiled(int64_t n) { return n % kTileColumns == 0; }
 
 void MultiplyAdd(int64_t rows, int64_t depth, int64_t n, const float* lhs, int64_t lhs_row, int64_t lhs_depth,
                  const float* rhs, const float* add, int64_t add_ld, float* out, int64_t out_ld) {
-  for (int64_t j = 0; j < n; j += 64) {
+  for (int64_t j = 0; j < n; j += kTileColumns) {
     for (int64_t k = 0; k < depth; k += kDepthBlock) {
       const int64_t kc = std::min(kDepthBlock, depth - k);
       // The first block of k starts from add, the next ones from what the previous ones wrote.
@@ -82,8 +95,8 @@ void MultiplyAdd(int64_t rows, int64_t depth, int64_t n, const float* lhs, int64
       const int64_t start_ld = k == 0 ? add_ld : out_ld;
       const float* panel = rhs + k * n + j;
       int64_t r = 0;
-      for (; r + 6 <= rows; r += 6)
-        Block<6>(lhs + r * lhs_row + k * lhs_depth, lhs_row, lhs_depth, panel, n, kc, start + r * start_ld,
+      for (; r + kTileRows <= rows; r += kTileRows)
+        Block<kTileRows>(lhs + r * lhs_row + k * lhs_depth, lhs_row, lhs_depth, panel, n, kc, start + r * start_ld,
                  start_ld, out + j + r * out_ld, out_ld);
       for (; r < rows; ++r)
         Block<1>(lhs + r * lhs_row + k * lhs_depth, lhs_row, lhs_depth, panel, n, kc, start + r * start_ld,
