@@ -25,7 +25,12 @@ GREEDY_PSEUDOCODE = [
 def greedy(interpreter, cache: dict, token: int, end_id, limit: int, signature: str = "decode_step") -> list:
     """Token ids of the greedy output after feeding `token` with state `cache` (END, if any,
     excluded), at most `limit` of them."""
-    step = interpreter.get_signature_runner(signature)
+    return greedy_steps(interpreter.get_signature_runner(signature), cache, token, end_id, limit)
+
+
+def greedy_steps(step, cache: dict, token: int, end_id, limit: int) -> list:
+    """`greedy` over any `step(token=int32 [1], **cache) -> {"log_probabilities": [1, V], **updated}`:
+    a TFLite signature runner, or the Keras model's step (the tests check the batched decoder with it)."""
     cache, output = dict(cache), []
     for _ in range(limit):
         result = step(token=np.array([token], np.int32), **cache)

@@ -157,14 +157,14 @@ def decoding_options(app, beam) -> dict:
 @main.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--beam", type=int, help="Beam search of this width (apps that write sequences; default greedy).")
-def evaluate(run_dir, beam):
-    """Print test metrics of RUN_DIR as JSON and store them in its metrics.json."""
+@click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True,
+              help="Choose settings on validation; read test once per frozen configuration.")
+def evaluate(run_dir, beam, split):
+    """Print the metrics of RUN_DIR on a split as JSON and store them in its metrics.json."""
     from rnn_apps.run import Run
 
     run = Run(run_dir)
-    metrics = run.app.evaluate(run, run.load_data(), **decoding_options(run.app, beam))
-    click.echo(json.dumps(metrics))
-    run.update_metrics(test=metrics)
+    click.echo(json.dumps(run.evaluate(split, **decoding_options(run.app, beam))))
 
 
 @main.command()

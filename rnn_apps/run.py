@@ -12,6 +12,7 @@
 
 import base64
 import copy
+import dataclasses
 import json
 import os
 from functools import cached_property
@@ -141,6 +142,16 @@ class Run:
     def load_data(self):
         splits = self.app.load_data(self.info["data"], self.info.get("data_root"), self.config, self.info["options"])
         return splits.capped(self.config["max_examples"], self.config["seed"])
+
+    def evaluate(self, split: str = "test", **options) -> dict:
+        """The app's metrics on `split` ("validation": what every choice is made on; "test": read once
+        per frozen configuration, bench/RESULTS.md), stored in metrics.json under the split's name."""
+        splits = self.load_data()
+        if split == "validation":  # every app's evaluate reads splits.test
+            splits = dataclasses.replace(splits, test=splits.validation)
+        metrics = self.app.evaluate(self, splits, **options)
+        self.update_metrics(**{split: metrics})
+        return metrics
 
     def parity_examples(self) -> dict:
         """What save_parity_examples stored (text as object arrays of str, as the sources give it);

@@ -72,3 +72,14 @@ def tiny_export(tmp_path_factory, tiny_run):
         return exports[name]
 
     return get
+
+
+# Fixtures that train or export a tiny run: a test using one is slow (seconds to a minute); the rest
+# is the fast subset, `pytest -m "not slow"`.
+TRAINING_FIXTURES = {"train_tiny", "tiny_run", "tiny_ensemble", "tiny_export"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

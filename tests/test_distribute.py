@@ -100,6 +100,7 @@ def assert_same(a, b, atol):
         np.testing.assert_allclose(x, y, atol=atol, rtol=0)
 
 
+@pytest.mark.slow
 def test_two_workers_train_in_step_and_resume_like_one_process(data_root, tmp_path):
     # Batch 16 over two workers: 8 examples each a step. No dropout (each replica draws its own
     # masks) and XLA off on both sides (a multi-worker run always trains without it), so the

@@ -65,6 +65,7 @@ def test_tfds_ucf101_clips_become_labelled_frame_sequences(monkeypatch):
     assert picked[:, 0, 0, 0].tolist() == [0, 4, 8]  # first, middle and last frame
 
 
+@pytest.mark.slow
 def test_video_frames_train_export_and_stream_on_tflite(monkeypatch, tmp_path):
     """A per-frame CNN over real-typed video (uint8 RGB clips), through training, export and parity."""
     from export import exporter

@@ -218,6 +218,7 @@ def test_without_a_working_compiler_the_kernel_says_why_and_training_keeps_the_l
         np.testing.assert_allclose(have, want, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_fast_simple_rnn_on_jax_equals_the_stock_layer_on_tensorflow(tmp_path):
     """The same comparison with FastSimpleRNN on KERAS_BACKEND=jax (lax.scan, jax.custom_vjp; and the
     Pallas kernels a GPU runs, interpreted), in a process of its own, against TensorFlow's stock

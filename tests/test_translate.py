@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from export import step_loop
 from pipelines import translation
 from rnn_apps import decoding, registry
 from rnn_apps.errors import UserError
@@ -182,6 +183,25 @@ def test_saved_model_signatures_and_the_tflite_loop_agree_on_odd_input(tiny_expo
     assert loaded.signatures["serving_default"](text=tf.constant([], tf.string))["translation"].shape == (0,)
     keras_out = app.translate(run, [b.decode("utf-8", "replace") for b in batch])
     assert greedy["translation"].tolist() == keras_out["translation"].tolist()
+    # Both run one decoding closure (eager, traced): check its ids against the plain reference loop
+    # a phone runs (export/step_loop.py), one sentence at a time over the Keras model's own step.
+    from rnn_apps.apps.translate import padded_source, source_mask
+
+    texts = [b.decode("utf-8", "replace") for b in batch]
+    ids = padded_source(run.preprocessing.source, texts, run.config["source_length"])
+    limits, step = app.limits(run.config, ids).numpy(), app.step(run.model)
+
+    def keras_step(token, **cache):
+        log_probabilities, updated = step(tf.constant(token), cache)
+        return {"log_probabilities": np.asarray(log_probabilities), **{k: np.asarray(v) for k, v in updated.items()}}
+
+    rows = []
+    for row, limit in zip(ids, limits, strict=True):
+        encoder_outputs, state = app._encoder(run.model)(row[None])
+        cache = {"state": state.numpy(), "encoder_outputs": encoder_outputs.numpy(),
+                 "source_mask": source_mask(row[None]).numpy()}
+        rows.append(step_loop.greedy_steps(keras_step, cache, translation.START_ID, translation.END_ID, int(limit)))
+    np.testing.assert_array_equal(step_loop.padded(rows)[0], greedy["token_ids"])
     artefact = next(a for a in entry["artefacts"] if a["kind"] == "tflite")
     assert set(artefact["signatures"]) == {"encode", "decode_step"}
     assert {"model_card.json", "source_vocab.txt", "target_vocab.txt"} == set(artefact["assets"])

@@ -284,9 +284,13 @@ class CharLM(App):
     def evaluate(self, run, splits) -> dict:
         prime = first_line(splits.test["text"][0])
         sample = "".join(self.stream(run, prime, SAMPLE["length"], SAMPLE["temperature"], 0, SAMPLE["seed"]))
-        return {"validation": self.read_split(run, splits.validation["text"][0]),
-                "test": self.read_split(run, splits.test["text"][0]),
-                "window": run.config["window"], "sample": {**SAMPLE, "prime": prime, "text": sample}}
+        result = {"validation": self.read_split(run, splits.validation["text"][0]),
+                  "test": self.read_split(run, splits.test["text"][0]),
+                  "window": run.config["window"], "sample": {**SAMPLE, "prime": prime, "text": sample}}
+        if splits.test is not splits.validation:  # (Run.evaluate("validation") hands validation as test)
+            # validation and test together: the last 10% of the text, the split nanoGPT reports
+            result["last_10pct"] = self.read_split(run, splits.validation["text"][0] + splits.test["text"][0])
+        return result
 
     def predict(self, run, inputs):
         scores = call(self.scorer(run)[0], tf.constant(inputs, tf.string))

@@ -1,0 +1,83 @@
+"""The benchmarks under the protocol at the top of bench/RESULTS.md, as data: which app, data and
+settings each one trains, which evaluations it runs, and where each reported metric is read in
+their output. `python -m bench run NAME` runs one; `python -m bench report` tabulates the results.
+
+A metric is (evaluation, dotted path into what `rnn-apps evaluate` prints for it). Each seed is
+evaluated on validation and on test alike; every choice is made on the validation figures.
+"""
+
+BENCHMARKS = {
+    "digits": {
+        "app": "digits", "data": "digits", "seeds": 5, "target": "accuracy >= 0.98",
+        "metrics": {"accuracy": ("", "accuracy")},
+    },
+    "sentiment": {
+        "app": "sentiment", "data": "sst2", "seeds": 3, "target": "accuracy >= 0.84",
+        "metrics": {"accuracy": ("", "accuracy")},
+    },
+    "sentiment_rt_polarity": {
+        "app": "sentiment", "data": "rt_polarity", "seeds": 3,
+        "metrics": {"accuracy": ("", "accuracy")},
+    },
+    "translate": {
+        "app": "translate", "data": "spa_eng", "seeds": 3, "target": "bleu_greedy >= 47",
+        "evaluations": {"greedy": {}, "beam": {"beam": 4}},
+        "metrics": {"bleu_greedy": ("greedy", "bleu"), "bleu_beam": ("beam", "bleu"),
+                    "bleu_greedy_unseen_references": ("greedy", "bleu_unseen_references"),
+                    "chrf_greedy": ("greedy", "chrf")},
+    },
+    "translate_ko_en": {
+        "app": "translate", "data": "kor_eng", "seeds": 3, "overrides": {"direction": "ko-en"},
+        "evaluations": {"greedy": {}, "beam": {"beam": 4}},
+        "metrics": {"bleu_greedy": ("greedy", "bleu"), "bleu_beam": ("beam", "bleu")},
+    },
+    "charlm": {
+        "app": "charlm", "data": "tiny_shakespeare", "seeds": 3, "target": "nats_per_char <= 1.45",
+        # charlm's evaluate reports the split it is given under "test"; last_10pct is validation and
+        # test together, the last 10% of the text: the split nanoGPT reports
+        "metrics": {"nats_per_char": ("", "test.nats_per_char"),
+                    "nats_per_char_last_10pct": ("", "last_10pct.nats_per_char")},
+    },
+    "tagger": {
+        "app": "tagger", "data": "ud_english_ewt", "seeds": 3, "target": "accuracy >= 0.94",
+        "metrics": {"accuracy": ("", "accuracy"), "unseen_word_accuracy": ("", "unseen_word_accuracy")},
+    },
+    "frames": {
+        # a seed is also the split by recording (5 splits)
+        "app": "frames", "data": "ur_fall_features", "seeds": 5, "seed_keys": ["seed", "split_seed"],
+        "target": "frame_accuracy >= 0.93 and falling_recall >= 0.80",
+        "metrics": {"frame_accuracy": ("", "accuracy"), "falling_recall": ("", "per_class.falling.recall")},
+    },
+    "frames_bidirectional": {
+        "app": "frames", "data": "ur_fall_features", "seeds": 5, "seed_keys": ["seed", "split_seed"],
+        "overrides": {"bidirectional": True},
+        "metrics": {"frame_accuracy": ("", "accuracy"), "falling_recall": ("", "per_class.falling.recall")},
+    },
+    "caption": {
+        "app": "caption", "data": "coco_captions_mini", "seeds": 3,
+        "metrics": {"bleu4": ("", "test.bleu_4"), "cider": ("", "test.cider"),
+                    "nearest_neighbour_bleu4": ("", "nearest_neighbour_test.bleu_4"),
+                    "nearest_neighbour_cider": ("", "nearest_neighbour_test.cider")},
+    },
+    "caption_pretrained": {
+        "app": "caption", "data": "coco_captions_mini", "seeds": 3, "preset": "pretrained",
+        "target": "cider above the nearest neighbour's",
+        "metrics": {"bleu4": ("", "test.bleu_4"), "cider": ("", "test.cider"),
+                    "nearest_neighbour_bleu4": ("", "nearest_neighbour_test.bleu_4"),
+                    "nearest_neighbour_cider": ("", "nearest_neighbour_test.cider")},
+    },
+}
+
+
+def read(output: dict, path: str):
+    """output["a"]["b"] for path "a.b" (None where a step is missing: a metric an app did not give)."""
+    for key in path.split("."):
+        if not isinstance(output, dict) or key not in output:
+            return None
+        output = output[key]
+    return output
+
+
+def metrics(benchmark: dict, outputs: dict) -> dict:
+    """{metric: value} from {evaluation: what evaluate printed}."""
+    return {name: read(outputs[evaluation], path) for name, (evaluation, path) in benchmark["metrics"].items()}

@@ -1,0 +1,162 @@
+"""The benchmark runner: every headline figure under one protocol (bench/RESULTS.md, top).
+
+    python -m bench list                              # the benchmarks (bench/protocol.py) and their results
+    python -m bench run digits [--seeds 5] [--set key=value ...] [--keep]
+    python -m bench report                            # regenerate the tables of bench/RESULTS.md and README.md
+
+`run` trains the app's default configuration once per seed on its local data (../shared/data, or
+$RNN_APPS_DATA_ROOT), evaluates each seed on validation and on test, and writes
+bench/results/<name>.json: commit, date, CPU and how the SimpleRNN kernel was built, the command, the
+resolved configuration, and per seed the training time and the validation and test metrics, named
+as `rnn-apps evaluate` names them. Runs are kept under bench/.runs/<name>/seed<N>; with --keep a
+finished seed is evaluated again rather than retrained.
+"""
+
+import argparse
+import json
+import math
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+from bench import common, protocol
+
+RUNS = common.REPO / "bench" / ".runs"
+BEGIN, END = "<!-- bench report: begin (python -m bench report) -->", "<!-- bench report: end -->"
+# two-sided 95% Student t quantiles by degrees of freedom, for an interval over seeds
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=common.REPO,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
+def summary(values: list) -> dict:
+    """Mean, sample standard deviation and a 95% t interval over seeds (None values left out)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return {}
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    half = T95.get(len(values) - 1, 1.96) * std / math.sqrt(len(values)) if len(values) > 1 else None
+    return {"mean": mean, "std": std, "n": len(values), "interval95": [mean - half, mean + half] if half else None}
+
+
+def run(name: str, seeds: int, assignments: list, keep: bool) -> dict:
+    from rnn_apps import registry
+    from rnn_apps.config import parse_assignments
+    from rnn_apps.run import Run
+    from rnn_apps.train import train
+
+    benchmark = protocol.BENCHMARKS[name]
+    app = registry.get(benchmark["app"])
+    overrides = {**benchmark.get("overrides", {}), **parse_assignments(assignments)}
+    evaluations = benchmark.get("evaluations", {"": {}})
+    records, config = [], None
+    for seed in range(seeds):
+        seeded = {**overrides, **{key: seed for key in benchmark.get("seed_keys", ["seed"])}}
+        config = app.resolve_config(benchmark.get("preset"), seeded)
+        out = RUNS / name / f"seed{seed}"
+        timing = out / "bench_train_seconds.json"
+        if not (keep and timing.exists()):
+            shutil.rmtree(out, ignore_errors=True)
+            start = time.time()
+            train(app, config, benchmark["data"], common.DATA_ROOT, out, {}, echo=lambda *_: None)
+            timing.write_text(json.dumps({"train_seconds": round(time.time() - start, 1)}) + "\n")
+        trained = Run(out)
+        record = {"seed": seed, **json.loads(timing.read_text())}
+        for split in ("validation", "test"):
+            outputs = {evaluation: trained.evaluate(split, **options) for evaluation, options in evaluations.items()}
+            record[split] = protocol.metrics(benchmark, outputs)
+        records.append(record)
+        print(json.dumps(record), flush=True)
+    result = {"app": benchmark["app"], "benchmark": name, "data": benchmark["data"], "commit": commit(),
+              "preset": benchmark.get("preset"), "overrides": overrides,
+              "config": {k: v for k, v in config.items() if k not in benchmark.get("seed_keys", ["seed"])},
+              "target": benchmark.get("target"), "seeds": records,
+              "summary": {metric: {split: summary([r[split][metric] for r in records])
+                                   for split in ("validation", "test")} for metric in benchmark["metrics"]}}
+    common.write(name, result)
+    return result
+
+
+def _shown(metric: str, stats: dict) -> str:
+    if not stats:
+        return "—"
+    scale = 100 if re.search("accuracy|recall", metric) else 1  # fractions shown as percentages
+    return f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}"
+
+
+def protocol_result(name: str) -> dict | None:
+    """bench/results/<name>.json where it holds a result under the protocol (older files do not)."""
+    path = common.RESULTS / f"{name}.json"
+    result = json.loads(path.read_text()) if path.exists() else {}
+    return result if isinstance(result.get("seeds"), list) else None
+
+
+def table() -> str:
+    """The markdown table of every benchmark's protocol result (or that it has none yet)."""
+    rows = ["| benchmark | metric | validation (mean ± sd) | test (mean ± sd) | seeds | training a seed | "
+            "target | commit, date, CPU |", "|---|---|---|---|---|---|---|---|"]
+    for name, benchmark in protocol.BENCHMARKS.items():
+        result = protocol_result(name)
+        if result is None:
+            rows.append(f"| `{name}` | {', '.join(benchmark['metrics'])} | not measured under the protocol yet | | | | "
+                        f"{benchmark.get('target', '')} | `python -m bench run {name}` |")
+            continue
+        minutes = statistics.fmean(r["train_seconds"] for r in result["seeds"]) / 60
+        where = f"{result['commit']}, {result['date']}, {result.get('cpu', {}).get('model', '?')}"
+        for i, metric in enumerate(benchmark["metrics"]):
+            stats = result["summary"][metric]
+            first = i == 0
+            rows.append(f"| {'`' + name + '`' if first else ''} | {metric} | {_shown(metric, stats['validation'])} | "
+                        f"{_shown(metric, stats['test'])} | {len(result['seeds']) if first else ''} | "
+                        f"{f'{minutes:.1f} min' if first else ''} | {result.get('target') or '' if first else ''} | "
+                        f"{where if first else ''} |")
+    return "\n".join(rows)
+
+
+def report() -> list:
+    """Writes the table between the markers of bench/RESULTS.md and README.md; returns the files changed."""
+    changed, generated = [], f"{BEGIN}\n{table()}\n{END}"
+    for path in (common.REPO / "bench" / "RESULTS.md", common.REPO / "README.md"):
+        text = path.read_text()
+        if BEGIN not in text or END not in text:
+            sys.exit(f"bench report: {path} has no report markers ({BEGIN})")
+        new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: generated, text, flags=re.S)
+        if new != text:
+            path.write_text(new)
+            changed.append(str(path.relative_to(common.REPO)))
+    return changed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="the benchmarks and whether each has a result under the protocol")
+    to_run = commands.add_parser("run", help="train and evaluate one benchmark over several seeds")
+    to_run.add_argument("name", choices=sorted(protocol.BENCHMARKS))
+    to_run.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the benchmark's own count)")
+    to_run.add_argument("--set", dest="assignments", nargs="*", default=[], metavar="KEY=VALUE")
+    to_run.add_argument("--keep", action="store_true", help="evaluate finished seeds again instead of retraining")
+    commands.add_parser("report", help="regenerate the results tables of bench/RESULTS.md and README.md")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for name, benchmark in protocol.BENCHMARKS.items():
+            result = protocol_result(name)
+            print(f"{name:<24} {benchmark['app']:<10} {benchmark['data']:<20} seeds {benchmark['seeds']}  "
+                  + (f"measured {result['date']} at {result['commit']}" if result else "no result yet"))
+    elif args.command == "run":
+        run(args.name, args.seeds or protocol.BENCHMARKS[args.name]["seeds"], args.assignments, args.keep)
+    else:
+        print("\n".join(report()) or "tables already up to date")

@@ -1,0 +1,98 @@
+"""The benchmark runner (`python -m bench`): seeds trained and evaluated on validation and test, the
+result file's fields, and the tables it generates between the report markers."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench import common, protocol, runner
+from tests.conftest import REPO
+from tests.test_cli import invoke
+
+
+def test_metrics_are_read_by_their_path_and_missing_ones_are_none():
+    output = {"greedy": {"bleu": 31.5, "test": {"per_class": {"falling": {"recall": 0.8}}}}, "beam": {"bleu": 33.0}}
+    assert protocol.read(output["greedy"], "test.per_class.falling.recall") == 0.8
+    assert protocol.read(output["greedy"], "last_10pct.nats_per_char") is None
+    benchmark = {"metrics": {"bleu_greedy": ("greedy", "bleu"), "bleu_beam": ("beam", "bleu")}}
+    assert protocol.metrics(benchmark, output) == {"bleu_greedy": 31.5, "bleu_beam": 33.0}
+
+
+def test_every_benchmark_names_a_registered_app_and_its_local_data():
+    from rnn_apps import registry
+
+    for name, benchmark in protocol.BENCHMARKS.items():
+        assert benchmark["app"] in registry.names(), name
+        assert (common.DATA_ROOT / benchmark["data"]).exists() or benchmark["data"] == "digits", name
+        assert benchmark["seeds"] >= 3 and benchmark["metrics"], name
+
+
+def test_summary_over_seeds():
+    stats = runner.summary([0.9, 0.92, None, 0.94])
+    assert stats["n"] == 3 and stats["mean"] == pytest.approx(0.92) and stats["std"] == pytest.approx(0.02)
+    assert stats["interval95"] == pytest.approx([0.92 - 4.303 * 0.02 / 3 ** 0.5, 0.92 + 4.303 * 0.02 / 3 ** 0.5])
+    assert runner.summary([None]) == {}
+
+
+@pytest.mark.slow
+def test_a_run_writes_seeds_with_validation_and_test_and_the_report_tables(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(sys, "argv", ["python -m bench", "run", "digits", "--seeds", "2", "--set", "epochs=1"])
+    result = runner.run("digits", 2, ["epochs=1", "units=16"], keep=False)
+    written = json.loads((tmp_path / "results" / "digits.json").read_text())
+    assert written["app"] == "digits" and written["data"] == "digits" and written["commit"] != "unknown"
+    assert written["cpu"]["model"] and written["command"].startswith("python ") and written["date"]
+    assert written["config"]["epochs"] == 1 and written["config"]["units"] == 16 and "seed" not in written["config"]
+    assert [s["seed"] for s in written["seeds"]] == [0, 1]
+    for seed in written["seeds"]:
+        for split in ("validation", "test"):
+            assert 0.0 < seed[split]["accuracy"] <= 1.0
+        assert seed["train_seconds"] > 0
+    # different seeds split and initialise differently; validation is not the test split
+    assert written["seeds"][0]["test"] != written["seeds"][1]["test"]
+    assert written["seeds"][0]["validation"] != written["seeds"][0]["test"]
+    test_mean = written["summary"]["accuracy"]["test"]["mean"]
+    assert test_mean == pytest.approx(sum(s["test"]["accuracy"] for s in written["seeds"]) / 2)
+    assert result["summary"] == written["summary"]
+    # metrics.json of each seed keeps both splits, as `rnn-apps evaluate --split` stores them
+    stored = json.loads((tmp_path / "runs" / "digits" / "seed0" / "metrics.json").read_text())
+    assert stored["validation"]["accuracy"] == written["seeds"][0]["validation"]["accuracy"]
+
+    # the report: the digits row with its figures, the others not measured yet, between the markers
+    pages = {}
+    for page in ("bench/RESULTS.md", "README.md"):
+        copy = tmp_path / page
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text((REPO / page).read_text())
+        pages[page] = copy
+    monkeypatch.setattr(common, "REPO", tmp_path)
+    assert sorted(runner.report()) == ["README.md", "bench/RESULTS.md"]
+    shown = f"{100 * test_mean:.2f} ± "
+    for copy in pages.values():
+        text = copy.read_text()
+        block = text[text.index(runner.BEGIN):text.index(runner.END)]
+        assert "| `digits` | accuracy |" in block and shown in block and "| `translate` |" in block
+        assert "not measured under the protocol yet" in block
+    assert runner.report() == []  # regenerating changes nothing
+
+
+@pytest.mark.slow
+def test_evaluate_on_the_validation_split(tiny_run):
+    run = tiny_run("digits")
+    result = invoke("evaluate", run.dir, "--split", "validation")
+    assert result.exit_code == 0, result.output
+    validation = json.loads(result.stdout)
+    stored = json.loads((run.dir / "metrics.json").read_text())
+    assert stored["validation"] == validation
+    assert validation["examples"] == run.load_data().size("validation")
+    bad = invoke("evaluate", run.dir, "--split", "train")
+    assert bad.exit_code == 2 and "'train' is not one of 'test', 'validation'" in bad.output
+
+
+def test_python_m_bench_lists_every_benchmark():
+    done = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [line.split()[0] for line in done.stdout.splitlines()] == list(protocol.BENCHMARKS)
