@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 
+from rnn_apps import internals
 from rnn_apps.errors import UserError
 
 STRATEGIES = ("none", "mirrored", "multi-worker")
@@ -44,7 +45,7 @@ def make(name: str):
         return tf.distribute.MirroredStrategy()
     if name == "multi-worker":
         _check_tf_config()
-        _patch_keras_metric_reduction()
+        internals.patch_multi_worker_metric_reduction()
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise UserError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
@@ -99,25 +100,5 @@ def fit_in_scope(model, strategy, dataset, **fit_arguments):
     with strategy.scope():
         if workers(strategy) > 1:
             model.optimizer.build(model.trainable_variables)
-            model._distribute_strategy = None  # noqa: SLF001 -- keras-team/keras#20585, see above
+            internals.forget_distribute_strategy(model)  # keras-team/keras#20585, see above
         return model.fit(dataset, **fit_arguments)
-
-
-def _patch_keras_metric_reduction():
-    """Reduce the per-step metrics of a multi-worker fit over no axis (they are scalars), as the
-    mean over workers, instead of Keras 3.15's MEAN over axis 0, which fails on a scalar."""
-    from keras.src.backend.tensorflow import trainer
-
-    if getattr(trainer.reduce_per_replica, "patched_by_rnn_apps", False):
-        return
-    original = trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):  # noqa: SLF001
-            import tensorflow as tf
-
-            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return original(values, strategy, reduction)
-
-    reduce_per_replica.patched_by_rnn_apps = True
-    trainer.reduce_per_replica = reduce_per_replica

@@ -7,7 +7,8 @@ form TFLite converts to builtin ops (a dynamic loop becomes tensor-list ops it c
 
 import keras
 from keras import layers, ops
-from keras.src import backend as keras_backend  # backend.rnn: the loop stock RNN layers run on every backend
+
+from rnn_apps import internals
 
 
 @keras.saving.register_keras_serializable(package="rnn_apps")
@@ -48,10 +49,10 @@ class FastSimpleRNN(layers.SimpleRNN):
                 output = ops.tanh(x_projected + ops.matmul(states[0], cell.recurrent_kernel))
                 return output, [output]
 
-            return keras_backend.rnn(step, projected, [state], go_backwards=self.go_backwards, mask=mask,
-                                     unroll=True, input_length=sequences.shape[1],
-                                     zero_output_for_mask=self.zero_output_for_mask,
-                                     return_all_outputs=self.return_sequences)
+            return internals.keras_rnn(step, projected, [state], go_backwards=self.go_backwards, mask=mask,
+                                       unroll=True, input_length=sequences.shape[1],
+                                       zero_output_for_mask=self.zero_output_for_mask,
+                                       return_all_outputs=self.return_sequences)
         kernel = ops.cast(cell.recurrent_kernel, projected.dtype)
         outputs, last_output, state = tanh_recurrence(projected, state, kernel, mask, self.go_backwards,
                                                       self.zero_output_for_mask, training=bool(training),
@@ -95,12 +96,9 @@ def _compiled_kernel(dtype):
     """The C++ op where this step may run it, else None. Only in training steps: a SavedModel is traced
     without `training`, so what TF Serving loads holds stock ops only (a custom op would need a server
     built with it). Not inside XLA (`jit_compile=True`), which compiles only ops it knows."""
-    from tensorflow.python.framework import ops as tf_ops
-    from tensorflow.python.ops import control_flow_util
-
     if CPU_KERNEL == "off" or keras.backend.standardize_dtype(dtype) != "float32":
         return None
-    if control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()):
+    if internals.in_xla_context():
         return None
     from rnn_apps import kernels
 
@@ -676,7 +674,7 @@ class SparseCrossentropy(keras.losses.Loss):
             return losses
         valid = ops.not_equal(y_true, self.ignore_class)
         losses = ops.where(valid, losses, 0.0)
-        keras_backend.set_keras_mask(losses, valid)  # the reduction averages over the valid targets only
+        internals.set_keras_mask(losses, valid)  # the reduction averages over the valid targets only
         return losses
 
     def get_config(self):

@@ -1,0 +1,61 @@
+"""Every private Keras and TensorFlow API this project uses, in one place (issue 28).
+
+Keras is pinned to the minor versions tested (setup.cfg); tests/test_internals.py checks each of
+these against the installed versions and fails by name when an upgrade moves or changes one. Code
+elsewhere calls these functions, never `keras.src` or `tensorflow.python` itself. (LiteRT's one
+private call, the op list of a .tflite file, sits in export/tflite.py with its own test there.)
+"""
+
+# Each function imports what it needs when called: the CLI imports this module (through
+# rnn_apps/distribute.py) and must answer --help and argument errors without loading Keras or TensorFlow.
+
+
+def keras_rnn(step, inputs, initial_states, **options):
+    """keras.src.backend.rnn: the loop the stock RNN layers run on every backend (FastSimpleRNN's
+    `unroll=True` path: the unrolled graphs that convert to builtin TFLite ops)."""
+    from keras.src import backend
+
+    return backend.rnn(step, inputs, initial_states, **options)
+
+
+def set_keras_mask(tensor, mask) -> None:
+    """Attach a mask that Keras's loss reduction honours (a padding-aware loss averages over the
+    valid targets only)."""
+    from keras.src import backend
+
+    backend.set_keras_mask(tensor, mask)
+
+
+def in_xla_context() -> bool:
+    """Whether the graph being traced is compiled by XLA (`jit_compile=True`), which cannot compile
+    the custom C++ op."""
+    from tensorflow.python.framework import ops as tf_ops
+    from tensorflow.python.ops import control_flow_util
+
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
+
+
+def forget_distribute_strategy(model) -> None:
+    """keras-team/keras#20585: a multi-worker fit whose first-batch build is skipped must find the
+    strategy in the scope, not on the model (rnn_apps/distribute.py)."""
+    model._distribute_strategy = None  # noqa: SLF001
+
+
+def patch_multi_worker_metric_reduction() -> None:
+    """Reduce the per-step metrics of a multi-worker fit over no axis (they are scalars), as the
+    mean over workers, instead of Keras 3.15's MEAN over axis 0, which fails on a scalar."""
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer.reduce_per_replica, "patched_by_rnn_apps", False):
+        return
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):  # noqa: SLF001
+            import tensorflow as tf
+
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.patched_by_rnn_apps = True
+    trainer.reduce_per_replica = reduce_per_replica
