@@ -45,7 +45,7 @@ def main():
             if code:
                 row["error"] = error
             else:
-                code, out, error, _ = cli(["evaluate", run], "tensorflow")
+                code, out, error, _ = cli(["evaluate", run, "--json"], "tensorflow")
                 row["evaluated_by_tensorflow"] = json.loads(out.strip().splitlines()[-1]) if code == 0 else error
                 code, out, error, seconds = cli(["export", run, "--out", Path(tmp) / "exports"], "tensorflow")
                 row["exported_by_tensorflow"] = code == 0 and "parity ok" in out

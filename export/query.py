@@ -1,4 +1,4 @@
-"""`rnn-apps query EXPORT_ROOT --name MODEL INPUTS...`: run inputs through the exported artefacts
+"""`rnn-apps query EXPORT_ROOT [--name MODEL] INPUTS...`: run inputs through the exported artefacts
 only — the newest SavedModel version (as TF Serving would load it) and its TFLite model (as a
 phone would run it: one example at a time, or the app's step loop) — and show both side by side.
 """
@@ -11,19 +11,26 @@ from rnn_apps import registry
 from rnn_apps.errors import UserError
 
 
-def latest(export_root, model_name: str) -> dict:
-    entries = [e for e in read_manifest(Path(export_root), missing_ok=False)["exports"]
-               if e["model_name"] == model_name]
+def latest(export_root, model_name: str | None) -> dict:
+    """The newest version of `model_name`; without a name, of the one model the root holds."""
+    exports = read_manifest(Path(export_root), missing_ok=False)["exports"]
+    if model_name is None:
+        names = sorted({e["model_name"] for e in exports})
+        if len(names) != 1:
+            raise UserError(f"{export_root} holds {len(names)} models ({', '.join(names) or 'none'}): "
+                            "choose one with --name")
+        model_name = names[0]
+    entries = [e for e in exports if e["model_name"] == model_name]
     if not entries:
         raise UserError(f"no export named {model_name!r} in {Path(export_root) / MANIFEST}")
     return max(entries, key=lambda e: e["version"])
 
 
-def query(export_root, model_name: str, inputs: list) -> list:
+def query(export_root, model_name: str | None, inputs: list) -> list:
     import tensorflow as tf
 
     root, entry = Path(export_root), latest(export_root, model_name)
-    app = registry.get(entry["app"])
+    app, model_name = registry.get(entry["app"]), entry["model_name"]
     saved_model = root / model_name / str(entry["version"])
     # The file the model card tells a phone app to ship (a quantized one, when within its bound).
     tflite_path = root / next(a["path"] for a in entry["artefacts"] if a["kind"] == "tflite" and a.get("default", True))

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import tfds_source
-from pipelines.splits import Splits, local_path, select
+from pipelines.splits import Splits, local_path, not_found, select
 from rnn_apps.errors import UserError
 
 CAPTIONS_FILE = "captions.tsv"
@@ -45,9 +45,7 @@ def load(spec: str, data_root, seed: int, tfds_data_dir=None) -> Splits:
         return _folder(path, seed)
     if tfds_source.exists(spec):
         return _tfds(spec, tfds_data_dir)
-    root = f"data root {data_root}" if data_root else "no data root (set --data-root or RNN_APPS_DATA_ROOT)"
-    raise UserError(f"no caption dataset {spec!r}: not a folder with {CAPTIONS_FILE} and images/, not under the "
-                    f"{root}, and not a TFDS name (coco_captions)")
+    raise not_found("caption dataset", spec, f"a folder with {CAPTIONS_FILE} and images/", data_root, "coco_captions")
 
 
 def _folder(path: Path, seed: int) -> Splits:

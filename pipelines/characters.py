@@ -24,7 +24,7 @@ import tensorflow as tf
 from keras import layers
 
 from pipelines import tfds_source
-from pipelines.splits import SPLIT_NAMES, Splits, local_path
+from pipelines.splits import SPLIT_NAMES, Splits, local_path, not_found
 from rnn_apps.errors import UserError
 
 PADDING_ID, UNKNOWN_ID = 0, 1
@@ -44,9 +44,7 @@ def load(spec: str, data_root, tfds_data_dir=None) -> Splits:
         return _text_file(path)
     if tfds_source.exists(spec):
         return _tfds(spec, tfds_data_dir)
-    root = f"data root {data_root}" if data_root else "no data root (set --data-root or RNN_APPS_DATA_ROOT)"
-    raise UserError(f"no text {spec!r}: not a text file or a folder holding one, not under the {root}, "
-                    "and not a TFDS name")
+    raise not_found("text", spec, "a text file or a folder holding one", data_root)
 
 
 def _text_file(path: Path) -> Splits:

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import tfds_source
-from pipelines.splits import Splits, local_path, select
+from pipelines.splits import Splits, local_path, not_found, select
 from rnn_apps.errors import UserError
 
 UR_FALL_LABELS = {-1: 0, 0: 1, 1: 2}  # the file's label -> class id
@@ -47,9 +47,7 @@ def load(spec: str, data_root, split_seed: int, clip_frames: int, frame_size: in
         return _csv_folder(path, split_seed)
     if tfds_source.exists(spec):
         return _tfds(spec, split_seed, clip_frames, frame_size, tfds_data_dir)
-    root = f"data root {data_root}" if data_root else "no data root (set --data-root or RNN_APPS_DATA_ROOT)"
-    raise UserError(f"no frame dataset {spec!r}: not a folder of UR Fall-style CSV files, not under the {root}, "
-                    "and not a TFDS name")
+    raise not_found("frame dataset", spec, "a folder of UR Fall-style CSV files", data_root)
 
 
 def read_csv_sequences(path: Path) -> list:

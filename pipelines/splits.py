@@ -5,11 +5,14 @@ datasets here are small, and seeded carving, capping and counting are then exact
 """
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+
+from rnn_apps.errors import UserError
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -84,6 +87,31 @@ def carve(columns: dict, fraction: float, seed: int) -> tuple[dict, dict]:
     order = np.random.default_rng(seed).permutation(count(columns))
     n_carved = max(1, int(round(fraction * len(order))))
     return select(columns, np.sort(order[n_carved:])), select(columns, np.sort(order[:n_carved]))
+
+
+ENV_DATA_ROOT = "RNN_APPS_DATA_ROOT"
+
+
+def default_data_root() -> Path | None:
+    """Where local datasets are looked up when no --data-root is given: $RNN_APPS_DATA_ROOT, else the
+    project's public data at ../shared/data, beside the working directory or beside this checkout;
+    else None (names are then TFDS names)."""
+    if os.environ.get(ENV_DATA_ROOT):
+        return Path(os.environ[ENV_DATA_ROOT])
+    checkout = Path(__file__).resolve().parents[1]
+    for candidate in (Path.cwd().parent / "shared" / "data", checkout.parent / "shared" / "data"):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
+
+
+def not_found(kind: str, spec: str, looked_for: str, data_root, tfds_names: str = "") -> UserError:
+    """The one-line error for a --data that is neither a local dataset nor a TFDS name."""
+    tfds = f"not a TFDS name{f' ({tfds_names})' if tfds_names else ''}"
+    if data_root:
+        return UserError(f"no {kind} {spec!r}: not {looked_for}, not under the data root {data_root}, and {tfds}")
+    return UserError(f"no {kind} {spec!r}: not {looked_for}, {tfds}, and no data root is set "
+                     f"(--data-root or {ENV_DATA_ROOT})")
 
 
 def local_path(spec: str, data_root) -> Path:

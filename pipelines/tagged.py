@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import tfds_source
-from pipelines.splits import Splits, local_path
+from pipelines.splits import Splits, local_path, not_found
 from rnn_apps.errors import UserError
 
 SEPARATOR = "\t"
@@ -38,9 +38,7 @@ def load(spec: str, data_root, tag_column: str, tfds_data_dir=None) -> Splits:
         return _ud_folder(path, tag_column)
     if tfds_source.exists(spec):
         return _tfds(spec, tag_column, tfds_data_dir)
-    root = f"data root {data_root}" if data_root else "no data root (set --data-root or RNN_APPS_DATA_ROOT)"
-    raise UserError(f"no tagged dataset {spec!r}: not a folder of CoNLL-U files, not under the {root}, "
-                    "and not a TFDS name")
+    raise not_found("tagged dataset", spec, "a folder of CoNLL-U files", data_root)
 
 
 def read_conllu(paths, tag_column: str = "upos") -> tuple[list, list]:

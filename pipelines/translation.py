@@ -23,7 +23,7 @@ import tensorflow as tf
 from keras import layers
 
 from pipelines import tfds_source
-from pipelines.splits import Splits, local_path, select
+from pipelines.splits import Splits, local_path, not_found, select
 from pipelines.text import RAGGED, ragged_ids
 from rnn_apps.errors import UserError
 
@@ -61,9 +61,7 @@ def load(spec: str, data_root, seed: int, direction: str, tfds_data_dir=None) ->
         return _anki(path, source, target, seed)
     if tfds_source.exists(spec):
         return _tfds(spec, source, target, tfds_data_dir)
-    root = f"data root {data_root}" if data_root else "no data root (set --data-root or RNN_APPS_DATA_ROOT)"
-    raise UserError(f"no translation dataset {spec!r}: not a folder of Anki pairs (spa_eng, kor_eng), not under "
-                    f"the {root}, and not a TFDS name")
+    raise not_found("translation dataset", spec, "a folder of Anki pairs (spa_eng, kor_eng)", data_root)
 
 
 def _anki(path: Path, source: str, target: str, seed: int) -> Splits:

@@ -109,7 +109,8 @@ def list_apps():
 @click.argument("app_name", metavar="APP")
 @click.option("--data", help="TFDS name, dataset folder, CSV/TSV file, or a name under --data-root.")
 @click.option("--data-root", envvar="RNN_APPS_DATA_ROOT", type=click.Path(file_okay=False),
-              help="Folder of local datasets, so --data NAME resolves to DATA_ROOT/NAME. [env: RNN_APPS_DATA_ROOT]")
+              help="Folder of local datasets, so --data NAME resolves to DATA_ROOT/NAME. [env: RNN_APPS_DATA_ROOT; "
+                   "default: ../shared/data beside the working directory or the checkout, where it exists]")
 @click.option("--tfds-data-dir", help="TFDS data_dir (prepared or download target).")
 @click.option("--text-column", default="text", show_default=True, help="CSV/TSV text column.")
 @click.option("--label-column", default="label", show_default=True, help="CSV/TSV label column.")
@@ -133,7 +134,10 @@ def train(app_name, data, data_root, tfds_data_dir, text_column, label_column, o
           assignments, strategy, **options):
     """Train APP and write a run folder (config, vocabulary, checkpoints, logs, metrics)."""
     registry.describe(app_name)  # an unknown app is refused before TensorFlow is imported (seconds)
+    from pipelines.splits import default_data_root
     from rnn_apps import train as train_lib
+
+    data_root = data_root or default_data_root()
 
     app = registry.get(app_name)
     overrides = {**config_lib.parse_assignments(assignments), **{k: v for k, v in options.items() if v is not None}}
@@ -159,12 +163,40 @@ def decoding_options(app, beam) -> dict:
 @click.option("--beam", type=int, help="Beam search of this width (apps that write sequences; default greedy).")
 @click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True,
               help="Choose settings on validation; read test once per frozen configuration.")
-def evaluate(run_dir, beam, split):
-    """Print the metrics of RUN_DIR on a split as JSON and store them in its metrics.json."""
+@click.option("--json", "as_json", is_flag=True, help="Everything as one JSON object (per-class tables, samples).")
+def evaluate(run_dir, beam, split, as_json):
+    """Print the metrics of RUN_DIR on a split and store them in its metrics.json."""
     from rnn_apps.run import Run
 
     run = Run(run_dir)
-    click.echo(json.dumps(run.evaluate(split, **decoding_options(run.app, beam))))
+    metrics = run.evaluate(split, **decoding_options(run.app, beam))
+    click.echo(json.dumps(metrics) if as_json else metrics_table(metrics))
+
+
+def metrics_table(metrics: dict) -> str:
+    """The scalar metrics, one `name  value` line each (nested ones by dotted name); the rest (per-class
+    tables, samples) are counted, and shown by --json."""
+    rows, left_out = [], []
+
+    def walk(prefix, value):
+        scalars = isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values())
+        rows_of_a_table = isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())
+        if (scalars or rows_of_a_table) and len(value) > 8:
+            left_out.append(prefix)  # a table of its own (per tag, the most frequent errors)
+        elif isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        elif isinstance(value, list):
+            left_out.append(prefix)
+        else:
+            rows.append((prefix, f"{value:.4f}" if isinstance(value, float) else str(value)))
+
+    walk("", metrics)
+    width = max(len(name) for name, _ in rows) if rows else 0
+    lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    if left_out:
+        lines.append(f"(with --json also: {', '.join(left_out)})")
+    return "\n".join(lines)
 
 
 @main.command()
@@ -268,7 +300,8 @@ def report_export(export_root, out_path, repeats):
 @main.command()
 @click.argument("export_root", type=click.Path())
 @click.argument("inputs", nargs=-1)
-@click.option("--name", "model_name", required=True, help="Model name in EXPORT_ROOT (the app name by default).")
+@click.option("--name", "model_name", help="Model name in EXPORT_ROOT (exports are named after their app unless "
+              "`export --name` said otherwise); may be left out where EXPORT_ROOT holds one model.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def query(export_root, inputs, model_name, as_json):
     """Predict through the exported SavedModel and TFLite model only, side by side."""

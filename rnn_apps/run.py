@@ -140,7 +140,13 @@ class Run:
         return member
 
     def load_data(self):
-        splits = self.app.load_data(self.info["data"], self.info.get("data_root"), self.config, self.info["options"])
+        from pipelines.splits import default_data_root
+
+        # where the data was at training time; a run moved to another machine finds it where this one keeps it
+        data_root = self.info.get("data_root")
+        if data_root is None or not Path(data_root).is_dir():
+            data_root = default_data_root() or data_root
+        splits = self.app.load_data(self.info["data"], data_root, self.config, self.info["options"])
         return splits.capped(self.config["max_examples"], self.config["seed"])
 
     def evaluate(self, split: str = "test", **options) -> dict:

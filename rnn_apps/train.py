@@ -134,7 +134,8 @@ def train(app, config: dict, data: str | None, data_root, out_dir, options: dict
             raise UserError(f"{out} already holds a run; continue it with --resume (which also restarts a run "
                             "killed before its first epoch ended) or choose another --out")
         data = data or first_available(app.default_data, data_root)
-        info = {"app": app.name, "data": data, "data_root": str(data_root) if data_root else None,
+        # absolute: `evaluate` and `export` run from other working directories
+        info = {"app": app.name, "data": data, "data_root": str(Path(data_root).resolve()) if data_root else None,
                 "options": options}
     if distribute.workers(distribution) > 1 and config["max_train_minutes"]:
         raise UserError("max_train_minutes cannot stop a multi-worker run (each worker's clock would stop it at "

@@ -3,9 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
   python3 -m venv .venv
 fi
+echo "== installing rnn_apps and its dependencies into .venv (TensorFlow, JAX, LiteRT: several minutes the first time)"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
+echo "== building the SimpleRNN training kernel (C++, about a minute the first time; cached after)"
 # The SimpleRNN recurrence's C++ op (rnn_apps/kernels), built now rather than in the first training step.
 .venv/bin/python -m rnn_apps.kernels || echo "SimpleRNN training will run TensorFlow's loops (slower); the tests skip the kernel's own checks."

@@ -82,7 +82,7 @@ def test_a_run_writes_seeds_with_validation_and_test_and_the_report_tables(tmp_p
 @pytest.mark.slow
 def test_evaluate_on_the_validation_split(tiny_run):
     run = tiny_run("digits")
-    result = invoke("evaluate", run.dir, "--split", "validation")
+    result = invoke("evaluate", run.dir, "--split", "validation", "--json")
     assert result.exit_code == 0, result.output
     validation = json.loads(result.stdout)
     stored = json.loads((run.dir / "metrics.json").read_text())

@@ -165,7 +165,7 @@ def test_cli_predicts_evaluates_and_refuses_unreadable_images(tiny_run, data_roo
     for bad, says in ((text, "notes.jpg: not a readable image"), (truncated, "cut.jpg: not a readable image"),
                       (tmp_path / "missing.jpg", "missing.jpg: cannot read it")):
         assert_one_line_error(invoke("predict", run.dir, image, bad), says)
-    result = invoke("evaluate", run.dir)
+    result = invoke("evaluate", run.dir, "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output)
     for split in ("test", "train", "nearest_neighbour_test"):

@@ -124,7 +124,7 @@ def test_reading_in_windows_with_the_state_carried_equals_reading_at_once(tiny_r
 
 def test_evaluate_reports_nats_bits_and_perplexity_over_every_character(tiny_run):
     run = tiny_run("charlm")
-    result = invoke("evaluate", run.dir)
+    result = invoke("evaluate", run.dir, "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     for split in ("validation", "test"):
@@ -141,7 +141,8 @@ def test_evaluate_reports_nats_bits_and_perplexity_over_every_character(tiny_run
     low, high = sorted(metrics[split]["nats_per_char"] for split in ("validation", "test"))
     assert low - 0.05 < last["nats_per_char"] < high + 0.05
     # on validation (what choices are made on) it is not reported: it holds the test split
-    validation = json.loads(invoke("evaluate", run.dir, "--split", "validation").stdout.strip().splitlines()[-1])
+    validation = invoke("evaluate", run.dir, "--split", "validation", "--json").stdout.strip().splitlines()[-1]
+    validation = json.loads(validation)
     assert "last_10pct" not in validation and validation["test"] == metrics["validation"]
 
 

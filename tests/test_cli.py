@@ -67,6 +67,29 @@ def test_missing_data_and_offline_tfds(tmp_path, data_root, monkeypatch):
     assert_one_line_error(result, "imdb_reviews", "cannot be reached", "--data-root")
 
 
+def test_local_data_is_found_without_a_data_root_option(tmp_path, data_root, monkeypatch):
+    """No --data-root and no RNN_APPS_DATA_ROOT: ../shared/data beside the working directory (or the
+    checkout) is the data root, so the README's commands run as written."""
+    from pipelines import splits
+
+    monkeypatch.delenv("RNN_APPS_DATA_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert splits.default_data_root() == data_root.resolve()  # beside the checkout
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert splits.default_data_root() == (tmp_path / "shared" / "data").resolve()  # beside the working directory
+    monkeypatch.setenv("RNN_APPS_DATA_ROOT", str(data_root))
+    assert splits.default_data_root() == data_root
+    assert_one_line_error(invoke("train", "frames", "--data", "no_such_frames", "--out", tmp_path / "r"),
+                          f"no frame dataset 'no_such_frames': not a folder of UR Fall-style CSV files, not under "
+                          f"the data root {data_root}, and not a TFDS name")
+    monkeypatch.setattr(splits, "default_data_root", lambda: None)
+    monkeypatch.delenv("RNN_APPS_DATA_ROOT")
+    assert_one_line_error(invoke("train", "frames", "--data", "no_such_frames", "--out", tmp_path / "r"),
+                          "not a TFDS name, and no data root is set (--data-root or RNN_APPS_DATA_ROOT)")
+
+
 def test_train_refuses_to_overwrite_a_run(tiny_run):
     run = tiny_run("digits")
     assert_one_line_error(invoke("train", "digits", "--out", run.dir), "already holds a run", "--resume")
@@ -117,12 +140,17 @@ def test_resume_of_an_ensemble_trains_only_the_unfinished_members(tmp_path, tiny
 
 def test_evaluate_prints_and_stores_test_metrics(tiny_run):
     run = tiny_run("sentiment")
-    result = invoke("evaluate", run.dir)
+    result = invoke("evaluate", run.dir, "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["examples"] == 96 and 0.0 <= metrics["accuracy"] <= 1.0
     assert sum(map(sum, metrics["confusion_matrix"])) == 96
     assert json.loads((run.dir / "metrics.json").read_text())["test"] == metrics
+    # for a person: a line a scalar metric, the tables named
+    table = invoke("evaluate", run.dir).stdout.strip().splitlines()
+    assert any(line.split() == ["accuracy", f"{metrics['accuracy']:.4f}"] for line in table)
+    assert any(line.split() == ["examples", "96"] for line in table)
+    assert table[-1].startswith("(with --json also: ") and "confusion_matrix" in table[-1]
 
 
 def test_report_page_of_any_app_holds_the_loss_chart_metrics_and_config(tiny_run, tmp_path):
@@ -241,6 +269,15 @@ def test_query_runs_texts_through_the_exported_models_only(tiny_export, tmp_path
         assert abs(row["saved_model"]["probability"] - row["tflite"]["probability"]) <= 1e-4
     assert_one_line_error(invoke("query", tmp_path, "--name", "sentiment", "x"), "manifest.json is missing")
     assert_one_line_error(invoke("query", root, "--name", "other", "x"), "no export named 'other'")
+    # without --name: the one model the root holds; a root of several asks which
+    unnamed = invoke("query", root, "a fine film .", "", "😀 it isn't bad", "--json")
+    assert unnamed.exit_code == 0 and unnamed.stdout == result.stdout
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["exports"].append({**manifest["exports"][0], "model_name": "sentiment_phone"})
+    (tmp_path / "two").mkdir()
+    (tmp_path / "two" / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_error(invoke("query", tmp_path / "two", "x"),
+                          "holds 2 models (sentiment, sentiment_phone): choose one with --name")
 
 
 def test_query_digits_from_an_image(tiny_export, digit_files):

@@ -374,7 +374,7 @@ def test_evaluate_prints_and_rewrites_a_garbage_metrics_file(tiny_run, tmp_path)
     copy = copy_run(tiny_run("sentiment"), tmp_path)
     for garbage in ("garbage{", "[1, 2]"):
         (copy / "metrics.json").write_text(garbage)
-        result = invoke("evaluate", copy)
+        result = invoke("evaluate", copy, "--json")
         assert result.exit_code == 0, result.output
         printed = json.loads(result.stdout.strip().splitlines()[-1])
         assert printed["examples"] == 96

@@ -130,7 +130,7 @@ def test_fall_events_detection_delay_and_false_alarms():
 
 def test_evaluate_reports_frames_classes_and_falls(tiny_run):
     run = tiny_run("frames")
-    result = invoke("evaluate", run.dir)
+    result = invoke("evaluate", run.dir, "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     test = run.load_data().test

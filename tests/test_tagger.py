@@ -50,7 +50,7 @@ def test_the_training_loss_counts_real_tokens_only(tiny_run):
 
 def test_evaluate_reports_accuracy_unseen_words_per_tag_and_errors(tiny_run):
     run = tiny_run("tagger")
-    result = invoke("evaluate", run.dir)
+    result = invoke("evaluate", run.dir, "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     test = run.load_data().test

@@ -136,7 +136,7 @@ def test_predict_and_beam_give_bounded_translations_for_odd_input(tiny_run):
 
 def test_evaluate_reports_bleu_chrf_and_samples(tiny_run):
     run = tiny_run("translate")
-    result = invoke("evaluate", run.dir, "--beam", "2")
+    result = invoke("evaluate", run.dir, "--beam", "2", "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["decoding"] == "beam 2" and metrics["examples"] == 96

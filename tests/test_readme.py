@@ -1,0 +1,57 @@
+"""Every `rnn-apps` command the README shows is a command the CLI has, with options it takes and apps
+it knows (the commands themselves run in the tests of each app, on tiny presets); every `python -m
+bench run NAME` names a benchmark."""
+
+import re
+import shlex
+
+import pytest
+
+from bench import protocol
+from rnn_apps import registry
+from rnn_apps.cli import main
+from tests.conftest import REPO
+
+
+def _readme_commands() -> list:
+    """Each `rnn-apps ...` command in the README's shell blocks, as tokens (comments, `&&` chains,
+    environment assignments and optional-argument brackets taken apart)."""
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    text = "\n".join(blocks).replace("\\\n", " ")
+    commands = []
+    for line in text.splitlines():
+        line = line.split(" # ")[0].split("   #")[0]
+        for part in line.split("&&"):
+            tokens = shlex.split(part.replace("--[no-]", "--").replace("[", " ").replace("]", " "))
+            while tokens and re.fullmatch(r"[A-Z_]+=\S*", tokens[0]):
+                tokens = tokens[1:]
+            if tokens[:1] == ["rnn-apps"]:
+                commands.append(tokens[1:])
+    return commands
+
+
+COMMANDS = _readme_commands()
+
+
+def test_the_readme_shows_commands():
+    assert len(COMMANDS) >= 30 and {c[0] for c in COMMANDS} >= {"list", "train", "evaluate", "predict", "export",
+                                                                  "query", "generate", "report"}
+
+
+@pytest.mark.parametrize("tokens", COMMANDS, ids=[" ".join(c)[:60] for c in COMMANDS])
+def test_each_readme_command_names_what_the_cli_has(tokens):
+    command = main.commands.get(tokens[0])
+    assert command is not None, f"no command {tokens[0]!r}"
+    options = {name for param in command.params for name in (*param.opts, *param.secondary_opts)}
+    for token in tokens[1:]:
+        if token.startswith("--"):
+            name = token.split("=")[0]
+            assert name in options or name.replace("--", "--no-", 1) in options, f"{tokens[0]} has no {name}"
+    if tokens[0] == "train":
+        assert tokens[1] in registry.names(), tokens
+
+
+def test_readme_benchmark_commands_name_benchmarks():
+    text = (REPO / "README.md").read_text() + (REPO / "bench" / "RESULTS.md").read_text()
+    named = set(re.findall(r"python -m bench run ([a-z_0-9]+)", text)) - {"NAME"}
+    assert named and named <= set(protocol.BENCHMARKS), named - set(protocol.BENCHMARKS)
