@@ -40,6 +40,9 @@ COMMON = {
     # > 0: training stops after this many minutes (all members together), mid-epoch if need be:
     # that epoch is then validated and checkpointed as usual. 0 = only `epochs` and `patience` stop it.
     "max_train_minutes": 0.0,
+    # > 0: a model's training stops after this many optimizer steps, mid-epoch if need be: a budget
+    # that gives the same model on every machine (the defaults use it or epochs, not minutes).
+    "max_train_steps": 0,
 }
 
 
@@ -85,6 +88,7 @@ CHECKS = {
     "label_smoothing": FRACTION,
     "members": POSITIVE,
     "max_train_minutes": NON_NEGATIVE_NUMBER,
+    "max_train_steps": NON_NEGATIVE,
 }
 
 

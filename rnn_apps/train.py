@@ -91,6 +91,21 @@ class TimeBudget(keras.callbacks.Callback):
         self.left -= self.last_batch_end - self.epoch_start
 
 
+class StepBudget(keras.callbacks.Callback):
+    """Stops a model's training once its optimizer has taken `steps` steps (each member of an
+    ensemble its own; counted by the optimizer, so a resumed run counts the steps before it): the same
+    point on every machine, where max_train_minutes stops a slower CPU earlier. Keras then validates
+    and ends the epoch, so RunCheckpoint saves it like any other."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) >= self.steps:
+            self.model.stop_training = True
+
+
 def save_model(model: keras.Model, path: Path):
     """Write via a temporary file and rename: a crash never leaves half a checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,6 +223,8 @@ def _train(app, config: dict, info: dict, out: Path, resume: bool, echo, callbac
     start = time.time()
     if config["max_train_minutes"]:
         callbacks = [*callbacks, TimeBudget(60 * config["max_train_minutes"])]
+    if config["max_train_steps"]:
+        callbacks = [*callbacks, StepBudget(config["max_train_steps"])]
     states = []
     for i, member_dir in enumerate(member_dirs(out, config)):
         if config["members"] > 1:

@@ -90,6 +90,15 @@ def test_local_data_is_found_without_a_data_root_option(tmp_path, data_root, mon
                           "not a TFDS name, and no data root is set (--data-root or RNN_APPS_DATA_ROOT)")
 
 
+def test_a_step_budget_stops_every_machine_at_the_same_step(train_tiny, tmp_path):
+    import keras
+
+    run = train_tiny("digits", tmp_path / "run", epochs=3, max_train_steps=3)  # 4 steps an epoch
+    assert len(run.metrics()["history"]) == 1  # stopped inside the first epoch, then validated and saved
+    last = keras.models.load_model(run.dir / "checkpoints" / "last.keras")
+    assert int(last.optimizer.iterations) == 3
+
+
 def test_train_refuses_to_overwrite_a_run(tiny_run):
     run = tiny_run("digits")
     assert_one_line_error(invoke("train", "digits", "--out", run.dir), "already holds a run", "--resume")

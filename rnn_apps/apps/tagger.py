@@ -93,7 +93,6 @@ class Tagger(App):
         "batch_size": 32,
         "epochs": 20,
         "patience": 3,
-        "max_train_minutes": 18.0,  # issue 10 allows 20 minutes of training on 2 cores
     }
     config_checks = {
         "tag_column": config_lib.Range("a tag column (upos, xpos; a TFDS feature)", lambda v: bool(v)),
@@ -105,8 +104,7 @@ class Tagger(App):
     }
     presets = {
         "tiny": {"epochs": 2, "max_examples": 96, "batch_size": 16, "units": 8, "depth": 1, "embedding_dim": 8,
-                 "suffix_dim": 4, "shape_dim": 4, "max_length": 24, "jit_compile": False, "word_vectors": "",
-                 "max_train_minutes": 0.0},
+                 "suffix_dim": 4, "shape_dim": 4, "max_length": 24, "jit_compile": False, "word_vectors": ""},
     }
 
     # --- data ---------------------------------------------------------------------------

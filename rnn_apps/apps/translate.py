@@ -105,11 +105,9 @@ class Translate(App):
         # with a constant rate and no smoothing (bench/RESULTS.md, translate).
         "label_smoothing": 0.1,
         "lr_half_life_steps": 4000,  # ~1,800 steps an epoch: the rate is ~1/4 of 1e-3 by epoch 5
-        # At most 25 minutes of training steps: validation and checkpoints add 7-10% (measured: 25
-        # minutes of steps ended 26.75 min after the first step; 27 minutes on a slower half hour,
-        # 29.6), reading and tokenising the data ~0.7 min, so the whole run stays under issue 7's
-        # 30 minutes on 2 cores. 4-6 min an epoch.
-        "max_train_minutes": 25.0,
+        # A step budget, the same model on every machine: what 25 minutes of training steps reached
+        # on the 2-core reference machine (about 5.6 epochs of ~1,800 steps; bench/RESULTS.md).
+        "max_train_steps": 10_000,
         "epochs": 10,
         "batch_size": 64,
         "patience": 2,
@@ -142,7 +140,7 @@ class Translate(App):
         "tiny": {"epochs": 1, "max_examples": 96, "batch_size": 16, "units": 8, "decoder_units": 16,
                  "attention_units": 8, "embedding_dim": 8, "source_vocab_size": 200, "target_vocab_size": 200,
                  "source_length": 12, "target_length": 12, "jit_compile": False, "beam_width": 3,
-                 "max_train_minutes": 0.0},
+                 "max_train_steps": 0},
     }
 
     def resolve_config(self, preset=None, overrides=None):
