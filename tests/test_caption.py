@@ -385,3 +385,18 @@ def test_a_run_on_the_pretrained_encoder_writes_its_saved_model_and_tflite(train
     interpreter = tflite.interpreter(content)
     assert interpreter.get_signature_runner("encode_image").get_input_details()["image"]["shape"].tolist() == \
         [1, 224, 224, 3]
+
+
+def test_scores_tokenise_as_cocos_evaluation_where_java_runs(monkeypatch):
+    import shutil
+
+    from rnn_apps.apps import caption
+
+    texts = {"x": ["A walk-in closet, and it's big."], "y": ["Two DOGS"]}
+    fallback = {"x": ["a walk in closet and it s big"], "y": ["two dogs"]}
+    if shutil.which("java"):
+        assert caption.coco_tokens(texts) == ({"x": ["a walk-in closet and it 's big"], "y": ["two dogs"]}, "ptb")
+    monkeypatch.setattr(caption.shutil, "which", lambda name: None)
+    assert caption.coco_tokens(texts) == (fallback, "standardize")
+    scores = caption.caption_scores(["two dogs", "a red bus"], [["Two DOGS", "two dogs ."], ["A red bus.", "a bus"]])
+    assert scores["tokenizer"] == "standardize" and scores["cider"] > 0 and scores["images"] == 2

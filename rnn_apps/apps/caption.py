@@ -43,6 +43,8 @@ import contextlib
 import html
 import io
 import json
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -363,7 +365,8 @@ class Caption(App):
         return {
             "images": {"test": len(test["name"]), "train": len(train["name"])},
             "decoding": f"beam {beam}" if beam else "greedy",
-            "metrics": "pycocoevalcap BLEU-1..4 and CIDEr-D, all human captions as references; "
+            "metrics": "pycocoevalcap BLEU-1..4 and CIDEr-D, all human captions as references, tokenised as "
+                       "each score's `tokenizer` says (ptb: COCO's own); "
                        "lower-cased, punctuation removed",
             "test": caption_scores(generated["test"], test_references),
             "train": caption_scores(generated["train"], captions.references(train["references"])),
@@ -587,19 +590,42 @@ def image_type(data: bytes) -> str:
 # --- metrics ------------------------------------------------------------------------------------
 
 def caption_scores(generated: list, references: list) -> dict:
-    """Corpus BLEU-1..4 (multiple references, closest reference length) and CIDEr-D, x100."""
+    """Corpus BLEU-1..4 (multiple references, closest reference length) and CIDEr-D, x100, on the
+    tokens of `coco_tokens`, which it names."""
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
 
     if not generated:
         return {}
-    hypotheses = {i: [captions.standardize_text(g) or "<empty>"] for i, g in enumerate(generated)}
-    truth = {i: [captions.standardize_text(r) for r in refs] for i, refs in enumerate(references)}
+    texts = {**{("hypothesis", i): [g] for i, g in enumerate(generated)},
+             **{("truth", i): list(refs) for i, refs in enumerate(references)}}
+    tokens, tokenizer = coco_tokens(texts)
+    hypotheses = {i: [tokens["hypothesis", i][0] or "<empty>"] for i in range(len(generated))}
+    truth = {i: tokens["truth", i] for i in range(len(references))}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocoevalcap prints its counts
         bleu, _ = Bleu(4).compute_score(truth, hypotheses)
         cider, _ = Cider().compute_score(truth, hypotheses)
     return {**{f"bleu_{n}": round(100 * float(b), 2) for n, b in enumerate(bleu, start=1)},
-            "cider": round(100 * float(cider), 2), "images": len(generated)}
+            "cider": round(100 * float(cider), 2), "images": len(generated), "tokenizer": tokenizer}
+
+
+def coco_tokens(texts: dict) -> tuple:
+    """{key: [caption, ...]} -> ({key: [tokenised caption, ...]}, "ptb" or "standardize"). COCO's
+    evaluation tokenises with the PTB tokenizer (Stanford CoreNLP, shipped in pycocoevalcap, run with
+    Java), so figures compare with the literature's where Java runs; elsewhere the project's
+    standardisation, which splits hyphenated words and drops the apostrophe of 's where PTB keeps
+    them (bench/RESULTS.md, caption)."""
+    if shutil.which("java"):
+        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+        keys = list(texts)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                tokens = PTBTokenizer().tokenize({n: [{"caption": c} for c in texts[k]] for n, k in enumerate(keys)})
+            return {k: tokens[n] for n, k in enumerate(keys)}, "ptb"
+        except (OSError, subprocess.SubprocessError, ValueError):
+            pass  # a Java that does not run: the fallback below
+    return {k: [captions.standardize_text(c) for c in v] for k, v in texts.items()}, "standardize"
 
 
 def consensus(references: list) -> list:
