@@ -4,6 +4,9 @@ their output. `python -m bench run NAME` runs one; `python -m bench report` tabu
 
 A metric is (evaluation, dotted path into what `rnn-apps evaluate` prints for it). Each seed is
 evaluated on validation and on test alike; every choice is made on the validation figures.
+`comparisons` are (metric, baseline metric) pairs measured on the same examples: the runner reports
+their difference seed by seed, with a 95% interval; `python -m bench compare A B` does the same for
+two benchmarks (two variants), unpaired.
 """
 
 BENCHMARKS = {
@@ -58,6 +61,8 @@ BENCHMARKS = {
         "metrics": {"bleu4": ("", "test.bleu_4"), "cider": ("", "test.cider"),
                     "nearest_neighbour_bleu4": ("", "nearest_neighbour_test.bleu_4"),
                     "nearest_neighbour_cider": ("", "nearest_neighbour_test.cider")},
+        # the model against the baseline on the same images, seed by seed
+        "comparisons": [("cider", "nearest_neighbour_cider"), ("bleu4", "nearest_neighbour_bleu4")],
     },
     "caption_pretrained": {
         "app": "caption", "data": "coco_captions_mini", "seeds": 3, "preset": "pretrained",
@@ -65,6 +70,8 @@ BENCHMARKS = {
         "metrics": {"bleu4": ("", "test.bleu_4"), "cider": ("", "test.cider"),
                     "nearest_neighbour_bleu4": ("", "nearest_neighbour_test.bleu_4"),
                     "nearest_neighbour_cider": ("", "nearest_neighbour_test.cider")},
+        # the model against the baseline on the same images, seed by seed
+        "comparisons": [("cider", "nearest_neighbour_cider"), ("bleu4", "nearest_neighbour_bleu4")],
     },
 }
 

@@ -3,6 +3,7 @@
     python -m bench list                              # the benchmarks (bench/protocol.py) and their results
     python -m bench run digits [--seeds 5] [--set key=value ...] [--keep]
     python -m bench report                            # regenerate the tables of bench/RESULTS.md and README.md
+    python -m bench compare frames frames_bidirectional [--split test]   # a difference over seeds, or none shown
 
 `run` trains the app's default configuration once per seed on its local data (../shared/data, or
 $RNN_APPS_DATA_ROOT), evaluates each seed on validation and on test, and writes
@@ -86,8 +87,38 @@ def run(name: str, seeds: int, assignments: list, keep: bool) -> dict:
               "target": benchmark.get("target"), "seeds": records,
               "summary": {metric: {split: summary([r[split][metric] for r in records])
                                    for split in ("validation", "test")} for metric in benchmark["metrics"]}}
+    result["comparisons"] = {f"{a} - {b}": {split: summary([difference(r[split], a, b) for r in records])
+                                            for split in ("validation", "test")}
+                             for a, b in benchmark.get("comparisons", [])}
     common.write(name, result)
     return result
+
+
+def difference(metrics: dict, a: str, b: str):
+    return None if metrics.get(a) is None or metrics.get(b) is None else metrics[a] - metrics[b]
+
+
+def compare(first: str, second: str, split: str = "validation") -> list:
+    """Lines saying, for each metric two benchmarks share, the difference of their means over seeds with a
+    95% Welch interval, and whether that interval excludes 0 (the only way a variant is said to differ)."""
+    results = {name: protocol_result(name) for name in (first, second)}
+    missing = [name for name, result in results.items() if result is None]
+    if missing:
+        raise SystemExit(f"bench compare: no result under the protocol for {', '.join(missing)}")
+    lines = []
+    for metric in [m for m in results[first]["summary"] if m in results[second]["summary"]]:
+        a, b = ([r[split][metric] for r in results[name]["seeds"] if r[split][metric] is not None]
+                for name in (first, second))
+        if len(a) < 2 or len(b) < 2:
+            continue
+        delta = statistics.fmean(a) - statistics.fmean(b)
+        va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+        freedom = max(1, round((va + vb) ** 2 / ((va ** 2 / (len(a) - 1)) + (vb ** 2 / (len(b) - 1)) or 1)))
+        half = T95.get(freedom, 1.96) * math.sqrt(va + vb)
+        verdict = "differ" if abs(delta) > half else "no difference shown"
+        lines.append(f"{metric} ({split}): {first} - {second} = {delta:+.4f}, 95% interval "
+                     f"[{delta - half:+.4f}, {delta + half:+.4f}]: {verdict}")
+    return lines
 
 
 def _shown(metric: str, stats: dict) -> str:
@@ -150,12 +181,19 @@ def main(argv=None):
     to_run.add_argument("--set", dest="assignments", nargs="*", default=[], metavar="KEY=VALUE")
     to_run.add_argument("--keep", action="store_true", help="evaluate finished seeds again instead of retraining")
     commands.add_parser("report", help="regenerate the results tables of bench/RESULTS.md and README.md")
+    to_compare = commands.add_parser("compare", help="two benchmarks (variants) metric by metric, over seeds")
+    to_compare.add_argument("first", choices=sorted(protocol.BENCHMARKS))
+    to_compare.add_argument("second", choices=sorted(protocol.BENCHMARKS))
+    to_compare.add_argument("--split", choices=["validation", "test"], default="validation",
+                            help="validation to choose between variants; test to report a frozen choice")
     args = parser.parse_args(argv)
     if args.command == "list":
         for name, benchmark in protocol.BENCHMARKS.items():
             result = protocol_result(name)
             print(f"{name:<24} {benchmark['app']:<10} {benchmark['data']:<20} seeds {benchmark['seeds']}  "
                   + (f"measured {result['date']} at {result['commit']}" if result else "no result yet"))
+    elif args.command == "compare":
+        print("\n".join(compare(args.first, args.second, args.split)) or "no shared metric with 2 seeds each")
     elif args.command == "run":
         run(args.name, args.seeds or protocol.BENCHMARKS[args.name]["seeds"], args.assignments, args.keep)
     else:

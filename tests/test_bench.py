@@ -96,3 +96,22 @@ def test_python_m_bench_lists_every_benchmark():
     done = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert [line.split()[0] for line in done.stdout.splitlines()] == list(protocol.BENCHMARKS)
+
+
+def test_compare_says_differ_only_where_the_interval_excludes_zero(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+
+    def write(name, accuracies, recalls):
+        seeds = [{"seed": i, "validation": {"frame_accuracy": a, "falling_recall": r}, "test": {}}
+                 for i, (a, r) in enumerate(zip(accuracies, recalls, strict=True))]
+        summaries = {m: {} for m in ("frame_accuracy", "falling_recall")}
+        (tmp_path / f"{name}.json").write_text(json.dumps({"seeds": seeds, "summary": summaries}))
+
+    write("frames", [0.93, 0.94, 0.935], [0.80, 0.70, 0.75])
+    write("frames_bidirectional", [0.90, 0.905, 0.91], [0.74, 0.80, 0.72])
+    lines = runner.compare("frames", "frames_bidirectional")
+    assert lines[0].startswith("frame_accuracy (validation): frames - frames_bidirectional = +0.0300")
+    assert lines[0].endswith(": differ")
+    assert lines[1].startswith("falling_recall (validation)") and lines[1].endswith("no difference shown")
+    with pytest.raises(SystemExit, match="no result under the protocol for digits"):
+        runner.compare("frames", "digits")
