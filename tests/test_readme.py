@@ -1,6 +1,6 @@
-"""Every `rnn-apps` command the README shows is a command the CLI has, with options it takes and apps
-it knows (the commands themselves run in the tests of each app, on tiny presets); every `python -m
-bench run NAME` names a benchmark."""
+"""Every `rnn-apps` command the README and docs/ show is a command the CLI has, with options it takes
+and apps it knows (the commands themselves run in the tests of each app, on tiny presets); every
+`python -m bench run NAME` names a benchmark."""
 
 import re
 import shlex
@@ -14,9 +14,10 @@ from tests.conftest import REPO
 
 
 def _readme_commands() -> list:
-    """Each `rnn-apps ...` command in the README's shell blocks, as tokens (comments, `&&` chains,
-    environment assignments and optional-argument brackets taken apart)."""
-    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    """Each `rnn-apps ...` command in the shell blocks of the README and docs/, as tokens (comments, `&&`
+    chains, environment assignments and optional-argument brackets taken apart)."""
+    pages = "\n".join(path.read_text() for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
+    blocks = re.findall(r"```bash\n(.*?)```", pages, flags=re.S)
     text = "\n".join(blocks).replace("\\\n", " ")
     commands = []
     for line in text.splitlines():
@@ -33,8 +34,8 @@ def _readme_commands() -> list:
 COMMANDS = _readme_commands()
 
 
-def test_the_readme_shows_commands():
-    assert len(COMMANDS) >= 30 and {c[0] for c in COMMANDS} >= {"list", "train", "evaluate", "predict", "export",
+def test_the_readme_and_docs_show_commands():
+    assert len(COMMANDS) >= 35 and {c[0] for c in COMMANDS} >= {"list", "train", "evaluate", "predict", "export",
                                                                   "query", "generate", "report"}
 
 
@@ -52,6 +53,7 @@ def test_each_readme_command_names_what_the_cli_has(tokens):
 
 
 def test_readme_benchmark_commands_name_benchmarks():
-    text = (REPO / "README.md").read_text() + (REPO / "bench" / "RESULTS.md").read_text()
+    text = "".join(path.read_text() for path in [REPO / "README.md", REPO / "bench" / "RESULTS.md",
+                                                 *(REPO / "docs").glob("*.md")])
     named = set(re.findall(r"python -m bench run ([a-z_0-9]+)", text)) - {"NAME"}
     assert named and named <= set(protocol.BENCHMARKS), named - set(protocol.BENCHMARKS)
