@@ -122,6 +122,26 @@ def read_image_file(path) -> np.ndarray:
     return to_pixels(gray[None, :, :, None]).numpy()[0]
 
 
+def refuse_huge(file, name) -> None:
+    """A one-line error for an image whose header says more than MAX_IMAGE_PIXELS pixels, before
+    anything decodes it (`file`: a path or a binary file object). What PIL cannot identify is left to
+    the decoder that follows, which says so itself."""
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                pixels = image.width * image.height
+    except Image.DecompressionBombError:
+        pixels = MAX_IMAGE_PIXELS + 1
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return
+    if pixels > MAX_IMAGE_PIXELS:
+        raise UserError(f"{name}: image larger than {MAX_IMAGE_PIXELS:,} pixels; crop or shrink it")
+
+
 def _gray(image) -> np.ndarray:
     """A PIL image of any mode -> float32 gray levels in 0..1 (0 = black)."""
     if image.mode.startswith("I;16") or image.mode == "I":

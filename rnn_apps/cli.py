@@ -147,14 +147,19 @@ def train(app_name, data, data_root, tfds_data_dir, text_column, label_column, o
                     strategy=strategy)
 
 
+# Beam search keeps width x vocabulary scores a step: past a few dozen it finds no better output and
+# its memory grows without bound (issue 30: width 10^7 passed 5.8 GB).
+MAX_BEAM = 64
+
+
 def decoding_options(app, beam) -> dict:
     """--beam N for apps that decode with beam search (greedy without it); a one-line error for others."""
     if beam is None:
         return {}
     if not app.beam_search:
         raise UserError(f"--beam is for apps that decode with beam search (translate); {app.name} does not")
-    if beam < 1:
-        raise UserError(f"--beam: expected a width >= 1, got {beam}")
+    if not 1 <= beam <= MAX_BEAM:
+        raise UserError(f"--beam: expected a width from 1 to {MAX_BEAM}, got {beam}")
     return {"beam": beam}
 
 

@@ -400,3 +400,27 @@ def test_scores_tokenise_as_cocos_evaluation_where_java_runs(monkeypatch):
     assert caption.coco_tokens(texts) == (fallback, "standardize")
     scores = caption.caption_scores(["two dogs", "a red bus"], [["Two DOGS", "two dogs ."], ["A red bus.", "a bus"]])
     assert scores["tokenizer"] == "standardize" and scores["cider"] > 0 and scores["images"] == 2
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header says width x height (gray, 8 bits) and holds no pixels: what a
+    decompression bomb shows a reader before it decodes anything."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + \
+        chunk(b"IEND", b"")
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_it_is_decoded(tiny_run, tmp_path):
+    from pipelines import images
+
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(_png_header(8200, 8200))  # 67.2 M pixels
+    assert_one_line_error(invoke("predict", tiny_run("caption").dir, huge),
+                          f"huge.png: image larger than {images.MAX_IMAGE_PIXELS:,} pixels")
+    images.refuse_huge(io.BytesIO(_png_header(8000, 8000)), "ok.png")  # 64.0 M: at the limit, allowed
+    images.refuse_huge(io.BytesIO(b"not an image"), "x")  # left to the decoder, which says so

@@ -150,6 +150,9 @@ def test_beam_is_refused_for_classifiers_and_a_mismatched_run(tiny_run):
     assert_one_line_error(invoke("train", "translate", "--out", tiny_run("sentiment").dir, "--resume"),
                           "is a run of app 'sentiment', not 'translate'")
     assert_one_line_error(invoke("predict", tiny_run("translate").dir, "x", "--beam", "0"), "--beam")
+    for width in ("65", "10000000"):  # bounded: memory grows with the width
+        assert_one_line_error(invoke("evaluate", tiny_run("translate").dir, "--beam", width),
+                              f"--beam: expected a width from 1 to 64, got {width}")
 
 
 def test_the_step_never_writes_padding_unknown_or_start(tiny_run):

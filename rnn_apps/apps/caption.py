@@ -55,6 +55,7 @@ from keras import layers
 
 from export import step_loop
 from pipelines import batching, captions, translation
+from pipelines.images import refuse_huge
 from rnn_apps import config as config_lib
 from rnn_apps import decoding, efficientnet_lite
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
@@ -565,13 +566,15 @@ def greedy_on_phone(interpreter, name: str, inputs: np.ndarray, limit: int, voca
 
 
 def read_images(paths: list) -> list:
-    """CLI inputs -> their bytes; a missing or unreadable file is a one-line error."""
+    """CLI inputs -> their bytes; a missing or unreadable file, or one larger than
+    pipelines.images.MAX_IMAGE_PIXELS, is a one-line error."""
     encoded = []
     for path in paths:
         try:
             encoded.append(Path(path).read_bytes())
         except OSError as e:
             raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
+        refuse_huge(io.BytesIO(encoded[-1]), path)
     return encoded
 
 
