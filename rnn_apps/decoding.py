@@ -22,6 +22,20 @@ import tensorflow as tf
 NO_END = -1  # an id no model writes: rows run to their limit
 
 
+MAX_TEMPERATURE = 100.0  # softmax(x / 100) is already near uniform: a higher one means nothing more
+
+
+def sampling_options(length, temperature, top_k, max_length: int) -> dict:
+    """What a served signature does with any client-given sampling options, defined for every value
+    (issue 30: no value may take another meaning silently): `length` clipped to [0, max_length];
+    `temperature` NaN or <= 0 -> 0 (greedy), above MAX_TEMPERATURE (inf too) -> MAX_TEMPERATURE;
+    `top_k` < 0 -> 0 (every token). The signature returns the values it applied."""
+    temperature = tf.cast(temperature, tf.float32)
+    temperature = tf.where(tf.math.is_nan(temperature), 0.0, tf.clip_by_value(temperature, 0.0, MAX_TEMPERATURE))
+    return {"length": tf.clip_by_value(tf.cast(length, tf.int32), 0, max_length), "temperature": temperature,
+            "top_k": tf.maximum(tf.cast(top_k, tf.int32), 0)}
+
+
 def never_written(vocabulary_size: int, ids) -> np.ndarray:
     """What a step adds to its logits so that it never writes `ids` (padding, START, "[UNK]", ...):
     -1e9 there, 0 elsewhere; a constant of the step's graph, so the TFLite step does the same."""

@@ -210,6 +210,12 @@ def test_saved_model_signatures_give_defined_outputs_for_odd_input(tiny_export, 
     assert out["text"].shape == (5,) and out["token_ids"].shape == (5, 20) and (out["lengths"] == 20).all()
     assert (out["token_ids"] >= 2).all()  # never padding or unknown
     np.testing.assert_array_equal(write(odd, temperature=-3.0)["token_ids"], out["token_ids"])  # clamped: greedy
+    # every option value has a defined meaning, returned as applied (issue 30)
+    assert out["temperature"].tolist() == [0.0] * 5 and out["top_k"].tolist() == [0] * 5
+    for given, applied in ((float("nan"), 0.0), (-1.0, 0.0), (float("inf"), decoding.MAX_TEMPERATURE), (0.5, 0.5)):
+        assert write([b"a"], temperature=given)["temperature"].tolist() == [applied]
+    np.testing.assert_array_equal(write(odd, temperature=float("nan"))["token_ids"], out["token_ids"])
+    assert write([b"a"], top_k=-1)["top_k"].tolist() == [0]
     assert write([b"a"], length=0)["text"].tolist() == [b""]
     assert write([b"a"], length=2 ** 31 - 1)["lengths"].tolist() == [charlm.MAX_LENGTH]
     sampled = write([b"a", b"a"], temperature=1.0, top_k=1000, seed=5)

@@ -202,12 +202,14 @@ class CharLM(App):
 
         def generate(prime, length, temperature, top_k, seed):
             cache, last = self.read_prime(reader, lookup, prime)
-            length = tf.clip_by_value(tf.cast(length, tf.int32), 0, MAX_LENGTH)
-            token_ids, lengths = decoding.sample(step, cache, last, None, tf.fill(tf.shape(last), length),
-                                                 tf.maximum(tf.cast(temperature, tf.float32), 0.0),
-                                                 tf.maximum(tf.cast(top_k, tf.int32), 0), tf.cast(seed, tf.int64))
+            applied = decoding.sampling_options(length, temperature, top_k, MAX_LENGTH)
+            rows = tf.shape(last)
+            token_ids, lengths = decoding.sample(step, cache, last, None, tf.fill(rows, applied["length"]),
+                                                 applied["temperature"], applied["top_k"], tf.cast(seed, tf.int64))
+            # the options as applied, one per row (a client sees what its values meant)
             return {"text": tf.strings.reduce_join(tf.gather(table, token_ids), axis=-1),
-                    "token_ids": token_ids, "lengths": lengths}
+                    "token_ids": token_ids, "lengths": lengths,
+                    "temperature": tf.fill(rows, applied["temperature"]), "top_k": tf.fill(rows, applied["top_k"])}
 
         return generate, [model, lookup]
 
@@ -348,7 +350,10 @@ class CharLM(App):
                      "    output.append(token); state = result.state_*"],
             "saved_model_limits": {"max_length": MAX_LENGTH, "prime_characters_read": f"the last {MAX_PRIME}",
                                    "scored_characters": f"the first {MAX_SCORED}",
-                                   "temperature": "<= 0 is greedy", "top_k": "<= 0 is every character"},
+                                   "temperature": f"NaN or <= 0 is greedy (0); above {decoding.MAX_TEMPERATURE:g} "
+                                                  f"(inf too) is {decoding.MAX_TEMPERATURE:g}; returned as applied",
+                                   "top_k": "<= 0 is every character (0); returned as applied",
+                                   "length": f"clipped to 0..{MAX_LENGTH}; `lengths` says what was written"},
         }
         return [TFLiteModel(f"{self.name}.tflite", [endpoint], assets={
             VOCABULARY: json.dumps(vocabulary, ensure_ascii=False) + "\n",
