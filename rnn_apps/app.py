@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from rnn_apps import config as config_lib
+from rnn_apps.errors import UserError
 from rnn_apps.layers import SparseCrossentropy
 
 
@@ -111,9 +112,19 @@ class App:
         (a resumed run calls it again)."""
         return False
 
+    def stored_sizes(self, model: keras.Model, run) -> list:
+        """[(file in the run folder, entries it holds, entries the model was built for)] for every
+        vocabulary and label file the run stores: `check_model` refuses a file edited since training."""
+        return []
+
     def check_model(self, model: keras.Model, run):
         """Called when a run's model is loaded: refuse preprocessing files that do not fit the model
-        (a vocabulary with rows added or lost), which would otherwise give quiet wrong answers."""
+        (a vocabulary or label list with lines added or lost), which would otherwise give quiet wrong
+        answers (every tag shifted by one). One check for every app, over `stored_sizes`."""
+        for file, held, built_for in self.stored_sizes(model, run):
+            if held != built_for:
+                raise UserError(f"{run.dir / file} holds {held} entries but the model was built for {built_for}: "
+                                "the file does not belong to this model; restore it or retrain the run")
 
     def for_inference(self, model: keras.Model, run) -> keras.Model:
         """The model that evaluate, predict and export use, from the trained one: the same by

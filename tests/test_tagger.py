@@ -7,7 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 from rnn_apps.apps import tagger
-from tests.test_cli import invoke
+from tests.test_cli import assert_one_line_error, invoke
+from tests.test_faults import copy_run
 
 
 def test_tokenisation_splits_punctuation_and_clitics_like_ud_english():
@@ -111,3 +112,18 @@ def test_query_shows_the_saved_model_and_tflite_tags(tiny_export):
     assert rows[0]["tokens"] == ["The", "old", "man", "the", "boats", "."]
     for row in rows:
         assert row["saved_model"] == row["tflite"]
+
+
+def test_a_tag_or_suffix_list_edited_since_training_is_refused(tiny_run, tmp_path):
+    """A tags.txt that lost its first line would shift every tag (The/INTJ old/ADP ...): every file
+    the run stores is checked against the model when the run loads (App.stored_sizes)."""
+    run = tiny_run("tagger")
+    tags = (run.dir / tagger.TAGS).read_text().splitlines()
+    for name, edit in ((tagger.TAGS, lambda text: "\n".join(text.splitlines()[1:]) + "\n"),
+                       (tagger.TAGS, lambda text: ""),
+                       (tagger.SUFFIXES, lambda text: text + "zzz\n")):
+        copy = copy_run(run, tmp_path / f"{name}-{len(edit((run.dir / name).read_text()))}")
+        (copy / name).write_text(edit((copy / name).read_text()))
+        for args in (["predict", copy, "The old man the boats ."], ["evaluate", copy]):
+            assert_one_line_error(invoke(*args), f"{name} holds", "the file does not belong to this model")
+    assert len(tags) == len(run.preprocessing.tag_names)  # the run itself is untouched

@@ -251,11 +251,8 @@ class Caption(App):
             jit_compile=config["jit_compile"],
         )
 
-    def check_model(self, model, run):
-        rows, words = model.get_layer("word_embedding").input_dim, run.preprocessing.words.vocabulary_size()
-        if rows != words:
-            raise UserError(f"{run.dir / VOCABULARY} holds {words} tokens but the model's word_embedding has {rows} "
-                            "rows: the vocabulary does not belong to this model; restore it or retrain the run")
+    def stored_sizes(self, model, run):
+        return [(VOCABULARY, run.preprocessing.words.vocabulary_size(), model.get_layer("word_embedding").input_dim)]
 
     # --- decoding -----------------------------------------------------------------------
     def _encoder(self, model) -> keras.Model:

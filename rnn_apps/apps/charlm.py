@@ -169,11 +169,8 @@ class CharLM(App):
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       jit_compile=config["jit_compile"])
 
-    def check_model(self, model, run):
-        rows, size = model.get_layer("embedding").input_dim, run.preprocessing.size
-        if rows != size:
-            raise UserError(f"{run.dir / VOCABULARY} holds {size} entries but the model's embedding has {rows} "
-                            "rows: the vocabulary does not belong to this model; restore it or retrain the run")
+    def stored_sizes(self, model, run):
+        return [(VOCABULARY, run.preprocessing.size, model.get_layer("embedding").input_dim)]
 
     # --- reading and writing ------------------------------------------------------------
     def step(self, model):

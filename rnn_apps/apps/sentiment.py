@@ -196,13 +196,11 @@ class Sentiment(ClassifierApp):
                                        preprocessing.has_vector, preprocessing.training_words)
         return True
 
-    def check_model(self, model, run):
-        words = run.preprocessing.vectorizer.vocabulary_size()
+    def stored_sizes(self, model, run):
         rows = sorted({layer.input_dim for layer in find_layers(model, FrozenTailEmbedding)})
-        if rows != [words]:
-            raise UserError(f"{run.dir / text.VOCAB_FILE} holds {words} tokens but the model's embedding has "
-                            f"{' / '.join(map(str, rows))} rows: the vocabulary does not belong to this model; "
-                            "restore it or retrain the run")
+        # an ensemble's members share one vocabulary: one row count, else the counts it has
+        return [(text.VOCAB_FILE, run.preprocessing.vectorizer.vocabulary_size(),
+                 rows[0] if len(rows) == 1 else " / ".join(map(str, rows)))]
 
     def _padded_ids(self, run, texts) -> np.ndarray:
         return text.padded_ids(run.preprocessing.vectorizer, texts, run.config["max_length"])

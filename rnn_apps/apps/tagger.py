@@ -211,11 +211,11 @@ class Tagger(App):
                                        preprocessing.has_vector, preprocessing.training_words)
         return True
 
-    def check_model(self, model, run):
-        rows, words = model.get_layer("word_embedding").input_dim, run.preprocessing.words.vocabulary_size()
-        if rows != words:
-            raise UserError(f"{run.dir / WORDS} holds {words} words but the model's embedding has {rows} rows: "
-                            "the vocabulary does not belong to this model; restore it or retrain the run")
+    def stored_sizes(self, model, run):
+        preprocessing = run.preprocessing
+        return [(WORDS, preprocessing.words.vocabulary_size(), model.get_layer("word_embedding").input_dim),
+                (SUFFIXES, preprocessing.suffixes.vocabulary_size(), model.get_layer("suffix_embedding").input_dim),
+                (TAGS, len(preprocessing.tag_names), model.get_layer("probabilities").units)]
 
     # --- tagging ------------------------------------------------------------------------
     def tagger(self, run, tokenise: bool):

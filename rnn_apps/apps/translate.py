@@ -230,13 +230,10 @@ class Translate(App):
             jit_compile=config["jit_compile"],
         )
 
-    def check_model(self, model, run):
-        for layer_name, vectorizer, file in (("source_embedding", run.preprocessing.source, SOURCE_VOCAB),
-                                             ("target_embedding", run.preprocessing.target, TARGET_VOCAB)):
-            rows, words = model.get_layer(layer_name).input_dim, vectorizer.vocabulary_size()
-            if rows != words:
-                raise UserError(f"{run.dir / file} holds {words} tokens but the model's {layer_name} has {rows} "
-                                "rows: the vocabulary does not belong to this model; restore it or retrain the run")
+    def stored_sizes(self, model, run):
+        return [(file, vectorizer.vocabulary_size(), model.get_layer(layer_name).input_dim)
+                for layer_name, vectorizer, file in (("source_embedding", run.preprocessing.source, SOURCE_VOCAB),
+                                                     ("target_embedding", run.preprocessing.target, TARGET_VOCAB))]
 
     # --- decoding -----------------------------------------------------------------------
     def _encoder(self, model) -> keras.Model:
