@@ -183,6 +183,9 @@ def test_saved_model_signatures_and_the_tflite_loop_agree_on_odd_input(tiny_expo
     for out in (greedy, beam):
         assert out["translation"].shape == (len(batch),) and out["lengths"].shape == (len(batch),)
         assert (out["lengths"] <= run.config["target_length"]).all()
+        # "" and blanks have no token to translate: an empty translation (issue 30), on the phone too
+        assert out["translation"][:2].tolist() == [b"", b""] and out["lengths"][:2].tolist() == [0, 0]
+        assert (out["lengths"][2:] > 0).all()
     assert loaded.signatures["serving_default"](text=tf.constant([], tf.string))["translation"].shape == (0,)
     keras_out = app.translate(run, [b.decode("utf-8", "replace") for b in batch])
     assert greedy["translation"].tolist() == keras_out["translation"].tolist()

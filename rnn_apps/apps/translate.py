@@ -9,7 +9,8 @@ padding masked) -> logits [batch, target_time, target_vocab] against the target 
 table (`tied_output`; a Dense layer without it), label-smoothed loss masked on padding.
 Decoding: the trained decoder's `cell` on one step with the same weights (`step`), driven by the
 one loop in `rnn_apps/decoding.py`: greedy or beam search, at most
-min(target_length, ceil(length_ratio * source tokens) + length_extra) tokens, stopping at END.
+min(target_length, ceil(length_ratio * source tokens) + length_extra) tokens, stopping at END (none
+for a source of no tokens).
 
 Data: Tatoeba/Anki `../shared/data/spa_eng` (spa-en by default; `--set direction=en-spa`) and
 `kor_eng` (`ko-en`, `en-ko`; Korean at character level), split by source sentence; TFDS
@@ -261,11 +262,12 @@ class Translate(App):
         return step
 
     def limits(self, config, source_ids) -> tf.Tensor:
-        """The longest output for each source: min(target_length, ceil(ratio * tokens) + extra).
-        `config` is the run's config or the model card's max_output_tokens (the same keys)."""
+        """The longest output for each source: min(target_length, ceil(ratio * tokens) + extra), and
+        0 for a source of no tokens ("" or blanks translate to "", not to whatever the decoder writes
+        from nothing). `config` is the run's config or the model card's max_output_tokens (same keys)."""
         tokens = tf.reduce_sum(tf.cast(source_ids != translation.PADDING_ID, tf.float32), axis=1)
         wanted = tf.math.ceil(config["length_ratio"] * tokens) + config["length_extra"]
-        return tf.cast(tf.minimum(wanted, float(config["target_length"])), tf.int32)
+        return tf.where(tokens > 0, tf.cast(tf.minimum(wanted, float(config["target_length"])), tf.int32), 0)
 
     def decoder(self, run, beam=None):
         """text [batch] -> {"translation", "token_ids", "lengths"}: tokenise, decode, detokenise;
@@ -384,7 +386,8 @@ class Translate(App):
             "tokenisation": translation.TOKENISATION_RULES,
             "max_output_tokens": {"target_length": config["target_length"], "length_ratio": config["length_ratio"],
                                   "length_extra": config["length_extra"],
-                                  "rule": "min(target_length, ceil(length_ratio * source tokens) + length_extra)"},
+                                  "rule": "min(target_length, ceil(length_ratio * source tokens) + length_extra); "
+                                          "0 (an empty translation) for a source of no tokens"},
             "loop": step_loop.GREEDY_PSEUDOCODE,
         }
         return [TFLiteModel(f"{self.name}.tflite", endpoints, assets={
