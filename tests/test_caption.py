@@ -267,6 +267,17 @@ def test_tflite_signatures_and_model_card_are_what_a_phone_needs(tiny_export, ti
     assert vocabulary[caption.START_ID] == "[START]" and vocabulary[caption.END_ID] == "[END]"
     tflite_case = next(c for c in entry["parity"]["cases"] if "tflite" in c)
     assert tflite_case["examples"] == 12 and tflite_case["tflite"]["caption"]["mismatches"] == 0
+    # an id outside the vocabulary (a phone's off-by-one) reads as [UNK], as the card says of every app,
+    # never a row from the end of the table (negative ids) or a failed gather (issue 30)
+    decode_step = interpreter.get_signature_runner("decode_step")
+
+    def after(token):
+        return decode_step(token=np.array([token], np.int32), **cache)["log_probabilities"]
+
+    unknown = after(1)
+    for odd in (-1, -100, len(vocabulary), len(vocabulary) + 7, 2 ** 31 - 1):
+        np.testing.assert_allclose(after(odd), unknown, atol=1e-6, err_msg=str(odd))
+    assert not np.allclose(after(caption.START_ID), unknown, atol=1e-6)
 
 
 def test_query_captions_through_both_exports(tiny_export, data_root, tmp_path):

@@ -60,7 +60,7 @@ from rnn_apps import config as config_lib
 from rnn_apps import decoding, efficientnet_lite
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
 from rnn_apps.errors import UserError
-from rnn_apps.layers import AppendToEveryStep, FastSimpleRNN
+from rnn_apps.layers import AppendToEveryStep, FastSimpleRNN, FrozenTailEmbedding
 
 VOCABULARY = "vocabulary.txt"
 PADDING_ID, START_ID, END_ID = translation.PADDING_ID, translation.START_ID, translation.END_ID
@@ -232,8 +232,9 @@ class Caption(App):
         initial_state = layers.Dense(config["units"], activation="tanh", name="bridge")(features)
         caption_ids = keras.Input((None,), dtype="int32", name="caption_ids")
         vocabulary_size = preprocessing.words.vocabulary_size()
-        words = layers.Embedding(vocabulary_size, config["embedding_dim"], mask_zero=True,
-                                 name="word_embedding")(caption_ids)
+        # ids outside the vocabulary (a phone's off-by-one) read as [UNK], as in every app's embedding
+        words = FrozenTailEmbedding(vocabulary_size, config["embedding_dim"], unknown_id=translation.UNKNOWN_ID,
+                                    name="word_embedding")(caption_ids)
         words = layers.Dropout(config["dropout"])(words)
         if config["image_inputs"]:
             image_inputs = layers.Dense(config["image_inputs"], activation="tanh", name="image_inputs")(features)
