@@ -74,12 +74,23 @@ class App:
     def checks(self) -> dict:
         return {**config_lib.CHECKS, "monitor": config_lib.one_of(*self.monitors), **self.config_checks}
 
+    # Relations between keys that ranges cannot say: (holds(config) -> bool, what it requires, with
+    # {key} fields filled from the config). A config that breaks one would train a useless model
+    # (every translation empty) without a word.
+    config_relations = ()
+
+    def check_relations(self, config: dict, where: str = "config") -> dict:
+        for holds, requires in self.config_relations:
+            if not holds(config):
+                raise UserError(f"{where}: {requires.format(**config)}")
+        return config
+
     def resolve_config(self, preset=None, overrides=None) -> dict:
-        return config_lib.resolve(self.config, self.presets, preset, overrides, self.checks())
+        return self.check_relations(config_lib.resolve(self.config, self.presets, preset, overrides, self.checks()))
 
     def stored_config(self, stored, path) -> dict:
-        """A run's config.json, checked like a new config: the same keys, types and ranges."""
-        return config_lib.check_stored(stored, self.config, self.checks(), path)
+        """A run's config.json, checked like a new config: the same keys, types, ranges and relations."""
+        return self.check_relations(config_lib.check_stored(stored, self.config, self.checks(), path), str(path))
 
     # --- data ---------------------------------------------------------------------------
     def load_data(self, data: str, data_root, config: dict, options: dict):

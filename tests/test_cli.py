@@ -299,6 +299,15 @@ def test_query_digits_from_an_image(tiny_export, digit_files):
         assert row["saved_model"]["label"] == row["tflite"]["label"]
 
 
+def test_settings_that_pass_their_ranges_but_not_their_relations_are_refused(tmp_path):
+    assert_one_line_error(invoke("train", "translate", "--out", tmp_path / "t", "--set", "length_ratio=0",
+                                 "--set", "length_extra=0"),
+                          "config: length_ratio and length_extra are both 0, so every translation would be empty")
+    assert_one_line_error(invoke("train", "frames", "--out", tmp_path / "f", "--set", "lookahead=100",
+                                 "--set", "max_frames=32"), "config: lookahead (100) must be below max_frames (32)")
+    assert not (tmp_path / "t").exists() and not (tmp_path / "f").exists()
+
+
 def test_monitor_must_be_a_metric_the_app_reports(tmp_path):
     assert_one_line_error(invoke("train", "digits", "--out", tmp_path / "r", "--set", "monitor=val_acc"),
                           "config monitor: expected one of val_loss, val_accuracy, got 'val_acc'")

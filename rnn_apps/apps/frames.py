@@ -104,6 +104,11 @@ class Frames(App):
         "class_weights": [],  # training loss weight per class, in label order ([] = all 1)
         "jit_compile": False,
     }
+    config_relations = (
+        (lambda c: c["bidirectional"] or c["lookahead"] < c["max_frames"],
+         "lookahead ({lookahead}) must be below max_frames ({max_frames}): a causal model labels each frame "
+         "`lookahead` frames late"),
+    )
     config_checks = {
         "split_seed": config_lib.NON_NEGATIVE, "max_frames": config_lib.POSITIVE, "clip_frames": config_lib.POSITIVE,
         "frame_size": config_lib.at_least(4), "clipnorm": config_lib.POSITIVE_NUMBER,

@@ -120,6 +120,10 @@ class Translate(App):
         # with XLA (batch 64, 12/13 tokens); evaluate, predict and export use a float32 twin.
         "mixed_precision": False,
     }
+    config_relations = (
+        (lambda c: c["length_ratio"] > 0 or c["length_extra"] > 0,
+         "length_ratio and length_extra are both 0, so every translation would be empty; raise either"),
+    )
     config_checks = {
         "direction": config_lib.Range("SOURCE-TARGET, e.g. spa-en", lambda v: len(v.split("-")) == 2),
         "decoder_units": config_lib.POSITIVE,
