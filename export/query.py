@@ -40,8 +40,15 @@ def query(export_root, model_name: str | None, inputs: list) -> list:
     names, sm_inputs, tflite_inputs = app.exported_inputs(inputs, tflite_path.parent)
     if not names:
         return []
-    signature = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    try:
+        signature = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    except Exception as e:  # TensorFlow raises many types for a damaged saved_model.pb or variables
+        raise UserError(f"{saved_model} is damaged ({type(e).__name__}); export the run again") from None
+    try:
+        interpreter = tflite.interpreter(tflite_path)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"{tflite_path} is damaged ({type(e).__name__}); export the run again") from None
     served = {k: v.numpy() for k, v in signature(**{k: tf.constant(v) for k, v in sm_inputs.items()}).items()}
-    on_phone = app.run_tflite(tflite.interpreter(tflite_path), tflite_inputs, tflite_path.parent)
+    on_phone = app.run_tflite(interpreter, tflite_inputs, tflite_path.parent)
     rows = app.query_rows(names, served, on_phone, tflite_path.parent)
     return [{**row, "version": entry["version"]} for row in rows]

@@ -91,6 +91,8 @@ def read_run_info(path: Path) -> dict:
 class Run:
     def __init__(self, run_dir):
         self.dir = Path(run_dir)
+        if self.dir.exists() and not self.dir.is_dir():
+            raise UserError(f"{self.dir} is a file, not a run folder (the --out folder `rnn-apps train` wrote)")
         if not self.dir.is_dir():
             raise UserError(f"run folder {self.dir} does not exist; "
                             f"train one with `rnn-apps train APP --out {self.dir}`")

@@ -56,6 +56,8 @@ def test_missing_run_dir(tmp_path):
     for command in ("evaluate", "predict", "export"):
         extra = ["--out", tmp_path / "e"] if command == "export" else []
         assert_one_line_error(invoke(command, tmp_path / "missing", *extra), "does not exist")
+        (tmp_path / "a_file").write_text("x")
+        assert_one_line_error(invoke(command, tmp_path / "a_file", *extra), "a_file is a file, not a run folder")
 
 
 def test_missing_data_and_offline_tfds(tmp_path, data_root, monkeypatch):
@@ -287,6 +289,24 @@ def test_query_runs_texts_through_the_exported_models_only(tiny_export, tmp_path
     (tmp_path / "two" / "manifest.json").write_text(json.dumps(manifest))
     assert_one_line_error(invoke("query", tmp_path / "two", "x"),
                           "holds 2 models (sentiment, sentiment_phone): choose one with --name")
+
+
+def test_query_on_a_damaged_export_says_which_file_in_one_line(tiny_export, tmp_path):
+    import shutil
+
+    root, _ = tiny_export("sentiment")
+    damages = {"empty saved_model.pb": lambda r: (r / "sentiment" / "1" / "saved_model.pb").write_bytes(b""),
+               "truncated variables": lambda r: [f.write_bytes(f.read_bytes()[:100])
+                                                 for f in (r / "sentiment" / "1" / "variables").glob("*.data*")],
+               "truncated tflite": lambda r: [f.write_bytes(f.read_bytes()[:1000])
+                                              for f in (r / "tflite" / "sentiment" / "1").glob("*.tflite")]}
+    for i, (what, damage) in enumerate(damages.items()):
+        copy = tmp_path / str(i)
+        shutil.copytree(root, copy)
+        damage(copy)
+        result = invoke("query", copy, "a fine film .")
+        assert_one_line_error(result, "is damaged", "export the run again")
+        assert ("tflite" in result.output) == (what == "truncated tflite"), (what, result.output)
 
 
 def test_query_digits_from_an_image(tiny_export, digit_files):
