@@ -57,6 +57,7 @@ MAX_PRIME = 1_000  # a prime's last characters that are read
 MAX_SCORED = 20_000  # a scored text's first characters
 EMPTY_PRIME = "\n"  # an empty prime reads as the start of a line
 READ_WINDOW = 2048  # characters per call when evaluate reads a whole split
+SCORE_WINDOW = 256  # characters per step of `score`'s loop over a text
 CONTINUATION = 100  # characters `predict` writes after its input
 SAMPLE = {"length": 300, "temperature": 0.8, "seed": 0}  # evaluate's sample
 PARITY_PRIMES, PARITY_LENGTH = 3, 200
@@ -230,12 +231,26 @@ class CharLM(App):
 
         def score(text):
             ids = tf.cast(lookup(characters.split_characters(text, MAX_SCORED)), tf.int32).to_tensor()
-            ids = tf.pad(ids, [[0, 0], [0, tf.maximum(2 - tf.shape(ids)[1], 0)]])  # >= 1 prediction
-            logits, _ = reader(ids[:, :-1], reader.zero_states(tf.shape(ids)[0]), mask=ids[:, :-1] != 0)
-            counted = tf.cast(ids[:, 1:] != 0, tf.float32)
-            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(ids[:, 1:], logits) * counted
-            count = tf.reduce_sum(counted, axis=1)
-            nats = tf.math.divide_no_nan(tf.reduce_sum(losses, axis=1), count)
+            # >= 1 prediction, and whole windows: padding (id 0) is masked and not counted
+            width = tf.maximum(tf.shape(ids)[1] - 1, 1)
+            windows = (width + SCORE_WINDOW - 1) // SCORE_WINDOW
+            ids = tf.pad(ids, [[0, 0], [0, windows * SCORE_WINDOW + 1 - tf.shape(ids)[1]]])
+            rows = tf.shape(ids)[0]
+
+            # Window by window, the state carried: memory grows with the window, not with the text
+            # (issue 30: the whole text at once took ~9 KB a character).
+            def read_window(i, states, total, count):
+                inputs = ids[:, i * SCORE_WINDOW: (i + 1) * SCORE_WINDOW]
+                targets = ids[:, i * SCORE_WINDOW + 1: (i + 1) * SCORE_WINDOW + 1]
+                logits, states = reader(inputs, states, mask=inputs != 0)
+                counted = tf.cast(targets != 0, tf.float32)
+                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits) * counted
+                return i + 1, states, total + tf.reduce_sum(losses, axis=1), count + tf.reduce_sum(counted, axis=1)
+
+            _, _, total, count = tf.while_loop(
+                lambda i, *_: i < windows, read_window,
+                (tf.constant(0), reader.zero_states(rows), tf.zeros([rows]), tf.zeros([rows])))
+            nats = tf.math.divide_no_nan(total, count)
             return {"nats_per_char": nats, "bits_per_char": nats / math.log(2),
                     "characters": tf.cast(count, tf.int32)}
 
