@@ -44,20 +44,35 @@ def compiler() -> str | None:
     return next((path for name in names if (path := shutil.which(name))), None)
 
 
-def march_choices(target: list[str] | None = None, machine: str | None = None) -> list[list[str]]:
+# What /proc/cpuinfo must list for code built with -march=x86-64-v3 to run (else: SIGILL).
+X86_64_V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "movbe", "xsave"}
+
+
+def march_choices(target: list[str] | None = None, machine: str | None = None,
+                  cpu_flags: set | None = None) -> list[list[str]]:
     """The target flags to try, best first. `target` is the CPU's own (`-march=native`); the tests
     pass other CPUs' targets to compile for them with exactly these choices."""
     target = target or ["-march=native"]
     if (machine or platform.machine()).lower() not in ("x86_64", "amd64"):
         return [target, []]
-    return [
+    choices = [
         [*target, *(f"-mno-{extension}" for extension in EIGEN_BREAKING_EXTENSIONS)],
         target,  # a compiler too old to know an extension refuses to turn it off: it cannot turn it on either
-        # AVX2 and FMA: every x86-64 CPU of the last ten years. Not x86-64-v2: built for SSE alone the
-        # op ran up to 1.9x slower than TensorFlow's loops (bench/RESULTS.md "Performance"), so where
-        # nothing better builds, training keeps the loops.
-        ["-march=x86-64-v3"],
     ]
+    # AVX2 and FMA: every x86-64 CPU of the last ten years, and only on one that has them. Not
+    # x86-64-v2: built for SSE alone the op ran up to 1.9x slower than TensorFlow's loops
+    # (bench/RESULTS.md "Performance"), so where nothing better builds, training keeps the loops.
+    if X86_64_V3 <= (_cpu_flags() if cpu_flags is None else cpu_flags):
+        choices.append(["-march=x86-64-v3"])
+    return choices
+
+
+def _cpu_flags() -> set:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    return set(next((line.split(":", 1)[1] for line in lines if line.startswith("flags")), "").split())
 
 
 def command(cxx: str, march: list[str], tf_flags: list[str], output: Path | None) -> list[str]:
