@@ -213,6 +213,8 @@ def test_predict_refuses_malformed_sequences_with_one_line(tiny_run, tmp_path, c
 def test_predict_refuses_missing_files_and_wrong_arrays(tiny_run, tmp_path):
     run = tiny_run("frames")
     assert_one_line_error(invoke("predict", run.dir, tmp_path / "none.csv"), "none.csv: no such file")
+    (tmp_path / "recordings").mkdir()
+    assert_one_line_error(invoke("predict", run.dir, tmp_path / "recordings"), "recordings: a folder; give CSV files")
     np.save(tmp_path / "wide.npy", np.ones((3, 9), np.float32))
     assert_one_line_error(invoke("predict", run.dir, tmp_path / "wide.npy"), "expected an array of shape [frames, 8]")
 

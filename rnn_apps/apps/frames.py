@@ -530,6 +530,8 @@ def read_inputs(paths: list, frame_shape) -> tuple:
     names, sequences = [], []
     for item in paths:
         path = Path(item)
+        if path.is_dir():
+            raise UserError(f"{item}: a folder; give CSV files (one frame per row) or .npy arrays [frames, ...]")
         if not path.is_file():
             raise UserError(f"{item}: no such file; give CSV files (one frame per row) or .npy arrays [frames, ...]")
         if path.suffix == ".npy":
