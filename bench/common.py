@@ -38,14 +38,11 @@ ISA = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_
 
 
 def cpu() -> dict:
-    """The CPU model and the instruction sets from ISA it has (Linux; elsewhere the model alone)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        info = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in lines if ":" in line)}
-    except OSError:
-        return {"model": platform.processor()}
-    flags = set(info.get("flags", "").split())
-    return {"model": info.get("model name", ""), "isa": [name for name in ISA if name in flags]}
+    """The CPU model and the instruction sets from ISA it has (read as the kernel's loader reads them)."""
+    from rnn_apps import kernels
+
+    model, flags = kernels.cpu_info()
+    return {"model": model, "isa": [name for name in ISA if name in flags]}
 
 
 def kernel() -> str:

@@ -67,12 +67,21 @@ def march_choices(target: list[str] | None = None, machine: str | None = None,
     return choices
 
 
-def _cpu_flags() -> set:
+def cpu_info() -> tuple:
+    """(CPU model, set of its feature flags) from /proc/cpuinfo's first processor; elsewhere
+    (platform.processor(), empty set). The kernel's cache key and fallbacks, and bench's records."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return set()
-    return set(next((line.split(":", 1)[1] for line in lines if line.startswith("flags")), "").split())
+        return platform.processor(), set()
+    first = {}
+    for key, _, value in (line.partition(":") for line in lines):
+        first.setdefault(key.strip(), value.strip())
+    return first.get("model name", ""), set(first.get("flags", "").split())
+
+
+def _cpu_flags() -> set:
+    return cpu_info()[1]
 
 
 def command(cxx: str, march: list[str], tf_flags: list[str], output: Path | None) -> list[str]:
@@ -95,11 +104,8 @@ def tf_flags() -> list[str]:
 
 def _cpu() -> str:
     """What -march=native compiles for: the CPU model and its feature flags."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor()
-    return "\n".join(next((line for line in lines if line.startswith(key)), "") for key in ("model name", "flags"))
+    model, flags = cpu_info()
+    return "\n".join([model, *sorted(flags)])
 
 
 def _write_json(path: Path, value: dict) -> None:
