@@ -20,8 +20,8 @@ import numpy as np
 
 from export import tflite
 from export.exporter import read_manifest
-from rnn_apps.report import STYLE
-from rnn_apps.run import write_json, write_text
+from foundation.files import write_json, write_text
+from foundation.html import STYLE
 
 SETTINGS = [(1, True), (2, True), (1, False), (2, False)]  # (threads, XNNPACK)
 WARMUP = 5

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from export import parity, savedmodel, serving, tflite
 from export import quantize as quantization
-from rnn_apps import progress
-from rnn_apps.errors import ExportError, UserError
-from rnn_apps.run import PARITY_EXAMPLES, write_json
+from foundation import progress
+from foundation.errors import ExportError, UserError
+from foundation.files import write_json
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -91,7 +91,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLES, echo=print,
+def export_run(run, export_root, model_name=None, parity_examples=None, echo=print,
                quantize=()) -> dict:
     """Publish `run` as the next version of `model_name`; with `quantize` (modes of
     export.QUANTIZE_MODES), also each mode's .tflite, measured on the test split (export/quantize.py)."""
@@ -121,7 +121,7 @@ def export_run(run, export_root, model_name=None, parity_examples=PARITY_EXAMPLE
                 raise ExportError(f"{model.filename} holds ops a phone's runtime lacks or that keep state: "
                                   f"{tflite.forbidden_ops(ops)}; nothing published")
             tflite_entries.append(model)
-        examples = {k: v[:parity_examples] for k, v in run.parity_examples().items()}
+        examples = {k: v[:parity_examples] for k, v in run.parity_examples().items()}  # None: all the run stored
         cases = app.parity_cases(run, examples)
         signatures = savedmodel.signature_specs(staging / "saved_model")
         try:

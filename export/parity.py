@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from export import tflite
-from rnn_apps.errors import ExportError
+from foundation.errors import ExportError
 
 TOLERANCE = 1e-4
 

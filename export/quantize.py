@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from export import tflite
-from rnn_apps.errors import ExportError
+from foundation.errors import ExportError
 
 QUALITY_EXAMPLES = 1000  # test examples (sentences, images, clips) each mode is measured on
 CALIBRATION_SAMPLES = 200  # recorded inputs per signature that calibrate int8

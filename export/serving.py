@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from foundation.files import write_text
+
 CONFIG_FILE = "models.config"
 WARMUP_FILE = "tf_serving_warmup_requests"
 REST_FILE, GRPC_FILE = "rest_examples.json", "grpc_client.py"
@@ -48,7 +50,6 @@ def models_config(model_names) -> str:
 def write_models_config(root: Path, manifest: dict):
     """ROOT/models.config for every model the manifest lists (written atomically, under the
     exporter's lock, so re-exporting one model keeps the others)."""
-    from rnn_apps.run import write_text  # here, so the fresh process replaying warmup imports no rnn_apps or Keras
 
     write_text(Path(root) / CONFIG_FILE, models_config(e["model_name"] for e in manifest["exports"]))
 

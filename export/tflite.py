@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from export import savedmodel
-from rnn_apps.errors import ExportError
+from foundation.errors import ExportError
 
 # Ops a phone's stock LiteRT runtime lacks (Flex = select TensorFlow ops, CUSTOM), and the
 # resource-variable ops that mean state kept inside the interpreter between calls (a dropout seed,

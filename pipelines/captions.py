@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from foundation.errors import UserError
 from pipelines import tfds_source
 from pipelines.splits import Splits, local_path, not_found, select
-from rnn_apps.errors import UserError
 
 CAPTIONS_FILE = "captions.tsv"
 TFDS_NAME = "coco_captions"

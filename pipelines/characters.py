@@ -23,9 +23,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from foundation.errors import UserError
 from pipelines import tfds_source
 from pipelines.splits import SPLIT_NAMES, Splits, local_path, not_found
-from rnn_apps.errors import UserError
 
 PADDING_ID, UNKNOWN_ID = 0, 1
 UNKNOWN = "[UNK]"

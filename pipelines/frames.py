@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from foundation.errors import UserError
 from pipelines import tfds_source
 from pipelines.splits import Splits, local_path, not_found, select
-from rnn_apps.errors import UserError
 
 UR_FALL_LABELS = {-1: 0, 0: 1, 1: 2}  # the file's label -> class id
 UR_FALL_LABEL_NAMES = ["not_lying", "falling", "lying"]

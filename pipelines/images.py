@@ -9,9 +9,9 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from foundation.errors import UserError
 from pipelines import tfds_source
 from pipelines.splits import Splits
-from rnn_apps.errors import UserError
 
 GRID = 8
 MAX_VALUE = 16.0  # sklearn digits' pixel scale

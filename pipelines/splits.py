@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from rnn_apps.errors import UserError
+from foundation.errors import UserError
 
 SPLIT_NAMES = ("train", "validation", "test")
 

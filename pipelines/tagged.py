@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from foundation.errors import UserError
 from pipelines import tfds_source
 from pipelines.splits import Splits, local_path, not_found
-from rnn_apps.errors import UserError
 
 SEPARATOR = "\t"
 CONLLU_COLUMNS = {"upos": 3, "xpos": 4}

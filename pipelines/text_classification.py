@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from foundation.errors import UserError
 from pipelines import tfds_source
 from pipelines.splits import Splits, carve, local_path
-from rnn_apps.errors import UserError
 
 BINARY_SENTIMENT = ["negative", "positive"]
 VALIDATION_FRACTION = 0.1

@@ -10,8 +10,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from foundation.errors import UserError
 from pipelines.splits import Splits, carve
-from rnn_apps.errors import UserError
 
 PROBE_TIMEOUT_S = 5.0
 VALIDATION_FRACTION = 0.1

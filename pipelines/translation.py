@@ -22,10 +22,10 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from foundation.errors import UserError
 from pipelines import tfds_source
 from pipelines.splits import Splits, local_path, not_found, select
 from pipelines.text import RAGGED, ragged_ids
-from rnn_apps.errors import UserError
 
 PADDING_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
 START, END, SPACE = "[START]", "[END]", "▁"

@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from foundation.errors import UserError
 from rnn_apps import config as config_lib
-from rnn_apps.errors import UserError
 from rnn_apps.layers import SparseCrossentropy
 
 
@@ -210,7 +210,7 @@ class App:
     def stream(self, run, prime: str, length: int, temperature: float, top_k: int, seed: int):
         """`rnn-apps generate`: the text written after `prime`, piece by piece as it is chosen
         (apps that write text from a prime; the others refuse)."""
-        from rnn_apps.errors import UserError
+        from foundation.errors import UserError
 
         raise UserError(f"{self.name} does not write text from a prime; `generate` is for language models (charlm)")
 

@@ -26,9 +26,9 @@ import sys
 import click
 
 from export import QUANTIZE_MODES
+from foundation.errors import ExportError, UserError
 from rnn_apps import config as config_lib
 from rnn_apps import distribute, registry
-from rnn_apps.errors import ExportError, UserError
 
 
 class CliError(click.ClickException):
@@ -310,7 +310,7 @@ def report_export(export_root, out_path, repeats):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def query(export_root, inputs, model_name, as_json):
     """Predict through the exported SavedModel and TFLite model only, side by side."""
-    from export import query as query_lib
+    from rnn_apps import query as query_lib
 
     app = registry.get(query_lib.latest(export_root, model_name)["app"])
     for row in query_lib.query(export_root, model_name, text_arguments(inputs)):

@@ -11,7 +11,7 @@ import json
 import math
 from pathlib import Path
 
-from rnn_apps.errors import UserError
+from foundation.errors import UserError
 
 # Keys every app understands; an app's own CONFIG adds to (or overrides) these.
 COMMON = {

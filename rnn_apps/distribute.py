@@ -29,8 +29,8 @@ import contextlib
 import json
 import os
 
+from foundation.errors import UserError
 from rnn_apps import internals
-from rnn_apps.errors import UserError
 
 STRATEGIES = ("none", "mirrored", "multi-worker")
 

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from rnn_apps.errors import UserError
+from foundation.errors import UserError
 
 SIZE = 224
 FEATURES = 1280

@@ -9,8 +9,8 @@ import importlib
 import pkgutil
 from pathlib import Path
 
+from foundation.errors import UserError
 from rnn_apps import apps
-from rnn_apps.errors import UserError
 
 
 def names() -> list[str]:

@@ -13,17 +13,16 @@
 import base64
 import copy
 import dataclasses
-import json
-import os
 from functools import cached_property
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from foundation.errors import UserError
+from foundation.files import write_json
 from rnn_apps import config as config_lib
 from rnn_apps import registry
-from rnn_apps.errors import UserError
 
 RUN_FILE, CONFIG_FILE, STATE_FILE, METRICS_FILE = "run.json", "config.json", "state.json", "metrics.json"
 PARITY_FILE, PARITY_EXAMPLES = "parity_examples.npz", 64
@@ -52,18 +51,6 @@ def _stored_column(stored, key: str) -> tuple:
         column[:] = [base64.b64decode(v) for v in values]
         return key.removesuffix(BASE64), column
     return key, values.astype(object) if values.dtype.kind == "U" else values
-
-
-def write_text(path: Path, text: str):
-    """Write via a temporary file and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, value):
-    write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: Path, default=None):

@@ -23,11 +23,13 @@ from pathlib import Path
 import click
 import keras
 
+from foundation import progress
+from foundation.errors import UserError
+from foundation.files import write_json
 from pipelines.splits import first_available
 from rnn_apps import config as config_lib
-from rnn_apps import distribute, progress
+from rnn_apps import distribute
 from rnn_apps.app import ensemble
-from rnn_apps.errors import UserError
 from rnn_apps.run import (
     CONFIG_FILE,
     RUN_FILE,
@@ -36,7 +38,6 @@ from rnn_apps.run import (
     load_model,
     read_json,
     save_parity_examples,
-    write_json,
 )
 
 

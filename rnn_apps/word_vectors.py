@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnn_apps.errors import UserError
+from foundation.errors import UserError
 
 GLOVE_6B_50D = "glove.6B.50d"
 

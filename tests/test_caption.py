@@ -13,9 +13,9 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from export import tflite
+from foundation.errors import UserError
 from pipelines import captions
 from rnn_apps.apps import caption
-from rnn_apps.errors import UserError
 from rnn_apps.run import PARITY_FILE
 from tests.test_cli import assert_one_line_error, invoke
 

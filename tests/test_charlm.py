@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from foundation.errors import UserError
 from pipelines import characters
 from rnn_apps import decoding
 from rnn_apps.apps import charlm
-from rnn_apps.errors import UserError
 from tests.test_cli import assert_one_line_error, invoke
 
 # --- data -------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from foundation.errors import UserError
 from rnn_apps import distribute
-from rnn_apps.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,10 +10,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from export import step_loop, tflite
+from foundation.errors import UserError
 from pipelines import frames as frame_data
 from rnn_apps import registry
 from rnn_apps.apps import frames
-from rnn_apps.errors import UserError
 from rnn_apps.train import train
 from tests.test_cli import assert_one_line_error, invoke
 

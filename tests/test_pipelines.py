@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from foundation.errors import UserError
 from pipelines import batching, images, text, text_classification, tfds_source
-from rnn_apps.errors import UserError
 
 
 def test_sst2_folder_reads_the_published_counts(data_root):

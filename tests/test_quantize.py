@@ -8,7 +8,7 @@ import json
 import pytest
 
 from export import QUANTIZE_MODES, quantize, tflite
-from rnn_apps.errors import ExportError
+from foundation.errors import ExportError
 from rnn_apps.run import Run
 from tests.test_cli import invoke
 

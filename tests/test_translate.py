@@ -9,9 +9,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from export import step_loop
+from foundation.errors import UserError
 from pipelines import translation
 from rnn_apps import decoding, registry
-from rnn_apps.errors import UserError
 from tests.test_cli import assert_one_line_error, invoke
 
 # --- data -------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
+from foundation.errors import UserError
 from rnn_apps import registry, word_vectors
-from rnn_apps.errors import UserError
 
 
 @pytest.fixture

@@ -54,12 +54,12 @@ import tensorflow as tf
 from keras import layers
 
 from export import step_loop
+from foundation.errors import UserError
 from pipelines import batching, captions, translation
 from pipelines.images import refuse_huge
 from rnn_apps import config as config_lib
 from rnn_apps import decoding, efficientnet_lite
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
-from rnn_apps.errors import UserError
 from rnn_apps.layers import AppendToEveryStep, FastSimpleRNN, FrozenTailEmbedding
 
 VOCABULARY = "vocabulary.txt"

@@ -43,11 +43,11 @@ import tensorflow as tf
 from keras import layers
 
 from export import step_loop
+from foundation.errors import UserError
 from pipelines import characters
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
-from rnn_apps.errors import UserError
 from rnn_apps.layers import FrozenTailEmbedding, rnn_layers, simple_rnn_stack
 
 VOCABULARY = "vocabulary.json"

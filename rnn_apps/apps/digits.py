@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from foundation.errors import UserError
 from pipelines import batching, images
 from rnn_apps import config as config_lib
 from rnn_apps.app import (
@@ -37,7 +38,6 @@ from rnn_apps.app import (
     phone_outputs,
     prediction_rows,
 )
-from rnn_apps.errors import UserError
 from rnn_apps.layers import optional_dropout, simple_rnn_stack
 
 PIXELS = images.GRID * images.GRID

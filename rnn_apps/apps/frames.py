@@ -41,10 +41,10 @@ import tensorflow as tf
 from keras import layers
 
 from export import step_loop
+from foundation.errors import UserError
 from pipelines import frames as frame_data
 from rnn_apps import config as config_lib
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
-from rnn_apps.errors import UserError
 from rnn_apps.layers import FiniteClip, PerFrame, StepDifference, rnn_layers, simple_rnn_stack
 
 STATISTICS = "frame_statistics.json"

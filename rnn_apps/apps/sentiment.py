@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from foundation.errors import UserError
 from pipelines import batching, text, text_classification
 from rnn_apps import config as config_lib
 from rnn_apps import word_vectors
@@ -41,7 +42,6 @@ from rnn_apps.app import (
     phone_outputs,
     prediction_rows,
 )
-from rnn_apps.errors import UserError
 from rnn_apps.layers import FrozenTailEmbedding, MaskedPooling1D, find_layers, optional_dropout, simple_rnn_stack
 
 WORD_VECTORS_FILE = "word_vectors.json"

@@ -34,11 +34,11 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from foundation.errors import UserError
 from pipelines import batching, tagged, text
 from rnn_apps import config as config_lib
 from rnn_apps import word_vectors
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
-from rnn_apps.errors import UserError
 from rnn_apps.layers import FrozenTailEmbedding, optional_dropout, simple_rnn_stack
 
 WORDS, SUFFIXES, TAGS, TRAINING_WORDS = "words.txt", "suffixes.txt", "tags.txt", "training_words.json"

@@ -42,11 +42,11 @@ import tensorflow as tf
 from keras import layers
 
 from export import step_loop
+from foundation.errors import UserError
 from pipelines import batching, translation
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
-from rnn_apps.errors import UserError
 from rnn_apps.layers import FastSimpleRNN, FrozenTailEmbedding, LuongAttention, SparseCrossentropy, simple_rnn_stack
 
 SOURCE_VOCAB, TARGET_VOCAB = "source_vocab.txt", "target_vocab.txt"

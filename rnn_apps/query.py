@@ -7,8 +7,8 @@ from pathlib import Path
 
 from export import tflite
 from export.exporter import MANIFEST, read_manifest
+from foundation.errors import UserError
 from rnn_apps import registry
-from rnn_apps.errors import UserError
 
 
 def latest(export_root, model_name: str | None) -> dict:
