@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from rnn_apps.apps import tagger
+from rnn_apps.families import label_steps
 from tests.test_cli import assert_one_line_error, invoke
 from tests.test_faults import copy_run
 
@@ -75,6 +76,13 @@ def test_predict_prints_token_tag_pairs(tiny_run):
     assert text.exit_code == 0 and text.stdout.startswith("The/") and " boats/" in text.stdout
     stdin = invoke("predict", run.dir, input=b"ok then\n\xff\xfe bad\n")
     assert stdin.exit_code == 0 and len(stdin.stdout.strip("\n").split("\n")) == 2
+    # a sentence longer than max_length: its first max_length tokens tagged, and the rest said, not dropped silently
+    length = run.config["max_length"]
+    long = invoke("predict", run.dir, " ".join(["word"] * (length + 6)), "--json")
+    row = json.loads(long.stdout.strip())
+    assert len(row["tags"]) == length and row["not_labelled"] == 6 and rows[0]["not_labelled"] == 0
+    assert invoke("predict", run.dir, " ".join(["word"] * (length + 6))).stdout.rstrip().endswith(
+        "[6 more not labelled: over max_length]")
 
 
 def test_saved_model_signatures_agree_and_give_defined_outputs(tiny_export, tiny_run):
@@ -91,9 +99,12 @@ def test_saved_model_signatures_agree_and_give_defined_outputs(tiny_export, tiny
     cut = raw(text=tf.constant([" ".join(words).encode(), " ".join(words[:length]).encode()]))
     np.testing.assert_allclose(cut["probabilities"][0], cut["probabilities"][1], atol=1e-6)
     assert out["lengths"].tolist()[:4] == [6, 0, 0, 1] and out["lengths"][5] == length
+    # how much of each input was read: every token of a short one; of the long one, all in its first 64 kB
+    assert out["input_lengths"].tolist()[:5] == [6, 0, 0, 1, 2] and out["input_lengths"][5] == 65536 // 5 + 1
+    assert cut["input_lengths"].numpy().tolist() == [len(" ".join(words)[:65536].split()), length]
     assert out["tags"].shape == out["tag_ids"].shape == out["probabilities"].shape == out["tokens"].shape
     padding = out["tokens"] == b""
-    assert (out["tag_ids"][padding] == tagger.PADDING_TAG_ID).all() and (out["tags"][padding] == b"").all()
+    assert (out["tag_ids"][padding] == label_steps.PADDING_TAG_ID).all() and (out["tags"][padding] == b"").all()
     assert (out["probabilities"][padding] == 0).all() and (out["probabilities"][~padding] > 0).all()
     tokens = tf.constant([[b"The", b"old", b"man", b"the", b"boats", b"."], [b"x", b"", b"", b"", b"", b""]])
     from_tokens = {k: v.numpy() for k, v in given(tokens=tokens).items()}
