@@ -16,6 +16,7 @@ from rnn_apps import registry
 from rnn_apps.apps import frames
 from rnn_apps.train import train
 from tests.test_cli import assert_one_line_error, invoke
+from tests.test_faults import copy_run
 
 
 def test_ur_fall_splits_by_recording_stratified_and_seeded(data_root):
@@ -165,7 +166,7 @@ def test_saved_model_gives_defined_outputs_for_odd_sequences(tiny_export):
     frames_[1, :10] = np.nan
     frames_[2, :10] = np.inf
     out = {k: v.numpy() for k, v in label(frames=tf.constant(frames_), lengths=tf.constant([50, 20, -3, 999])).items()}
-    assert out["lengths"].tolist() == [50, 20, 0, 50]
+    assert out["lengths"].tolist() == [50, 20, 0, 50] and out["input_lengths"].tolist() == [50, 20, 0, 50]
     assert np.isfinite(out["probabilities"]).all()
     np.testing.assert_allclose(out["probabilities"][[0, 1, 3]].sum(-1)[:, :20], 1.0, rtol=1e-5)
     assert (out["label_ids"][1, 20:] == -1).all() and (out["labels"][2] == b"").all()
@@ -268,3 +269,30 @@ def test_predict_refuses_sequences_longer_than_the_signature_labels(tiny_run, tm
     monkeypatch.setattr(frames, "MAX_FRAMES", 50)
     np.save(tmp_path / "long.npy", np.zeros((51, 8), np.float32))
     assert_one_line_error(invoke("predict", tiny_run("frames").dir, tmp_path / "long.npy"), "51 frames; at most 50")
+
+
+def test_the_labeller_says_how_much_of_a_long_sequence_it_labelled(tiny_run, monkeypatch):
+    """Past MAX_FRAMES a sequence's tail is not labelled: `lengths` counts the frames labelled,
+    `input_lengths` the frames sent, so a client sees the cut (the SavedModel labelled 108,000 of
+    200,000 frames without a word)."""
+    monkeypatch.setattr(frames, "MAX_FRAMES", 20)
+    run = tiny_run("frames")
+    out = run.app.label_sequences(run, np.zeros((2, 30, 8), np.float32), np.array([30, 12]))
+    assert out["lengths"].tolist() == [20, 12] and out["input_lengths"].tolist() == [30, 12]
+    assert out["label_ids"].shape == (2, 20)
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda s: {**s, "mean": s["mean"][:-1]}, "mean and std are not 8 finite numbers"),
+    (lambda s: {**s, "std": [0.0] * 8}, "mean and std are not 8 finite numbers"),
+    (lambda s: {**s, "frame_shape": [0]}, "frame_shape is not a list of positive integers"),
+    (lambda s: {**s, "label_names": ["falling"]}, "label_names is not a list of two or more names"),
+])
+def test_damaged_frame_statistics_are_blamed_not_the_input(tiny_run, tmp_path, edit, fragment):
+    run = tiny_run("frames")
+    copy = copy_run(run, tmp_path / "run")
+    path = copy / frames.STATISTICS
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    np.save(tmp_path / "seq.npy", np.ones((7, 8), np.float32))
+    assert_one_line_error(invoke("predict", copy, tmp_path / "seq.npy"), frames.STATISTICS, fragment,
+                          "the run folder is damaged")

@@ -196,8 +196,8 @@ class Frames(App):
     # --- labelling ----------------------------------------------------------------------
     def labeller(self, run):
         """(frames [batch, time, ...], lengths [batch]) -> labels, label_ids, probability,
-        probabilities, lengths: one function for predict, evaluate and the SavedModel. Lengths are
-        clipped to [0, time], time to MAX_FRAMES; any float value gives a defined output."""
+        probabilities, lengths, input_lengths: one function for predict, evaluate and the SavedModel.
+        Lengths are clipped to [0, time], time to MAX_FRAMES; any float value gives a defined output."""
         model, names = run.model, tf.constant(run.preprocessing.label_names)
         frame_rank = len(run.preprocessing.frame_shape)
         shape, lookahead = list(run.preprocessing.frame_shape), lookahead_of(run.config)
@@ -207,9 +207,10 @@ class Frames(App):
             # with a reshape error; this says what was expected, in the reply TF Serving sends.
             tf.debugging.assert_equal(tf.shape(frames)[2:], shape, message=f"frames: expected [batch, time, "
                                       f"{', '.join(map(str, shape))}]; got shape")
+            given = tf.clip_by_value(tf.cast(lengths, tf.int32), 0, tf.shape(frames)[1])
             frames = tf.cast(frames, tf.float32)[:, :MAX_FRAMES]
             time = tf.shape(frames)[1]
-            lengths = tf.clip_by_value(tf.cast(lengths, tf.int32), 0, time)
+            lengths = tf.minimum(given, time)
             mask = tf.sequence_mask(lengths, time)
             # With a lookahead of d frames, d frames of NaN follow each sequence (as in training) and
             # frame t's label is read at step t + d. A zero-length batch runs one masked step.
@@ -225,7 +226,10 @@ class Frames(App):
                     "label_ids": label_ids,
                     "probability": tf.where(mask, tf.reduce_max(probabilities, -1), 0.0),
                     "probabilities": tf.where(mask[..., None], probabilities, 0.0),
-                    "lengths": lengths}
+                    "lengths": lengths,
+                    # frames of the input (its length, clipped to the frames sent): more than `lengths`
+                    # where a sequence went past MAX_FRAMES and its tail was not labelled
+                    "input_lengths": given}
 
         return label, [model]
 
@@ -380,7 +384,7 @@ class Frames(App):
                     interpreter, case_frames, case_lengths, lookahead_of(run.config), run.config["max_frames"])}
 
             out.append(ParityCase(name, {**expected, **keras_phone}, ("serving_default", inputs), f"{self.name}.tflite",
-                                  ["labels", "label_ids", "probability", "probabilities", "lengths"],
+                                  ["labels", "label_ids", "probability", "probabilities", "lengths", "input_lengths"],
                                   tflite_loop=on_phone, tflite_compare=["phone_probabilities"]))
         return out
 
@@ -506,13 +510,36 @@ def delayed(lookahead: int):
 
 
 def read_statistics(path: Path) -> Preprocessing:
+    """The run's frame statistics, checked whole: an edited file must be blamed here, not on the
+    CSV or the recording that a later step would fail on."""
     try:
         s = json.loads(Path(path).read_text())
-        return Preprocessing(s["kind"], tuple(s["frame_shape"]), s["label_names"], s.get("mean"), s.get("std"))
+        found = Preprocessing(s["kind"], tuple(s["frame_shape"]), s["label_names"], s.get("mean"), s.get("std"))
     except FileNotFoundError:
         raise UserError(f"{path} is missing; the run folder is damaged") from None
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{path} is unreadable; the run folder is damaged") from None
+    size = int(np.prod(found.frame_shape)) if found.frame_shape else 0
+    problem = (
+        "kind is neither features nor video" if found.kind not in ("features", "video") else
+        "frame_shape is not a list of positive integers"
+        if not found.frame_shape or not all(isinstance(d, int) and d > 0 for d in found.frame_shape) else
+        "label_names is not a list of two or more names"
+        if not isinstance(found.label_names, list) or len(found.label_names) < 2
+        or not all(isinstance(n, str) and n for n in found.label_names) else
+        f"mean and std are not {size} finite numbers each (std > 0)"
+        if found.kind == "features" and not _finite_statistics(found.mean, found.std, size) else None)
+    if problem:
+        raise UserError(f"{path}: {problem}; the run folder is damaged (restore the file or retrain)")
+    return found
+
+
+def _finite_statistics(mean, std, size: int) -> bool:
+    try:
+        mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    except (TypeError, ValueError):
+        return False
+    return mean.shape == std.shape == (size,) and np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()
 
 
 def statistics_card(preprocessing) -> dict:
