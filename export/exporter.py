@@ -9,6 +9,12 @@ so a server polling the folder never sees half a model, and an existing version 
 The version is chosen, the folders renamed and the manifest rewritten (atomically) under a lock on
 EXPORT_ROOT/.lock, so exports running at once get distinct versions. A damaged manifest stops an
 export before any work is done; staging folders left by killed exports are removed by the next.
+
+Publishing, in this order, so that a kill at any point leaves nothing a server or a client could
+take for a finished version: (1) the manifest lists the new version as `"pending": true`; (2) the
+TFLite folder is renamed into place; (3) the SavedModel folder, the one TF Serving watches, last;
+(4) the manifest drops `pending`. The next export, or `rnn-apps repair`, finishes a pending version
+whose folders are both in place and removes the parts of one that is not (`finish_pending`).
 """
 
 import contextlib
@@ -18,6 +24,7 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 from pathlib import Path
 
 from export import parity, savedmodel, serving, tflite
@@ -73,6 +80,86 @@ def next_version(manifest: dict, model_name: str, *folders) -> int:
     return max(versions, default=0) + 1
 
 
+def version_folders(root: Path, entry: dict) -> list:
+    """The two folders an export entry publishes: its TFLite folder, then its SavedModel."""
+    name, version = entry["model_name"], str(entry["version"])
+    return [root / "tflite" / name / version, root / name / version]
+
+
+def finish_pending(root: Path, manifest: dict) -> list:
+    """Under the lock: versions a killed export left pending are finished where both folders are in
+    place, else removed (folders and entry). Returns one line for each; rewrites the manifest if any."""
+    said, kept = [], []
+    for entry in manifest["exports"]:
+        if not entry.get("pending"):
+            kept.append(entry)
+            continue
+        label = f"{entry['model_name']} version {entry['version']}"
+        if all(folder.is_dir() for folder in version_folders(root, entry)):
+            entry.pop("pending")
+            kept.append(entry)
+            said.append(f"finished {label}: its export was stopped after publishing both folders")
+        else:
+            for folder in reversed(version_folders(root, entry)):
+                shutil.rmtree(folder, ignore_errors=True)
+            said.append(f"removed {label}: its export was stopped before publishing it whole")
+    if said:
+        manifest["exports"] = kept
+        write_json(root / MANIFEST, manifest)
+    return said
+
+
+def unlisted_versions(root: Path, manifest: dict) -> list:
+    """Version folders of the manifest's models that no entry lists (left by an export that predates
+    the pending protocol, or put there by hand): TF Serving's default policy would serve the newest."""
+    listed = {folder for entry in manifest["exports"] for folder in version_folders(root, entry)}
+    names = {entry["model_name"] for entry in manifest["exports"]}
+    return sorted(folder for name in names for base in (root / name, root / "tflite" / name) if base.is_dir()
+                  for folder in base.iterdir() if folder.name.isdigit() and folder not in listed)
+
+
+ORPHANS = ".orphans"
+
+
+def repair(export_root) -> list:
+    """`rnn-apps repair EXPORT_ROOT`: finish or remove pending versions, and move version folders the
+    manifest does not list to EXPORT_ROOT/.orphans/ (out of TF Serving's sight, not deleted)."""
+    root = Path(export_root)
+    if not (root / MANIFEST).exists():
+        raise UserError(f"{root / MANIFEST} is missing: {root} is not an export root")
+    with locked(root):
+        manifest = read_manifest(root)
+        remove_stale_staging(root)
+        said = finish_pending(root, manifest)
+        for folder in unlisted_versions(root, manifest):
+            target = root / ORPHANS / folder.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                target = target.with_name(f"{target.name}-{secrets.token_hex(4)}")
+            os.rename(folder, target)
+            said.append(f"moved {folder.relative_to(root)}, which the manifest does not list, "
+                        f"to {target.relative_to(root)}")
+        serving.write_models_config(root, manifest)
+    return said
+
+
+@contextlib.contextmanager
+def scratch_in(folder: Path):
+    """Temporary files (ours, the converter's, the parity process's) go under `folder` meanwhile, so a
+    killed export leaves them in its staging folder, which the next export removes, not in /tmp."""
+    folder.mkdir(parents=True, exist_ok=True)
+    saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = str(folder), str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+
+
 def remove_stale_staging(root: Path):
     """Staging folders of exports whose process is gone (killed mid-export) are removed."""
     for folder in root.glob(STAGING_PREFIX + "*"):
@@ -106,7 +193,9 @@ def export_run(run, export_root, model_name=None, parity_examples=None, echo=pri
         remove_stale_staging(root)
     staging = root / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     (staging / "tflite").mkdir(parents=True)
+    scratch = contextlib.ExitStack()
     try:
+        scratch.enter_context(scratch_in(staging / "scratch"))
         with progress.step(f"writing the SavedModel of {model_name}", echo):
             savedmodel.write(staging / "saved_model", app.serving(run), batch_chunk=SERVING_CHUNK)
         tflite_entries = []
@@ -164,6 +253,8 @@ def export_run(run, export_root, model_name=None, parity_examples=None, echo=pri
             quality[model.filename] = measured
         with locked(root):
             manifest = read_manifest(root)
+            for line in finish_pending(root, manifest):
+                echo(line)
             version = next_version(manifest, model_name, serving_base, tflite_base)
             for artefact in artefacts:
                 file = artefact.pop("file", None)
@@ -177,12 +268,15 @@ def export_run(run, export_root, model_name=None, parity_examples=None, echo=pri
             entry["quantization"] = quality
             if run.member_index is not None:
                 entry["ensemble_member"] = run.member_index
-            _publish([(staging / "saved_model", serving_base / str(version)),
-                      (staging / "tflite", tflite_base / str(version))])
-            manifest["exports"].append(entry)
+            manifest["exports"].append({**entry, "pending": True})
+            write_json(root / MANIFEST, manifest)
+            _publish([(staging / "tflite", tflite_base / str(version)),
+                      (staging / "saved_model", serving_base / str(version))])
+            manifest["exports"][-1] = entry
             write_json(root / MANIFEST, manifest)
             serving.write_models_config(root, manifest)
     finally:
+        scratch.close()
         shutil.rmtree(staging, ignore_errors=True)
     echo(f"exported {model_name} version {version}: SavedModel {serving_base / str(version)}, "
          f"TFLite {tflite_base / str(version)}; parity ok: "
@@ -219,4 +313,4 @@ def _publish(moves: list):
     except OSError as e:
         for staged, final in reversed(done):
             os.rename(final, staged)
-        raise UserError(f"could not publish {final}: {e}") from None
+        raise UserError(f"could not publish {final}: {e}") from None  # the pending entry: finish_pending removes it

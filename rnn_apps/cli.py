@@ -17,6 +17,7 @@ Bad input (unknown app, missing files, unreachable data, damaged runs) ends with
 reason (conversion, parity) says why, with the cause, and exits with status 1.
 """
 
+import errno
 import io
 import json
 import logging
@@ -47,6 +48,23 @@ class Group(click.Group):
             raise CliError(str(e)) from None
         except ExportError as e:
             raise InternalError(str(e)) from None
+        except Exception as e:
+            if not disk_full(e):
+                raise
+            # the writers clean up after themselves (staging folders, tmp- checkpoints): say what to do
+            where = getattr(e, "filename", None) or "writing"
+            raise CliError(f"no space left on the device ({where}); free some space and run the command again: "
+                           "nothing half-written was kept") from None
+
+
+def disk_full(error: BaseException) -> bool:
+    """ENOSPC as Python raises it (OSError 28) or as TensorFlow's file writers do (ResourceExhaustedError)."""
+    for e in (error, error.__cause__, error.__context__):
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        if e is not None and type(e).__name__ == "ResourceExhaustedError" and "No space left" in str(e):
+            return True
+    return False
 
 
 def quiet_native_logs():
@@ -284,6 +302,20 @@ def export_cmd(run_dir, export_root, model_name, quantize, member):
     if member is not None:
         run = run.member(member if member == "best" else int(member))
     exporter.export_run(run, export_root, model_name, echo=click.echo, quantize=modes)
+
+
+@main.command()
+@click.argument("export_root", type=click.Path(file_okay=False))
+def repair(export_root):
+    """Finish or remove versions an export killed mid-publish left pending in EXPORT_ROOT, and move
+    version folders the manifest does not list to EXPORT_ROOT/.orphans/ (out of TF Serving's sight)."""
+    from export import exporter
+
+    said = exporter.repair(export_root)
+    for line in said:
+        click.echo(line)
+    click.echo(f"{export_root}: every version on disk is listed in the manifest and complete"
+               + ("" if said else " (nothing to repair)"))
 
 
 @main.command("report-export")

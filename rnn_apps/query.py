@@ -13,7 +13,8 @@ from rnn_apps import registry
 
 def latest(export_root, model_name: str | None) -> dict:
     """The newest version of `model_name`; without a name, of the one model the root holds."""
-    exports = read_manifest(Path(export_root), missing_ok=False)["exports"]
+    # a pending version is one whose export was stopped mid-publish: never the one to answer with
+    exports = [e for e in read_manifest(Path(export_root), missing_ok=False)["exports"] if not e.get("pending")]
     if model_name is None:
         names = sorted({e["model_name"] for e in exports})
         if len(names) != 1:

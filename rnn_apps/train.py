@@ -111,8 +111,12 @@ def save_model(model: keras.Model, path: Path):
     """Write via a temporary file and rename: a crash never leaves half a checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name("tmp-" + path.name)
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or a Ctrl-C mid-write: no half file left behind
+        raise
 
 
 def new_state(monitor: str) -> dict:

@@ -231,6 +231,94 @@ def test_a_killed_export_leaves_nothing_a_later_export_keeps(tiny_run, tmp_path)
     assert not list(root.glob(".staging-*"))
 
 
+KILL_AT_RENAME = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+/* SIGKILL this process at its Nth rename into $KILL_RENAME_UNDER (staging folders not counted),
+   before that rename happens: a crash at each step of publishing, from outside the process. */
+int rename(const char *from, const char *to) {
+    static int (*real)(const char *, const char *);
+    static int count;
+    const char *under = getenv("KILL_RENAME_UNDER"), *at = getenv("KILL_AT_RENAME");
+    if (!real) real = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
+    if (under && at && strstr(to, under) && !strstr(to, ".staging-") && ++count == atoi(at))
+        kill(getpid(), SIGKILL);
+    return real(from, to);
+}
+"""
+
+
+@pytest.mark.parametrize("kill_at, outcome", [(1, "none"), (2, "removed"), (3, "removed"), (4, "finished"),
+                                              (5, "listed"), (6, "complete")])
+def test_an_export_killed_at_each_publishing_rename_leaves_no_orphan(tiny_run, tmp_path, kill_at, outcome):
+    """Publishing renames, in order: the manifest with the version pending, the TFLite folder, the
+    SavedModel folder, the manifest without `pending`, models.config. Killed before each one, no
+    version folder is on disk that the manifest does not list; `rnn-apps repair` (or the next export)
+    finishes a version whose folders are both in place and removes one that is not."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the rename hook")
+    (tmp_path / "hook.c").write_text(KILL_AT_RENAME)
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", tmp_path / "hook.so", tmp_path / "hook.c", "-ldl"], check=True)
+    root = tmp_path / "exports"
+    env = {**os.environ, "LD_PRELOAD": str(tmp_path / "hook.so"), "KILL_RENAME_UNDER": str(root),
+           "KILL_AT_RENAME": str(kill_at)}
+    done = subprocess.run([*RNN_APPS, "export", str(tiny_run("digits").dir), "--out", str(root)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == (0 if outcome == "complete" else -signal.SIGKILL), done.stderr[-2000:]
+    if outcome == "none":
+        assert not (root / "manifest.json").exists() and not (root / "digits").exists()
+        return
+    entries = json.loads((root / "manifest.json").read_text())["exports"]
+    assert [e.get("pending", False) for e in entries] == [outcome in ("removed", "finished")]
+    served = {int(p.name) for p in (root / "digits").iterdir()} if (root / "digits").exists() else set()
+    assert served <= {e["version"] for e in entries}  # what TF Serving could load is always listed
+    repaired = invoke("repair", root)
+    assert repaired.exit_code == 0, repaired.output
+    said = {"removed": "removed digits version 1", "finished": "finished digits version 1"}.get(outcome,
+                                                                                             "nothing to repair")
+    assert said in repaired.output, repaired.output
+    entries = json.loads((root / "manifest.json").read_text())["exports"]
+    kept = outcome != "removed"
+    assert [(e["version"], e.get("pending", False)) for e in entries] == ([(1, False)] if kept else [])
+    assert [(root / "digits" / "1").is_dir(), (root / "tflite" / "digits" / "1").is_dir()] == [kept, kept]
+    assert (root / "models.config").exists()
+
+
+def test_temporary_files_of_an_export_stay_in_its_staging_folder(tiny_run, tmp_path, monkeypatch):
+    """The converter's and parity's scratch files go under the export's staging folder (removed by
+    the next export if this one is killed), not into /tmp, where nothing would remove them."""
+    import tempfile
+
+    from export import exporter, tflite
+
+    system_tmp, root = tmp_path / "system_tmp", tmp_path / "exports"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    seen, convert = [], tflite.convert
+    monkeypatch.setattr(tflite, "convert", lambda *a, **k: seen.append(tempfile.gettempdir()) or convert(*a, **k))
+    exporter.export_run(tiny_run("digits"), root, echo=lambda *_: None)
+    assert seen and all(Path(d).parent.parent == root and Path(d).parent.name.startswith(".staging-") for d in seen)
+    assert list(system_tmp.iterdir()) == [] and tempfile.gettempdir() == str(system_tmp)
+
+
+def test_repair_moves_a_version_the_manifest_does_not_list_out_of_sight(tiny_export, tmp_path):
+    root = tmp_path / "exports"
+    shutil.copytree(tiny_export("digits")[0], root)
+    (root / "digits" / "7").mkdir()  # an orphan, as exports before the pending protocol could leave
+    result = invoke("repair", root)
+    assert result.exit_code == 0, result.output
+    assert "moved digits/7, which the manifest does not list, to .orphans/digits/7" in result.output
+    assert sorted(p.name for p in (root / "digits").iterdir()) == ["1"]
+    assert (root / ".orphans" / "digits" / "7").is_dir()
+    assert "nothing to repair" in invoke("repair", root).output
+    assert_one_line_error(invoke("repair", tmp_path / "nowhere"), "manifest.json is missing")
+
+
 # 6. and 9. Images: every pixel format reads the same; the size limit holds --------------------------
 
 def test_a_digit_reads_the_same_in_8_bit_16_bit_rgba_and_palette_form(tiny_run, tmp_path):
@@ -413,3 +501,35 @@ def test_an_export_that_fails_inside_says_why_and_exits_1(tiny_run, tmp_path, mo
     assert "parity check failed, nothing published" in result.stderr and "injected" in result.stderr
     assert "Traceback" not in result.output
     assert not (tmp_path / "exports" / "digits").exists()
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_checkpoint(tmp_path, data_root, monkeypatch, tiny_run):
+    """ENOSPC while training writes a checkpoint, or while exporting: exit 2 with one line, and no
+    tmp- checkpoint or staging folder left (a 3 MB tmpfs gave tracebacks and kept tmp-best.keras)."""
+    import errno
+
+    import keras
+
+    from export import exporter
+
+    trained = tiny_run("digits")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "checkpoints" / "tmp-x"))
+
+    def half_written(model, path, *args, **kwargs):
+        Path(path).write_bytes(b"the first blocks")  # what a full disk leaves of a checkpoint
+        full()
+
+    monkeypatch.setattr(keras.Model, "save", half_written)
+    result = invoke("train", "digits", "--preset", "tiny", "--data-root", data_root, "--out", tmp_path / "run")
+    assert_one_line_error(result, "no space left on the device", "free some space")
+    assert not list(tmp_path.rglob("tmp-*"))
+    # a resumed run keeps its folder: the checkpoint writer itself removes what it half wrote
+    from rnn_apps.train import save_model
+
+    with pytest.raises(OSError):
+        save_model(trained.model, tmp_path / "kept" / "best.keras")
+    assert list((tmp_path / "kept").iterdir()) == []
+    monkeypatch.setattr(exporter, "export_run", lambda *a, **k: full())
+    assert_one_line_error(invoke("export", trained.dir, "--out", tmp_path / "exports"), "no space left")
