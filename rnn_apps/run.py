@@ -106,6 +106,16 @@ class Run:
         self.app.check_model(model, self)
         return self.app.for_inference(model, self)
 
+    def traced(self, key, make):
+        """tf.function(make()), traced once per loaded run and key: predict's chunks of input and
+        repeated calls reuse one graph instead of tracing (and keeping) a new one each time."""
+        import tensorflow as tf
+
+        cache = self.__dict__.setdefault("_traced", {})
+        if key not in cache:
+            cache[key] = tf.function(make(), reduce_retracing=True)
+        return cache[key]
+
     def member(self, index) -> "Run":
         """Member `index` (or "best": the best on validation) of an ensemble run, as a run of its
         own: its best checkpoint with the run's preprocessing and data (a phone-sized export)."""

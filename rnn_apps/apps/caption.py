@@ -325,7 +325,7 @@ class Caption(App):
         """Caption many in batches: encoded images (list of bytes) or, for a run on features,
         vectors [n, d] -> caption (bytes), token_ids (padded with 0), lengths, is_image."""
         kind = "bytes" if run.preprocessing.features is None else "features"
-        fn = tf.function(self.decoder(run, beam)[kind], reduce_retracing=True)
+        fn = run.traced(("caption", kind, beam), lambda: self.decoder(run, beam)[kind])
         parts = []
         for i in range(0, len(inputs), DECODE_BATCH):
             batch = tf.constant(inputs[i: i + DECODE_BATCH], tf.string if kind == "bytes" else tf.float32)

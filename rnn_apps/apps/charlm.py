@@ -307,8 +307,10 @@ class CharLM(App):
         return result
 
     def predict(self, run, inputs):
-        scores = call(self.scorer(run)[0], tf.constant(inputs, tf.string))
-        written = call(self.generator(run)[0], tf.constant(inputs, tf.string), CONTINUATION, 0.0, 0, 0)
+        score, generate = run.traced("score", lambda: self.scorer(run)[0]), \
+            run.traced("generate", lambda: self.generator(run)[0])
+        scores = {k: v.numpy() for k, v in score(tf.constant(inputs, tf.string)).items()}
+        written = {k: v.numpy() for k, v in generate(tf.constant(inputs, tf.string), CONTINUATION, 0.0, 0, 0).items()}
         return [{"input": text, "nats_per_char": float(scores["nats_per_char"][i]),
                  "bits_per_char": float(scores["bits_per_char"][i]), "characters": int(scores["characters"][i]),
                  "continuation": written["text"][i].decode("utf-8")} for i, text in enumerate(inputs)]

@@ -235,7 +235,7 @@ class Frames(App):
 
     def label_sequences(self, run, frames: np.ndarray, lengths: np.ndarray, batch_size: int = 16) -> dict:
         """Padded sequences -> the labeller's outputs as numpy arrays, in batches."""
-        fn = tf.function(self.labeller(run)[0], reduce_retracing=True)
+        fn = run.traced("label", lambda: self.labeller(run)[0])
         parts = [fn(tf.constant(frames[i: i + batch_size], tf.float32), tf.constant(lengths[i: i + batch_size]))
                  for i in range(0, len(lengths), batch_size)]
         return {k: np.concatenate([p[k].numpy() for p in parts]) for k in parts[0]}

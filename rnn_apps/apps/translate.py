@@ -299,7 +299,7 @@ class Translate(App):
 
     def translate(self, run, texts: list, beam=None, batch_size=256) -> dict:
         """Decode `texts` in batches -> translation (bytes), token_ids (padded with 0), lengths."""
-        fn = tf.function(self.decoder(run, beam)[0], reduce_retracing=True)
+        fn = run.traced(("translate", beam), lambda: self.decoder(run, beam)[0])
         parts = [{k: v.numpy() for k, v in fn(tf.constant(texts[i: i + batch_size], tf.string)).items()}
                  for i in range(0, len(texts), batch_size)]
         return decoding.join_batches(parts, {"translation": np.zeros(0, object),

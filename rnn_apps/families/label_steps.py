@@ -136,7 +136,7 @@ class LabelSteps(App):
 
     def label(self, run, inputs: list, from_text: bool = True, batch_size: int = 256) -> list:
         """-> one dict per input: tokens, tags, probabilities (lists), and the pieces left unlabelled."""
-        fn = tf.function(self.labeller(run, from_text)[0], reduce_retracing=True)
+        fn = run.traced(("label", from_text), lambda: self.labeller(run, from_text)[0])
         rows = []
         for i in range(0, len(inputs), batch_size):
             out = {k: v.numpy() for k, v in fn(tf.constant(inputs[i: i + batch_size])).items()}
