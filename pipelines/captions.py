@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from foundation.errors import UserError
-from pipelines import tfds_source
+from pipelines import images, tfds_source
 from pipelines.splits import Splits, local_path, not_found, select
 
 CAPTIONS_FILE = "captions.tsv"
@@ -135,14 +135,18 @@ def decode_images(encoded, size: int) -> tuple:
     """Encoded images [batch] (bytes) -> (pixels float32 [batch, size, size, 3] in 0..255, is_image
     bool [batch]).
 
-    Anything that does not decode (not an image, a truncated file, an empty string) gives a black
-    image and is_image False instead of an error: one bad request in a batch must not fail the
-    others. Decoding runs in a tf.data pipeline whose failed elements are dropped
-    (`ignore_errors`), then the survivors are put back in their places."""
+    Anything that does not decode (not an image, a truncated file, an empty string), or whose header
+    says more than images.MAX_IMAGE_PIXELS pixels (read before decoding: an 8200x8200 PNG took 2 GB
+    to decode), gives a black image and is_image False instead of an error: one bad request in a
+    batch must not fail the others. Decoding runs in a tf.data pipeline whose failed elements are
+    dropped (`ignore_errors`), then the survivors are put back in their places."""
     encoded = tf.reshape(tf.convert_to_tensor(encoded, tf.string), [-1])
     rows = tf.shape(encoded)[0]
+    limit = images.MAX_IMAGE_PIXELS
 
     def decode(index, data):
+        tf.debugging.assert_less_equal(header_pixels(data), tf.constant(limit, tf.int64),
+                                       message="more pixels than MAX_IMAGE_PIXELS")
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
         return index, resize(image[None], size)[0]
 
@@ -150,9 +154,34 @@ def decode_images(encoded, size: int) -> tuple:
                .batch(2 ** 31 - 1))
     empty = (tf.zeros([0], tf.int32), tf.zeros([0, size, size, 3], tf.float32))
     index, pixels = decoded.reduce(empty, lambda _, batch: batch)  # one batch, or none if nothing decoded
-    images = tf.scatter_nd(index[:, None], pixels, [rows, size, size, 3])
+    placed = tf.scatter_nd(index[:, None], pixels, [rows, size, size, 3])
     is_image = tf.scatter_nd(index[:, None], tf.ones_like(index, tf.bool), [rows])
-    return images, is_image
+    return placed, is_image
+
+
+def header_pixels(data: tf.Tensor) -> tf.Tensor:
+    """Width x height (int64) as an encoded image's header states it, read without decoding: JPEG
+    (its SOF marker), PNG (IHDR), GIF (the logical screen), BMP (the info header); 0 for other data,
+    which decode_image refuses anyway. A header too short to hold the fields fails, as decoding would."""
+
+    def number(start: int, size: int, big_endian: bool) -> tf.Tensor:
+        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, start, size), tf.uint8), tf.int64)
+        tf.debugging.assert_equal(tf.size(raw), size, message="image header too short")
+        weights = tf.constant([256 ** (size - 1 - i) if big_endian else 256 ** i for i in range(size)], tf.int64)
+        return tf.reduce_sum(raw * weights)
+
+    def signed32(value):
+        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))  # BMP heights are negative top-down
+
+    magic = tf.strings.substr(data, 0, 4)
+    return tf.case([
+        (tf.strings.substr(magic, 0, 2) == b"\xff\xd8",
+         lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64))),
+        (magic == b"\x89PNG", lambda: number(16, 4, True) * number(20, 4, True)),
+        (tf.strings.substr(magic, 0, 3) == b"GIF", lambda: number(6, 2, False) * number(8, 2, False)),
+        (tf.strings.substr(magic, 0, 2) == b"BM",
+         lambda: signed32(number(18, 4, False)) * signed32(number(22, 4, False))),
+    ], default=lambda: tf.constant(0, tf.int64))
 
 
 def resize(pixels, size: int) -> tf.Tensor:

@@ -154,3 +154,31 @@ def test_word_dropout_hides_words_but_never_padding():
     real = dropped[:, :4]
     assert set(np.unique(real)) <= {1, 5, 6, 7, 8}
     assert 0.2 < (real == 1).mean() < 0.3
+
+
+def test_images_whose_header_states_too_many_pixels_are_not_decoded(monkeypatch):
+    """caption's in-graph decoding (SavedModel image_bytes, training) reads width x height from each
+    format's header first: above MAX_IMAGE_PIXELS the image is is_image False, never decoded (an
+    8200x8200 PNG took 2 GB to decode). Here the limit is lowered to 1,000 pixels."""
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from pipelines import captions, images
+
+    def encoded(fmt, width, height):
+        data = io.BytesIO()
+        Image.new("RGB", (width, height), (200, 10, 10)).save(data, fmt)
+        return data.getvalue()
+
+    for fmt in ("PNG", "JPEG", "GIF", "BMP"):
+        assert captions.header_pixels(tf.constant(encoded(fmt, 37, 23))).numpy() == 37 * 23, fmt
+    assert captions.header_pixels(tf.constant(b"not an image")).numpy() == 0
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 1000)
+    batch = [encoded("PNG", 50, 50), encoded("PNG", 20, 20), encoded("JPEG", 40, 30), encoded("JPEG", 25, 40),
+             encoded("GIF", 10, 10), encoded("GIF", 100, 11), encoded("BMP", 100, 11), encoded("BMP", 30, 30),
+             encoded("PNG", 20, 20)[:30], b""]
+    pixels, is_image = captions.decode_images(batch, 8)
+    assert is_image.numpy().tolist() == [False, True, False, True, True, False, False, True, False, False]
+    assert pixels.numpy()[1, 0, 0, 0] > 150 and (pixels.numpy()[0] == 0).all()  # refused: black, not decoded
