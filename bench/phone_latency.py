@@ -42,7 +42,8 @@ def while_loop_form(app, run, length: int):
     import keras
     import tensorflow as tf
 
-    from rnn_apps.app import Endpoint, phone_outputs
+    from rnn_apps.app import Endpoint
+    from rnn_apps.families.classify import phone_outputs
 
     twin = app.unrolled_twin(run, length)
     for layer in twin._flatten_layers():  # noqa: SLF001 -- the SimpleRNNs inside Bidirectional too

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from rnn_apps import registry
-from rnn_apps.app import ClassifierApp
+from rnn_apps.families.classify import ClassifierApp
 
 ONE_FILE_APP = "tests.app_running_parity"
 APPS = registry.names() + [ONE_FILE_APP]

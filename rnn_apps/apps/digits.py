@@ -28,11 +28,9 @@ from keras import layers
 from foundation.errors import UserError
 from pipelines import batching, images
 from rnn_apps import config as config_lib
-from rnn_apps.app import (
+from rnn_apps.app import Endpoint, ParityCase, TFLiteModel
+from rnn_apps.families.classify import (
     ClassifierApp,
-    Endpoint,
-    ParityCase,
-    TFLiteModel,
     classification_outputs,
     expected_outputs,
     phone_outputs,

@@ -32,11 +32,9 @@ from foundation.errors import UserError
 from pipelines import batching, text, text_classification
 from rnn_apps import config as config_lib
 from rnn_apps import word_vectors
-from rnn_apps.app import (
+from rnn_apps.app import Endpoint, ParityCase, TFLiteModel
+from rnn_apps.families.classify import (
     ClassifierApp,
-    Endpoint,
-    ParityCase,
-    TFLiteModel,
     classification_outputs,
     expected_outputs,
     phone_outputs,

@@ -1,0 +1,110 @@
+"""The classifier family (one-to-one, many-to-one): an input in, one of `label_names` out, as
+softmax probabilities. `digits` and `sentiment` are its apps.
+
+The family writes once: compile (AdamW, smoothed cross-entropy, accuracy), evaluate (accuracy, loss,
+confusion matrix), the named outputs of every classifier signature (SavedModel: label, label_id,
+probability, probabilities; TFLite: probabilities, label_id), parity's expected outputs, the rows
+of predict and query, and phone quality. An app writes its data, preprocessing, model, serving and
+TFLite endpoints, parity cases and `exported_inputs` (its phone client: raw input -> .tflite inputs).
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rnn_apps import config as config_lib
+from rnn_apps.app import App
+from rnn_apps.layers import SparseCrossentropy
+
+
+class ClassifierApp(App):
+    """Apps that map an input to one of `label_names`: softmax probabilities, accuracy."""
+
+    monitors = ("val_loss", "val_accuracy")
+
+    def query_rows(self, names, served, on_phone, tflite_dir):
+        label_names = (Path(tflite_dir) / "labels.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        rows = []
+        for i, name in enumerate(names):
+            phone = on_phone["probabilities"][i]
+            rows.append({
+                "input": name,
+                "saved_model": {"label": served["label"][i].decode(), "probability": float(served["probability"][i])},
+                "tflite": {"label": label_names[int(np.argmax(phone))], "probability": float(phone.max())},
+            })
+        return rows
+
+    def format_prediction(self, row):
+        return f"{row['label']}\t{row['probability']:.4f}\t{row['input']}"
+
+    def format_query(self, row):
+        served, phone = row["saved_model"], row["tflite"]
+        return (f"SavedModel v{row['version']}: {served['label']} {served['probability']:.4f}  "
+                f"TFLite: {phone['label']} {phone['probability']:.4f}  {row['input']}")
+
+    def phone_quality(self, run, test, interpreter):
+        """Accuracy of the TFLite model's most probable label, over the app's first parity case."""
+        from export import parity
+
+        probabilities = parity.phone_outputs(self.parity_cases(run, test)[0], interpreter)["probabilities"]
+        return float(np.mean(probabilities.argmax(-1) == np.asarray(test["label"])))
+
+    def compile(self, model, config):
+        model.compile(
+            optimizer=keras.optimizers.AdamW(config_lib.learning_rate(config), weight_decay=config["weight_decay"]),
+            loss=SparseCrossentropy(config["label_smoothing"]),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=config["jit_compile"],
+        )
+
+    def evaluate(self, run, splits) -> dict:
+        test = self.dataset(splits.test, run.preprocessing, run.config)
+        probabilities, labels = [], []
+        for inputs, targets in test:
+            probabilities.append(run.model(inputs, training=False).numpy())
+            labels.append(targets.numpy())
+        probabilities, labels = np.concatenate(probabilities), np.concatenate(labels)
+        predicted = probabilities.argmax(-1)
+        n = len(run.label_names)
+        confusion = np.zeros((n, n), dtype=int)
+        np.add.at(confusion, (labels, predicted), 1)
+        eps = 1e-7
+        loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], eps, 1.0))))
+        return {
+            "examples": int(len(labels)),
+            "accuracy": float((predicted == labels).mean()),
+            "loss": loss,
+            "labels": list(run.label_names),
+            "confusion_matrix": confusion.tolist(),  # rows: true label, columns: predicted
+        }
+
+
+def classification_outputs(probabilities: tf.Tensor, label_names: list) -> dict:
+    """The named outputs of every classifier signature: label, label_id, probability, probabilities."""
+    label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+    return {
+        "label": tf.gather(tf.constant(label_names), label_id),
+        "label_id": label_id,
+        "probability": tf.reduce_max(probabilities, axis=-1),
+        "probabilities": probabilities,
+    }
+
+
+def phone_outputs(probabilities: tf.Tensor) -> dict:
+    """The named outputs of every classifier's TFLite signature (numbers only: no string ops)."""
+    return {"probabilities": probabilities, "label_id": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
+
+
+def expected_outputs(probabilities: np.ndarray) -> dict:
+    """What parity compares for classifiers: Keras's probabilities and the label ids they imply."""
+    return {"probabilities": probabilities, "label_id": probabilities.argmax(-1).astype(np.int32)}
+
+
+def prediction_rows(inputs: list, probabilities: np.ndarray, label_names: list) -> list:
+    rows = []
+    for item, probs in zip(inputs, probabilities, strict=True):
+        i = int(np.argmax(probs))
+        rows.append({"input": item, "label": label_names[i], "probability": float(probs[i])})
+    return rows
