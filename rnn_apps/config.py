@@ -26,8 +26,8 @@ COMMON = {
     "monitor": "val_loss",  # validation metric that picks best.keras and drives early stopping
     "patience": 3,  # epochs without improvement of `monitor` before training stops
     # XLA. Off by default: training steps then run the SimpleRNN recurrence as the C++ op of
-    # rnn_apps/kernels, which XLA cannot compile; a sentiment epoch took 2.5-3.2 s in training steps
-    # that way against 6.1-8.6 s with XLA (bench/RESULTS.md, "Performance"). Sentiment and translate
+    # rnn_apps/kernels, which XLA cannot compile, and which made sentiment's training steps faster
+    # than XLA did (bench/RESULTS.md, "Performance"). Sentiment and translate
     # keep XLA for what their benchmarks measured with it (their configs say why).
     "jit_compile": False,
     "units": 128,

@@ -300,9 +300,9 @@ PALLAS_ROWS = 16  # batch rows per kernel instance: the smallest tile of a GPU's
 
 def _fused_loops(inputs, kernel):
     """The Pallas form of the two loops, where it applies, else None. A loop of small products is
-    bound by kernel launches on a GPU (200 steps forward and back: about 9 us a step, measured on an
-    H200); one kernel per batch block that keeps W_hh on chip and loops over time inside costs one
-    launch (bench/RESULTS.md). W_hh must fit in shared memory: up to 128 float32 units."""
+    bound by kernel launches on a GPU; one kernel per batch block that keeps W_hh on chip and loops
+    over time inside costs one launch (bench/RESULTS.md). W_hh must fit in shared memory: up to 128
+    float32 units."""
     import jax
 
     batch, units = inputs.shape[0], kernel.shape[0]
@@ -474,7 +474,7 @@ class FrozenTailEmbedding(layers.Layer):
         if self.frozen is None:
             return ops.take(self.trained, ids, axis=0)
         # Two lookups rather than one in the joined table: joining copies the whole table every
-        # step, and its gradient would be as large (15% slower training steps on SST-2).
+        # step, and its gradient would be as large (slower training steps: bench/RESULTS.md).
         trained_rows = self.input_dim - self.frozen_rows
         return ops.where(ops.expand_dims(ids < trained_rows, -1),
                          ops.take(self.trained, ops.minimum(ids, trained_rows - 1), axis=0),

@@ -5,8 +5,8 @@ Topology: character ids [batch, window] -> Embedding -> `depth` stacked SimpleRN
 `units` -> Dense logits [batch, window, vocabulary] for the next character at every step. Trained
 on shuffled windows of `window` characters (truncated backpropagation through time), each from a
 zero state: carrying the state across consecutive windows in training (stateful batches: `batch`
-streams read side by side) was measured and scored worse, 1.637 against 1.541 nats/char after
-3,000 steps (bench/RESULTS.md), since consecutive batches are then far from independent. Reading a
+streams read side by side) scored worse on validation (bench/RESULTS.md, "charlm"), since
+consecutive batches are then far from independent. Reading a
 whole text (evaluate, `score`, a prime) carries the state from window to window: the trained
 layers' cells in `keras.layers.RNN` wrappers that return their state (`Reader`).
 Writing: the same cells on one step (`step`), driven by the one loop in `rnn_apps/decoding.py`
@@ -87,7 +87,7 @@ class CharLM(App):
     config = {
         **config_lib.COMMON,
         # Issue 9's prototype: Embedding 64 -> SimpleRNN 512 -> SimpleRNN 512, windows of 128,
-        # batch 128, Adam 2e-3 with clipping and a decaying rate: 1.478 nats/char after 18 minutes.
+        # batch 128, Adam 2e-3 with clipping and a decaying rate.
         "units": 512,
         "depth": 2,
         "embedding_dim": 64,
@@ -95,21 +95,20 @@ class CharLM(App):
         "batch_size": 128,
         "learning_rate": 2e-3,
         # The rate halves every this many steps (0 = constant). Chosen with dropout by a sweep at the
-        # step counts the time budget allows (bench/charlm_sweep_gpu.py; bench/RESULTS.md): at 3,500
-        # steps, half-life 1,500 with dropout 0.1 scored 1.455 nats/char, a constant rate without
-        # dropout 1.50 (overfitting from step 2,500), half-life 600 1.55-1.67.
+        # step counts the budget allows (bench/RESULTS.md, "charlm"): a constant rate without dropout
+        # overfits, a shorter half-life stops learning too early.
         "lr_half_life_steps": 1500,
         "dropout": 0.1,
         "clipnorm": 1.0,
         "recurrent_initializer": "orthogonal",  # or "identity": h_(t-1) passed on as it is at first
-        # Train in bfloat16 (weights float32): this CPU's AMX units make a step 1.65x faster (0.46 s
-        # vs 0.76 s at batch 128); evaluate, predict and export use a float32 twin.
+        # Train in bfloat16 (weights float32): faster steps on CPUs with AMX units (bench/RESULTS.md);
+        # evaluate, predict and export use a float32 twin.
         "mixed_precision": True,
-        # An epoch budget, the same model on every machine: what 28.5 minutes reached on the 2-core
-        # reference machine (44 epochs of 61 steps, the best at 41; bench/RESULTS.md charlm).
+        # An epoch budget, the same model on every machine: what the earlier clock budget reached on
+        # the 2-core reference machine (bench/RESULTS.md, "charlm", gives its time).
         "epochs": 44,
         "patience": 3,
-        # XLA made a step 2.4x slower here (1.8 s vs 0.76 s in float32; 10x in bfloat16).
+        # XLA made a step several times slower here (bench/RESULTS.md, "charlm").
         "jit_compile": False,
         "max_characters": 0,  # 0 = all; otherwise the first this many characters of every split (tests)
     }

@@ -86,15 +86,14 @@ class Frames(App):
         "clip_frames": 16,  # video datasets: frames taken evenly over each clip
         "frame_size": 32,  # video datasets: frames resized to this many pixels square
         "conv_filters": 16,  # video datasets: the first convolution's filters (the second has twice as many)
-        # Gradients through hundreds of steps explode now and then without it: measured, training
-        # accuracy fell from 95% to 81% within an epoch at step ~800 (bench/RESULTS.md).
+        # Gradients through hundreds of steps explode now and then without it: training accuracy
+        # collapsed within an epoch (bench/RESULTS.md, "frames").
         "clipnorm": 1.0,
         "frame_differences": True,
         # Frames a causal model waits before labelling one: frame t's label comes out at step
         # t + lookahead, a fixed latency (30 frames/s: 10 frames = 0.33 s); 0 = strictly causal. A
-        # bidirectional model sees the whole clip and ignores it. Measured over 5 splits
-        # (bench/RESULTS.md): 10 frames took frame accuracy from 88.6% to 93.5% and `falling` recall
-        # from 62.4% to 80.7%: the strictly causal model misses the first frames of each fall.
+        # bidirectional model sees the whole clip and ignores it. The strictly causal model misses
+        # the first frames of each fall (bench/RESULTS.md, "frames": the figures with and without).
         "lookahead": 10,
         # Training examples: `windows_per_sequence` random windows of `window` frames from every
         # sequence per epoch (0 = whole sequences).

@@ -76,22 +76,19 @@ class Translate(App):
     config = {
         **config_lib.COMMON,
         "direction": "spa-en",  # SOURCE-TARGET languages
-        # The prototype of issue 7 (bidirectional 256 encoder, 512 decoder, scaled Luong attention,
-        # Adam 1e-3 with clipping, no dropout) reached 45.4 BLEU after 20 minutes on 2 cores.
-        # Smaller than the prototype's 256 + 512, and better inside the 30 minutes: more epochs fit,
-        # and each teaches more (bench/RESULTS.md: 42.81 greedy BLEU against 41.34 and 39.63).
+        # Smaller than issue 7's prototype (a 256 encoder, a 512 decoder): within the same training
+        # time more epochs fit, and each teaches more (bench/RESULTS.md, "translate").
         "units": 128,  # encoder, per direction
         "bidirectional": True,
         "decoder_units": 256,
         # The size of the attentional vector the output layer reads, and (tied) of the target
-        # embedding: the width that decides how much each epoch teaches. Greedy BLEU at epoch 4:
-        # 32.2 at 128, 40.7 at 256, 45.9 at 384; 512 learned more per epoch but its steps were 1.6x
-        # slower, and it was behind 384 at equal time (bench/RESULTS.md, translate).
+        # embedding: the width that decides how much each epoch teaches. 512 learned more per epoch
+        # but its steps were slower, and it was behind 384 at equal time (bench/RESULTS.md, "translate").
         "attention_units": 384,
         "embedding_dim": 384,
         # The output layer is the target embedding's table transposed (plus a bias per word), as in
-        # Press & Wolf 2017: 3M fewer weights (8,000 x 384) for Adam to update each step, and lower validation
-        # loss per epoch in a sweep (bench/translate_sweep_gpu.py). Needs attention_units == embedding_dim.
+        # Press & Wolf 2017: target_vocab_size x embedding_dim fewer weights for Adam to update each step,
+        # and lower validation loss per epoch in a sweep (bench/RESULTS.md). Needs attention_units == embedding_dim.
         "tied_output": True,
         "source_vocab_size": 20000,
         "target_vocab_size": 8000,
@@ -102,22 +99,21 @@ class Translate(App):
         "beam_width": 4,  # the SavedModel's beam_search signature
         "length_penalty": 1.0,
         "clipnorm": 1.0,
-        # With the tied output layer: +2.5 to +3.4 greedy BLEU at epochs 2-4 over the untied model
-        # with a constant rate and no smoothing (bench/RESULTS.md, translate).
+        # With the tied output layer and the decaying rate: higher BLEU at every epoch than the untied
+        # model with a constant rate and no smoothing (bench/RESULTS.md, "translate").
         "label_smoothing": 0.1,
-        "lr_half_life_steps": 4000,  # ~1,800 steps an epoch: the rate is ~1/4 of 1e-3 by epoch 5
-        # A step budget, the same model on every machine: what 25 minutes of training steps reached
-        # on the 2-core reference machine (about 5.6 epochs of ~1,800 steps; bench/RESULTS.md).
+        "lr_half_life_steps": 4000,  # the rate halves every 4,000 steps: a quarter of it after 8,000
+        # A step budget, the same model on every machine: what the earlier 25-minute clock budget
+        # reached on the 2-core reference machine (bench/RESULTS.md gives its time).
         "max_train_steps": 10_000,
         "epochs": 10,
         "batch_size": 64,
         "patience": 2,
-        # XLA fuses attention and the output layer too: an epoch's training steps took 19.9 s with it
-        # against 25.2 s without it, where the recurrence runs as the C++ op of rnn_apps/kernels
-        # (bench/layer_ab.py, bench/RESULTS.md "Performance").
+        # XLA fuses attention and the output layer too: faster training steps with it than without,
+        # where the recurrence runs as the C++ op of rnn_apps/kernels (bench/RESULTS.md "Performance").
         "jit_compile": True,
-        # bfloat16 compute (float32 weights) without XLA: 0.132 s a step against 0.165 s in float32
-        # with XLA (batch 64, 12/13 tokens); evaluate, predict and export use a float32 twin.
+        # bfloat16 compute (float32 weights) without XLA: faster steps on CPUs with AMX, slower
+        # elsewhere (bench/RESULTS.md); evaluate, predict and export use a float32 twin.
         "mixed_precision": False,
     }
     config_relations = (
@@ -188,8 +184,8 @@ class Translate(App):
         if shuffle_seed is not None:
             ds = ds.shuffle(batching.SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
         longest = max(config["source_length"], config["target_length"])
-        # Buckets 25% apart: these sentences are 5-12 tokens, and doubling buckets padded 37% of
-        # the target tokens (the output layer's work); these pad 7%, for a few more shapes to compile.
+        # Buckets 25% apart: these sentences are short, and doubling buckets padded several times
+        # more target tokens (the output layer's work), for a few more shapes to compile.
         bounds = batching.bucket_boundaries(longest, first=6, growth=1.25)
         ds = ds.bucket_by_sequence_length(
             lambda s, i, o: tf.maximum(tf.shape(s)[0], tf.shape(i)[0]), bounds,
