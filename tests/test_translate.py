@@ -132,6 +132,10 @@ def test_predict_and_beam_give_bounded_translations_for_odd_input(tiny_run):
             assert isinstance(row["translation"], str) and 0 <= row["tokens"] <= run.config["target_length"]
     stdin = invoke("predict", run.dir, input=b"hola\n\xff\xfe roto\n")
     assert stdin.exit_code == 0 and len(stdin.stdout.strip("\n").split("\n")) == 2
+    long = " ".join(["hola"] * (run.config["source_length"] + 1))
+    said = invoke("predict", run.dir, long, "hola").stdout.strip("\n").split("\n")
+    assert said[0].endswith("[the source was cut: only its first source_length tokens were translated]")
+    assert "[the source was cut" not in said[1]
 
 
 def test_evaluate_reports_bleu_chrf_and_samples(tiny_run):
@@ -186,6 +190,13 @@ def test_saved_model_signatures_and_the_tflite_loop_agree_on_odd_input(tiny_expo
         # "" and blanks have no token to translate: an empty translation (issue 30), on the phone too
         assert out["translation"][:2].tolist() == [b"", b""] and out["lengths"][:2].tolist() == [0, 0]
         assert (out["lengths"][2:] > 0).all()
+        assert not out["source_truncated"][:2].any()
+    # a source longer than source_length tokens is cut, and the signature says so (issue 30)
+    length = run.config["source_length"]
+    long, short = " ".join(["hola"] * (length + 5)), " ".join(["hola"] * length)
+    cut = {k: v.numpy() for k, v in loaded.signatures["serving_default"](text=tf.constant([long, short])).items()}
+    assert cut["source_truncated"].tolist() == [True, False]
+    assert cut["translation"][0] == cut["translation"][1]  # the tail was not read
     assert loaded.signatures["serving_default"](text=tf.constant([], tf.string))["translation"].shape == (0,)
     keras_out = app.translate(run, [b.decode("utf-8", "replace") for b in batch])
     assert greedy["translation"].tolist() == keras_out["translation"].tolist()

@@ -270,7 +270,7 @@ class Translate(App):
         return tf.where(tokens > 0, tf.cast(tf.minimum(wanted, float(config["target_length"])), tf.int32), 0)
 
     def decoder(self, run, beam=None):
-        """text [batch] -> {"translation", "token_ids", "lengths"}: tokenise, decode, detokenise;
+        """text [batch] -> {"translation", "token_ids", "lengths", "source_truncated"}: tokenise, decode, detokenise;
         one function for predict, evaluate and both SavedModel signatures."""
         model, config, preprocessing = run.model, run.config, run.preprocessing
         encoder, step = self._encoder(model), self.step(model)
@@ -289,7 +289,9 @@ class Translate(App):
                 token_ids, lengths = decoding.greedy(step, cache, translation.START_ID, translation.END_ID, limits)
             tokens = tf.where(token_ids > 0, tf.gather(vocabulary, token_ids), "")
             return {"translation": translation.detokenize(tokens, preprocessing.target_language),
-                    "token_ids": token_ids, "lengths": lengths}
+                    "token_ids": token_ids, "lengths": lengths,
+                    # the source's tail past source_length tokens was not read: say so, not translate it silently
+                    "source_truncated": translation.truncated(preprocessing.source, text, config["source_length"])}
 
         return translate_text, [model, preprocessing.source]
 
@@ -299,7 +301,8 @@ class Translate(App):
         parts = [{k: v.numpy() for k, v in fn(tf.constant(texts[i: i + batch_size], tf.string)).items()}
                  for i in range(0, len(texts), batch_size)]
         return decoding.join_batches(parts, {"translation": np.zeros(0, object),
-                                             "token_ids": np.zeros((0, 0), np.int32), "lengths": np.zeros(0, np.int32)})
+                                             "token_ids": np.zeros((0, 0), np.int32), "lengths": np.zeros(0, np.int32),
+                                             "source_truncated": np.zeros(0, bool)})
 
     # --- use ----------------------------------------------------------------------------
     def evaluate(self, run, splits, beam=None) -> dict:
@@ -329,10 +332,12 @@ class Translate(App):
     def predict(self, run, inputs, beam=None):
         out = self.translate(run, inputs, beam)
         return [{"input": text, "translation": out["translation"][i].decode("utf-8"),
-                 "tokens": int(out["lengths"][i])} for i, text in enumerate(inputs)]
+                 "tokens": int(out["lengths"][i]), "source_truncated": bool(out["source_truncated"][i])}
+                for i, text in enumerate(inputs)]
 
     def format_prediction(self, row):
-        return f"{row['translation']}\t{row['input']}"
+        cut = "\t[the source was cut: only its first source_length tokens were translated]"
+        return f"{row['translation']}\t{row['input']}" + (cut if row["source_truncated"] else "")
 
     def serving(self, run):
         greedy_fn, track = self.decoder(run)
@@ -442,7 +447,8 @@ class Translate(App):
 
         return [ParityCase("greedy translations of test sentences", expected,
                            ("serving_default", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)}),
-                           f"{self.name}.tflite", ["translation", "token_ids", "lengths"], tflite_loop=loop)]
+                           f"{self.name}.tflite", ["translation", "token_ids", "lengths", "source_truncated"],
+                           tflite_loop=loop, tflite_compare=["translation", "token_ids", "lengths"])]
 
 
 def greedy_on_phone(interpreter, source_ids: np.ndarray, limits: np.ndarray, vocabulary: list, language: str) -> dict:
