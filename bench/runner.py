@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 from bench import common, protocol
 
 RUNS = common.REPO / "bench" / ".runs"
@@ -53,6 +55,31 @@ def summary(values: list) -> dict:
     return {"mean": mean, "std": std, "n": len(values), "interval95": [mean - half, mean + half] if half else None}
 
 
+BOOTSTRAP_SAMPLES = 2000
+
+
+def bootstrap(per_seed: list, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0):
+    """A 95% percentile interval for a ratio metric (sum(correct) / sum(count) over test examples)
+    averaged over seeds, drawing each seed's test examples with replacement: it says how much the
+    headline owes to this test set. Seeds that read the same examples (the same `examples`
+    fingerprint) get the same draw (paired); seeds whose split differs (digits, frames) are drawn
+    apart. `per_seed`: [{"correct": [...], "count": [...], "examples": str}, ...]; None where a seed
+    recorded none."""
+    if not per_seed or any(p is None for p in per_seed):
+        return None
+    rng = np.random.default_rng(seed)
+    paired = len({p["examples"] for p in per_seed}) == 1
+    shared = rng.integers(0, len(per_seed[0]["count"]), size=(samples, len(per_seed[0]["count"])))
+    values = []
+    for p in per_seed:
+        n = len(p["count"])
+        draws = shared if paired else rng.integers(0, n, size=(samples, n))
+        correct, count = np.asarray(p["correct"], float)[draws].sum(1), np.asarray(p["count"], float)[draws].sum(1)
+        values.append(correct / np.maximum(count, 1))
+    low, high = np.percentile(np.mean(values, axis=0), [2.5, 97.5])
+    return [float(low), float(high)]
+
+
 def run(name: str, seeds: int, assignments: list, keep: bool) -> dict:
     from rnn_apps import registry
     from rnn_apps.config import parse_assignments
@@ -63,7 +90,7 @@ def run(name: str, seeds: int, assignments: list, keep: bool) -> dict:
     app = registry.get(benchmark["app"])
     overrides = {**benchmark.get("overrides", {}), **parse_assignments(assignments)}
     evaluations = benchmark.get("evaluations", {"": {}})
-    records, config = [], None
+    records, config, parts = [], None, []
     for seed in range(seeds):
         seeded = {**overrides, **{key: seed for key in benchmark.get("seed_keys", ["seed"])}}
         config = app.resolve_config(benchmark.get("preset"), seeded)
@@ -79,6 +106,8 @@ def run(name: str, seeds: int, assignments: list, keep: bool) -> dict:
         for split in ("validation", "test"):
             outputs = {evaluation: trained.evaluate(split, **options) for evaluation, options in evaluations.items()}
             record[split] = protocol.metrics(benchmark, outputs)
+        parts.append({path: {**counts, "examples": trained.per_example("test").get("examples")}
+                      for path, counts in trained.per_example("test").get("metrics", {}).items()})
         records.append(record)
         print(json.dumps(record), flush=True)
     result = {"app": benchmark["app"], "benchmark": name, "data": benchmark["data"], "commit": commit(),
@@ -87,6 +116,10 @@ def run(name: str, seeds: int, assignments: list, keep: bool) -> dict:
               "target": benchmark.get("target"), "seeds": records,
               "summary": {metric: {split: summary([r[split][metric] for r in records])
                                    for split in ("validation", "test")} for metric in benchmark["metrics"]}}
+    for metric, (evaluation, path) in benchmark["metrics"].items():
+        # the last evaluation's per-example parts: a metric of the plain evaluation ("") only
+        interval = bootstrap([p.get(path) for p in parts]) if evaluation == "" and len(evaluations) == 1 else None
+        result["summary"][metric]["test"]["bootstrap95"] = interval
     result["comparisons"] = {f"{a} - {b}": {split: summary([difference(r[split], a, b) for r in records])
                                             for split in ("validation", "test")}
                              for a, b in benchmark.get("comparisons", [])}
@@ -128,6 +161,16 @@ def _shown(metric: str, stats: dict) -> str:
     return f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}"
 
 
+def _interval(metric: str, stats: dict) -> str:
+    """The test set's bootstrap interval of the mean over seeds; "—" where the seeds read different
+    test examples (frames) or the metric is not a ratio over examples (BLEU, CIDEr, nats)."""
+    interval = stats.get("bootstrap95") if stats else None
+    if not interval:
+        return "—"
+    scale = 100 if re.search("accuracy|recall", metric) else 1
+    return f"{scale * interval[0]:.2f}–{scale * interval[1]:.2f}"
+
+
 def protocol_result(name: str) -> dict | None:
     """bench/results/<name>.json where it holds a result under the protocol (older files do not)."""
     path = common.RESULTS / f"{name}.json"
@@ -137,12 +180,13 @@ def protocol_result(name: str) -> dict | None:
 
 def table() -> str:
     """The markdown table of every benchmark's protocol result (or that it has none yet)."""
-    rows = ["| benchmark | metric | validation (mean ± sd) | test (mean ± sd) | seeds | training a seed | "
-            "target | commit, date, CPU |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| benchmark | metric | validation (mean ± sd) | test (mean ± sd) | test 95% bootstrap | seeds | "
+            "training a seed | target | commit, date, CPU |", "|---|---|---|---|---|---|---|---|---|"]
     for name, benchmark in protocol.BENCHMARKS.items():
         result = protocol_result(name)
         if result is None:
-            rows.append(f"| `{name}` | {', '.join(benchmark['metrics'])} | not measured under the protocol yet | | | | "
+            rows.append(f"| `{name}` | {', '.join(benchmark['metrics'])} | not measured under the protocol yet "
+                        "| | | | | "
                         f"{benchmark.get('target', '')} | `python -m bench run {name}` |")
             continue
         minutes = statistics.fmean(r["train_seconds"] for r in result["seeds"]) / 60
@@ -151,7 +195,8 @@ def table() -> str:
             stats = result["summary"][metric]
             first = i == 0
             rows.append(f"| {'`' + name + '`' if first else ''} | {metric} | {_shown(metric, stats['validation'])} | "
-                        f"{_shown(metric, stats['test'])} | {len(result['seeds']) if first else ''} | "
+                        f"{_shown(metric, stats['test'])} | {_interval(metric, stats['test'])} | "
+                        f"{len(result['seeds']) if first else ''} | "
                         f"{f'{minutes:.1f} min' if first else ''} | {result.get('target') or '' if first else ''} | "
                         f"{where if first else ''} |")
     return "\n".join(rows)

@@ -150,6 +150,10 @@ class App:
         return twin
 
     def evaluate(self, run, splits) -> dict:
+        """Metrics on splits.test. A metric that is a ratio of sums over examples (accuracy, recall)
+        may also give its per-example parts under "per_example": {metric path: {"correct": [...],
+        "count": [...]}}, so that bench can draw a bootstrap interval over the test examples; Run.evaluate
+        keeps them in their own file (PER_EXAMPLE_FILE), out of metrics.json and the printed metrics."""
         raise NotImplementedError
 
     # --- use ----------------------------------------------------------------------------

@@ -8,11 +8,14 @@
   state.json          epochs done, best validation loss, epochs without improvement
   logs/               TensorBoard
   metrics.json        training history, best epoch, and test metrics once evaluated
+  per_example_*.json  what evaluate counted per example (bench's bootstrap intervals)
 """
 
 import base64
 import copy
 import dataclasses
+import hashlib
+import json
 from functools import cached_property
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from rnn_apps import registry
 
 RUN_FILE, CONFIG_FILE, STATE_FILE, METRICS_FILE = "run.json", "config.json", "state.json", "metrics.json"
 PARITY_FILE, PARITY_EXAMPLES = "parity_examples.npz", 64
+PER_EXAMPLE_FILE = "per_example_{split}.json"  # evaluate's per-example parts of its metrics
 BASE64 = ".base64"  # the suffix of a bytes column's name in PARITY_FILE
 
 
@@ -40,6 +44,17 @@ def save_parity_examples(run_dir: Path, test_columns: dict):
         else:
             columns[key] = values.astype(str) if values.dtype == object else values  # no pickles on disk
     np.savez(Path(run_dir) / PARITY_FILE, **columns)
+
+
+def fingerprint(columns: dict) -> str:
+    """A short hash of a split's raw columns: two evaluations read the same examples if and only if
+    their fingerprints are equal (bench pairs its bootstrap draws across seeds on it)."""
+    digest = hashlib.sha256()
+    for key in sorted(columns):
+        values = np.asarray(columns[key])
+        digest.update(key.encode())
+        digest.update(values.tobytes() if values.dtype != object else repr(values.tolist()).encode())
+    return digest.hexdigest()[:16]
 
 
 def _stored_column(stored, key: str) -> tuple:
@@ -155,8 +170,17 @@ class Run:
         if split == "validation":  # every app's evaluate reads splits.test
             splits = dataclasses.replace(splits, test=splits.validation)
         metrics = self.app.evaluate(self, splits, **options)
+        per_example = metrics.pop("per_example", None)
+        if per_example is not None:
+            write_json(self.dir / PER_EXAMPLE_FILE.format(split=split),
+                       {"examples": fingerprint(splits.test), "metrics": per_example})
         self.update_metrics(**{split: metrics})
         return metrics
+
+    def per_example(self, split: str) -> dict:
+        """What the last `evaluate(split)` gave per example ({} if nothing): bench's bootstrap reads it."""
+        path = self.dir / PER_EXAMPLE_FILE.format(split=split)
+        return json.loads(path.read_text()) if path.exists() else {}
 
     def parity_examples(self) -> dict:
         """What save_parity_examples stored (text as object arrays of str, as the sources give it);

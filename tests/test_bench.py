@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from bench import common, protocol, runner
@@ -36,6 +37,29 @@ def test_summary_over_seeds():
     assert runner.summary([None]) == {}
 
 
+def test_bootstrap_interval_over_test_examples():
+    """A ratio over examples, averaged over seeds: the interval holds the observed mean, narrows with
+    more examples, pairs seeds that read the same examples and draws the others apart."""
+    rng = np.random.default_rng(1)
+    small = [{"correct": rng.integers(0, 2, 100).tolist(), "count": [1] * 100, "examples": "a"} for _ in range(3)]
+    large = [{"correct": rng.integers(0, 2, 2000).tolist(), "count": [1] * 2000, "examples": "a"} for _ in range(3)]
+    for parts in (small, large):
+        low, high = runner.bootstrap(parts)
+        mean = np.mean([np.mean(p["correct"]) for p in parts])
+        assert low < mean < high
+    assert runner.bootstrap(large)[1] - runner.bootstrap(large)[0] < (runner.bootstrap(small)[1]
+                                                                         - runner.bootstrap(small)[0]) / 3
+    # the same examples under every seed: one draw, so identical seeds give the single seed's interval
+    same = [small[0], dict(small[0]), dict(small[0])]
+    assert runner.bootstrap(same) == pytest.approx(runner.bootstrap(small[:1]))
+    apart = [{**p, "examples": str(i)} for i, p in enumerate(same)]  # other splits: drawn apart, narrower
+    assert np.diff(runner.bootstrap(apart))[0] < np.diff(runner.bootstrap(same))[0]
+    # sequences of several tokens: sum(correct) / sum(count), not a mean of ratios
+    tokens = [{"correct": [9, 0], "count": [10, 1], "examples": "t"}]
+    assert runner.bootstrap(tokens)[1] <= 1.0 and runner.bootstrap(tokens)[0] >= 0.0
+    assert runner.bootstrap([None]) is None and runner.bootstrap([]) is None
+
+
 @pytest.mark.slow
 def test_a_run_writes_seeds_with_validation_and_test_and_the_report_tables(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "RUNS", tmp_path / "runs")
@@ -57,6 +81,11 @@ def test_a_run_writes_seeds_with_validation_and_test_and_the_report_tables(tmp_p
     test_mean = written["summary"]["accuracy"]["test"]["mean"]
     assert test_mean == pytest.approx(sum(s["test"]["accuracy"] for s in written["seeds"]) / 2)
     assert result["summary"] == written["summary"]
+    # a bootstrap interval over the test digits (each seed splits anew: drawn apart) around the mean
+    low, high = written["summary"]["accuracy"]["test"]["bootstrap95"]
+    assert low < test_mean < high and high - low < 0.2
+    counted = json.loads((tmp_path / "runs" / "digits" / "seed0" / "per_example_test.json").read_text())
+    assert np.mean(counted["metrics"]["accuracy"]["correct"]) == pytest.approx(written["seeds"][0]["test"]["accuracy"])
     # metrics.json of each seed keeps both splits, as `rnn-apps evaluate --split` stores them
     stored = json.loads((tmp_path / "runs" / "digits" / "seed0" / "metrics.json").read_text())
     assert stored["validation"]["accuracy"] == written["seeds"][0]["validation"]["accuracy"]
@@ -75,6 +104,7 @@ def test_a_run_writes_seeds_with_validation_and_test_and_the_report_tables(tmp_p
         text = copy.read_text()
         block = text[text.index(runner.BEGIN):text.index(runner.END)]
         assert "| `digits` | accuracy |" in block and shown in block and "| `translate` |" in block
+        assert f"| {100 * low:.2f}–{100 * high:.2f} |" in block
         assert "not measured under the protocol yet" in block
     assert runner.report() == []  # regenerating changes nothing
 

@@ -141,6 +141,15 @@ def test_evaluate_reports_frames_classes_and_falls(tiny_run):
     falls = metrics["events"]["falls"]
     assert falls["events"] == len(falls["each"]) == sum(test["is_fall"])  # one fall per fall recording
     assert metrics["bidirectional"] is False
+    # per recording, what bench's bootstrap draws: the same totals as the printed ratios
+    counted = run.per_example("test")["metrics"]
+    assert "per_example" not in metrics and sum(counted["accuracy"]["count"]) == metrics["frames"]
+    assert sum(counted["accuracy"]["correct"]) / metrics["frames"] == pytest.approx(metrics["accuracy"])
+    for name, scores in metrics["per_class"].items():
+        parts = counted[f"per_class.{name}.recall"]
+        assert sum(parts["count"]) == scores["frames"]
+        if scores["recall"] is not None:
+            assert sum(parts["correct"]) / sum(parts["count"]) == pytest.approx(scores["recall"], abs=1e-4)
 
 
 def test_streaming_step_on_tflite_equals_the_keras_causal_model(tiny_run, tiny_export):

@@ -4,6 +4,7 @@ end to end on a tiny run (CLI, both SavedModel signatures on odd input, TFLite, 
 import json
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from rnn_apps.apps import tagger
@@ -62,6 +63,12 @@ def test_evaluate_reports_accuracy_unseen_words_per_tag_and_errors(tiny_run):
     assert set(metrics["per_tag"]) == set(run.preprocessing.tag_names)
     assert sum(t["count"] for t in metrics["per_tag"].values()) == metrics["tokens"]
     assert sum(metrics["most_frequent_errors"].values()) <= metrics["tokens"]
+    counted = run.per_example("test")["metrics"]  # per sentence, for bench's bootstrap
+    assert len(counted["accuracy"]["count"]) == 96 and sum(counted["accuracy"]["count"]) == metrics["tokens"]
+    assert sum(counted["accuracy"]["correct"]) / metrics["tokens"] == pytest.approx(metrics["accuracy"])
+    unseen = counted["unseen_word_accuracy"]
+    assert sum(unseen["count"]) == metrics["unseen_word_tokens"]
+    assert sum(unseen["correct"]) / sum(unseen["count"]) == pytest.approx(metrics["unseen_word_accuracy"])
 
 
 def test_predict_prints_token_tag_pairs(tiny_run):

@@ -274,9 +274,16 @@ class Frames(App):
         per_class = {name: {"recall": ratio(confusion[i, i], confusion[i].sum()),
                             "precision": ratio(confusion[i, i], confusion[:, i].sum()),
                             "frames": int(confusion[i].sum())} for i, name in enumerate(names)}
+        recordings = list(zip(truth, predicted, strict=True))
         result = {"sequences": len(truth), "frames": int(len(y)), "accuracy": float((y == p).mean()),
                   "bidirectional": run.config["bidirectional"], "per_class": per_class,
-                  "confusion_matrix": confusion.tolist()}  # rows: true label, columns: predicted
+                  "confusion_matrix": confusion.tolist(),  # rows: true label, columns: predicted
+                  # per recording, for a bootstrap over recordings: frames right, and each class's recall parts
+                  "per_example": {"accuracy": {"correct": [int((t == q).sum()) for t, q in recordings],
+                                               "count": [len(t) for t in truth]},
+                                  **{f"per_class.{name}.recall": {
+                                      "correct": [int(((t == i) & (q == i)).sum()) for t, q in recordings],
+                                      "count": [int((t == i).sum()) for t in truth]} for i, name in enumerate(names)}}}
         if FALLING in names:
             result["events"] = fall_events(truth, predicted, names.index(FALLING), list(test["sequence"]),
                                            test["is_fall"])

@@ -198,9 +198,14 @@ class Tagger(LabelSteps):
         return tokenize(text)
 
     def more_scores(self, splits, pairs):
-        seen = set(t.lower() for s in splits.train["tokens"] for t in s.split(tagged.SEPARATOR))
+        seen = training_words(splits)
         unseen = [t == p for w, t, p in pairs if w.lower() not in seen]
         return {"unseen_word_tokens": len(unseen), "unseen_word_accuracy": float(np.mean(unseen)) if unseen else None}
+
+    def more_per_example(self, splits, per_sequence):
+        seen = training_words(splits)
+        unseen = [[t == p for w, t, p in s if w.lower() not in seen] for s in per_sequence]
+        return {"unseen_word_accuracy": {"correct": [sum(u) for u in unseen], "count": [len(u) for u in unseen]}}
 
     def shipped_files(self, preprocessing):
         return {WORDS: lines_text(preprocessing.words.get_vocabulary()),
@@ -208,6 +213,10 @@ class Tagger(LabelSteps):
 
     def shipped_preprocessing(self, folder):
         return Preprocessing(*vocabularies(folder), training_words=0)
+
+
+def training_words(splits) -> set:
+    return set(t.lower() for s in splits.train["tokens"] for t in s.split(tagged.SEPARATOR))
 
 
 def tokenize(text) -> tf.RaggedTensor:

@@ -78,6 +78,8 @@ class ClassifierApp(App):
             "loss": loss,
             "labels": list(run.label_names),
             "confusion_matrix": confusion.tolist(),  # rows: true label, columns: predicted
+            "per_example": {"accuracy": {"correct": (predicted == labels).astype(int).tolist(),
+                                         "count": [1] * len(labels)}},
         }
 
 

@@ -71,6 +71,10 @@ class LabelSteps(App):
         """Scores of the app's own beside accuracy; `pairs` is [(piece, true tag, predicted tag)]."""
         return {}
 
+    def more_per_example(self, splits, per_sequence: list) -> dict:
+        """The per-sequence parts ({"correct", "count"}) of those of `more_scores` that are ratios."""
+        return {}
+
     # --- training -----------------------------------------------------------------------
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
         length = config["max_length"]
@@ -164,9 +168,14 @@ class LabelSteps(App):
             per_tag[name] = {"precision": round(true_positive / predicted_n, 4) if predicted_n else None,
                              "recall": round(true_positive / actual_n, 4) if actual_n else None, "count": actual_n}
         errors = Counter(f"{t} -> {p}" for _, t, p in pairs if t != p)
+        per_sequence = [[(w, t, p) for w, t, p in zip(pieces, tags, preds, strict=True)]
+                        for pieces, tags, preds in zip(sequences, truth, predicted, strict=True)]
+        per_example = {"accuracy": {"correct": [sum(t == p for _, t, p in s) for s in per_sequence],
+                                    "count": [len(s) for s in per_sequence]},
+                       **self.more_per_example(splits, per_sequence)}
         return {"sentences": len(sequences), "tokens": len(pairs),
                 "accuracy": float(np.mean([t == p for _, t, p in pairs])), **self.more_scores(splits, pairs),
-                "per_tag": per_tag, "most_frequent_errors": dict(errors.most_common(10))}
+                "per_tag": per_tag, "most_frequent_errors": dict(errors.most_common(10)), "per_example": per_example}
 
     def predict(self, run, inputs):
         rows = self.label(run, list(inputs)) if inputs else []
