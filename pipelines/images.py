@@ -22,13 +22,18 @@ LOCAL_NAMES = ("digits", "sklearn_digits")
 def to_pixels(images: tf.Tensor) -> tf.Tensor:
     """Images [batch, height, width, channels] (uint8 0..255 or float 0..1) -> [batch, 64] in 0..16.
 
-    RGB(A) is converted to gray, any size is area-resized to 8x8; an empty image gives zeros.
+    RGB(A) is converted to gray; an image whose mean is light (dark ink on paper) is inverted so
+    that ink is high, as in the training data; any size is area-resized to 8x8; an empty image gives
+    zeros. The one preprocessing of an image: `rnn-apps predict` (read_image_file) and the SavedModel's
+    classify_images both run it, so a scan gets the same answer from both.
     """
     images = tf.convert_to_tensor(images)
     scale = 1.0 if images.dtype.is_floating else 255.0
     images = tf.cast(images, tf.float32) / scale
     channels = tf.shape(images)[-1]
     gray = tf.cond(channels >= 3, lambda: tf.image.rgb_to_grayscale(images[..., :3]), lambda: images[..., :1])
+    light = tf.reduce_mean(gray, axis=[1, 2, 3], keepdims=True) > 0.5  # an empty image's NaN mean: not light
+    gray = tf.where(light, 1.0 - gray, gray)
     height, width = tf.shape(gray)[1], tf.shape(gray)[2]
     resized = tf.cond(
         tf.logical_and(height > 0, width > 0),
@@ -89,8 +94,8 @@ def read_image_file(path) -> np.ndarray:
     """A PNG/JPEG/... photo or scan of one digit -> 64 pixels in 0..16, ink high.
 
     8-bit, 16-bit and float grayscale keep their full range; transparency is composited on white;
-    a light background (dark ink, as on paper) is inverted so that ink is high, as in the training
-    data. Images of more than MAX_IMAGE_PIXELS pixels are refused before they are decoded.
+    then `to_pixels` (a light background inverted, area-resized). Images of more than
+    MAX_IMAGE_PIXELS pixels are refused before they are decoded.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -117,8 +122,6 @@ def read_image_file(path) -> np.ndarray:
         raise UserError(f"{path}: image larger than {MAX_IMAGE_PIXELS:,} pixels; crop or shrink it") from None
     except OSError as e:
         raise UserError(f"{path}: damaged or unreadable image ({e})") from None
-    if gray.mean() > 0.5:
-        gray = 1.0 - gray
     return to_pixels(gray[None, :, :, None]).numpy()[0]
 
 

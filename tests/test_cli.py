@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -317,6 +318,26 @@ def test_query_digits_from_an_image(tiny_export, digit_files):
     assert len(rows) == 3
     for row in rows:
         assert row["saved_model"]["label"] == row["tflite"]["label"]
+
+
+def test_a_scan_gets_the_same_answer_from_predict_and_the_classify_images_signature(tiny_export, tiny_run,
+                                                                                     digit_files):
+    """One preprocessing for an image, in the graph (images.to_pixels): a dark-on-light scan is
+    inverted by the SavedModel's classify_images as by `rnn-apps predict` (the signature expected
+    light ink on dark and gave another digit for the same PNG)."""
+    import tensorflow as tf
+    from PIL import Image
+
+    root, _ = tiny_export("digits")
+    signature = tf.saved_model.load(str(root / "digits" / "1")).signatures["classify_images"]
+    for name in ("gray_png", "rgb_jpeg"):
+        predicted = json.loads(invoke("predict", tiny_run("digits").dir, digit_files[name], "--json").stdout)
+        pixels = np.asarray(Image.open(digit_files[name]).convert("L"))[None, :, :, None]
+        served = signature(images=tf.constant(pixels, tf.uint8))
+        assert served["label"].numpy()[0].decode() == predicted["label"], name
+        assert float(served["probability"].numpy()[0]) == pytest.approx(predicted["probability"], abs=1e-5)
+        inverted = signature(images=tf.constant(255 - pixels, tf.uint8))  # light ink on dark: as it is
+        np.testing.assert_allclose(inverted["probabilities"].numpy(), served["probabilities"].numpy(), atol=0.02)
 
 
 def test_settings_that_pass_their_ranges_but_not_their_relations_are_refused(tmp_path):
