@@ -225,7 +225,8 @@ def main(argv=None):
     to_run.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the benchmark's own count)")
     to_run.add_argument("--set", dest="assignments", nargs="*", default=[], metavar="KEY=VALUE")
     to_run.add_argument("--keep", action="store_true", help="evaluate finished seeds again instead of retraining")
-    commands.add_parser("report", help="regenerate the results tables of bench/RESULTS.md and README.md")
+    commands.add_parser("report", help="regenerate the results tables of bench/RESULTS.md and README.md, and "
+                                       "the app pages of docs/apps/")
     to_compare = commands.add_parser("compare", help="two benchmarks (variants) metric by metric, over seeds")
     to_compare.add_argument("first", choices=sorted(protocol.BENCHMARKS))
     to_compare.add_argument("second", choices=sorted(protocol.BENCHMARKS))
@@ -243,3 +244,7 @@ def main(argv=None):
         run(args.name, args.seeds or protocol.BENCHMARKS[args.name]["seeds"], args.assignments, args.keep)
     else:
         print("\n".join(report()) or "tables already up to date")
+        # the app pages show the same figures (docs/apps/<app>.md, scripts/app_pages.py)
+        pages = subprocess.run([sys.executable, str(common.REPO / "scripts" / "app_pages.py")], check=False)
+        if pages.returncode:
+            sys.exit("bench report: scripts/app_pages.py failed")

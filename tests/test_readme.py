@@ -16,7 +16,7 @@ from tests.conftest import REPO
 def _readme_commands() -> list:
     """Each `rnn-apps ...` command in the shell blocks of the README and docs/, as tokens (comments, `&&`
     chains, environment assignments and optional-argument brackets taken apart)."""
-    pages = "\n".join(path.read_text() for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
+    pages = "\n".join(path.read_text() for path in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))])
     blocks = re.findall(r"```bash\n(.*?)```", pages, flags=re.S)
     text = "\n".join(blocks).replace("\\\n", " ")
     commands = []
