@@ -72,7 +72,8 @@ val pieces = tokenise(text, card.tokenisation).take(card.max_length)
 val inputs = card.inputs.keys.associateWith { name -> ids(pieces, name).padEnd(card.max_length, 0) }
 val probabilities = interpreter.runSignature(inputs, "serving_default")["probabilities"]!![0]
 pieces.forEachIndexed { i, piece -> show(piece, tags[argmax(probabilities[i])]) }""",
-    "generating": """var cache = interpreter.runSignature(encoderInputs(raw), "encode")   // charlm: zero states, then the prime
+    "generating": """// charlm: zero states, then the prime read through step; caption: encode_image
+var cache = interpreter.runSignature(encoderInputs(raw), "encode")
 var token = START; val output = mutableListOf<Int>()
 repeat(card.max_output_tokens) {
     val result = interpreter.runSignature(mapOf("token" to intArrayOf(token)) + cache, "decode_step")
