@@ -7,6 +7,8 @@ clients address inputs and outputs by name, so each app's Endpoint sets both.
 import keras
 import tensorflow as tf
 
+from foundation import internals
+
 
 def write(path, endpoints, batch_chunk=None):
     """Endpoints -> SavedModel signatures; with `batch_chunk`, each runs over its batch in chunks."""
@@ -16,6 +18,7 @@ def write(path, endpoints, batch_chunk=None):
             archive.track(obj)
         fn = endpoint.fn if batch_chunk is None else in_chunks(endpoint.fn, endpoint.input_signature, batch_chunk)
         archive.add_endpoint(endpoint.name, fn, input_signature=endpoint.input_signature)
+    internals.save_each_variable_once(archive)  # else every weight is stored (and served) twice
     archive.write_out(str(path), verbose=False)
 
 

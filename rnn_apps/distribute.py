@@ -29,8 +29,8 @@ import contextlib
 import json
 import os
 
+from foundation import internals
 from foundation.errors import UserError
-from rnn_apps import internals
 
 STRATEGIES = ("none", "mirrored", "multi-worker")
 

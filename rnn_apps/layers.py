@@ -8,7 +8,7 @@ form TFLite converts to builtin ops (a dynamic loop becomes tensor-list ops it c
 import keras
 from keras import layers, ops
 
-from rnn_apps import internals
+from foundation import internals
 
 
 @keras.saving.register_keras_serializable(package="rnn_apps")

@@ -1,4 +1,4 @@
-"""The private Keras, TensorFlow and LiteRT APIs this project relies on (rnn_apps/internals.py and
+"""The private Keras, TensorFlow and LiteRT APIs this project relies on (foundation/internals.py and
 export/tflite.op_names), checked against the installed versions: an upgrade that moves or changes
 one fails here, by name, before it fails somewhere inside training or export."""
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rnn_apps import internals
+from foundation import internals
 
 
 def test_keras_rnn_runs_a_step_function_over_time():
@@ -72,3 +72,28 @@ def test_litert_lists_a_models_ops(tmp_path):
     model = keras.Sequential([keras.Input((3,), batch_size=1), keras.layers.Dense(2, activation="tanh")])
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     assert {"FULLY_CONNECTED", "TANH"} <= set(tflite.op_names(converter.convert()))
+
+
+def test_a_saved_model_keeps_each_weight_once(tmp_path):
+    """Keras 3.15's ExportArchive would save every weight twice (`variables/` and `_all_variables/`);
+    export/savedmodel.py drops the first copy, and the reloaded model answers the same."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from export import savedmodel
+    from rnn_apps.app import Endpoint
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1000), keras.layers.Dense(2)])
+    weights = sum(w.size for w in model.get_weights()) * 4
+    endpoint = Endpoint("serving_default", lambda x: {"y": model(x)}, [tf.TensorSpec([None, 3], tf.float32, name="x")],
+                        track=[model])
+    savedmodel.write(tmp_path / "once", [endpoint])
+    stored = tf.train.load_checkpoint(str(tmp_path / "once" / "variables" / "variables"))
+    assert {key.split("/")[0] for key in stored.get_variable_to_shape_map()} == {"_all_variables",
+                                                                                 "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    size = sum(p.stat().st_size for p in (tmp_path / "once" / "variables").iterdir())
+    assert weights <= size < 1.2 * weights  # once, not twice
+    x = np.ones((2, 3), np.float32)
+    served = tf.saved_model.load(str(tmp_path / "once")).signatures["serving_default"](x=tf.constant(x))["y"]
+    np.testing.assert_allclose(served.numpy(), model(x).numpy(), rtol=1e-6)

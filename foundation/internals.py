@@ -59,3 +59,16 @@ def patch_multi_worker_metric_reduction() -> None:
 
     reduce_per_replica.patched_by_rnn_apps = True
     trainer.reduce_per_replica = reduce_per_replica
+
+
+def save_each_variable_once(archive) -> None:
+    """Keras 3.15's ExportArchive saves every weight twice in a SavedModel: as the Keras variables
+    that `track()` lists (`variables/...`) and as the TensorFlow variables its endpoints capture
+    (`_all_variables/...`): twice the disk and twice the memory TF Serving loads. The endpoints
+    need only the second; this empties the first lists before `write_out`. `loaded.variables` is
+    then gone from the reloaded SavedModel (`loaded._all_variables` holds them)."""
+    trackable = archive._tf_trackable  # noqa: SLF001
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        if not isinstance(getattr(trackable, name, None), list):
+            raise AttributeError(f"ExportArchive._tf_trackable.{name} is no longer a list: see foundation/internals.py")
+        setattr(trackable, name, [])
