@@ -22,6 +22,7 @@ import datetime
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -34,6 +35,7 @@ from foundation.errors import ExportError, UserError
 from foundation.files import write_json
 
 MANIFEST = "manifest.json"
+LABEL = re.compile(r"[a-z][a-z0-9_-]{0,63}")  # a TF Serving version label (stable, canary)
 LOCK = ".lock"
 STAGING_PREFIX = ".staging-"
 # The SavedModel's signatures run a request in chunks of this many examples (a tf.while_loop in the
@@ -67,10 +69,17 @@ def read_manifest(root: Path, missing_ok: bool = True) -> dict:
     entries = manifest.get("exports") if isinstance(manifest, dict) else None
     if not isinstance(entries, list) or not all(
             isinstance(e, dict) and isinstance(e.get("model_name"), str) and isinstance(e.get("version"), int)
-            and isinstance(e.get("artefacts"), list) for e in entries):
+            and isinstance(e.get("artefacts"), list) for e in entries) or not _labels_valid(manifest.get("labels", {})):
         raise UserError(f"{path} is damaged (expected {{\"exports\": [...]}} with a model_name, version and "
                         f"artefacts in each entry); restore it or move it away from the export root {root}")
     return manifest
+
+
+def _labels_valid(labels) -> bool:
+    """{"labels": {model: {label: version}}}, optional."""
+    return isinstance(labels, dict) and all(isinstance(versions, dict) and all(isinstance(v, int) for v in
+                                                                              versions.values())
+                                            for versions in labels.values())
 
 
 def next_version(manifest: dict, model_name: str, *folders) -> int:
@@ -139,7 +148,7 @@ def repair(export_root) -> list:
             os.rename(folder, target)
             said.append(f"moved {folder.relative_to(root)}, which the manifest does not list, "
                         f"to {target.relative_to(root)}")
-        serving.write_models_config(root, manifest)
+        serving.write_server_files(root, manifest, SERVING_CHUNK)
     return said
 
 
@@ -178,8 +187,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def set_label(export_root, model_name: str, version: int, label: str) -> dict:
+    """Point `label` (stable, canary, ...) of `model_name` at `version` in the manifest and models.config."""
+    root = Path(export_root)
+    if not LABEL.fullmatch(label):
+        raise UserError(f"--label {label!r}: a label is lower-case letters, digits, - and _, starting with a letter")
+    with locked(root):
+        manifest = read_manifest(root, missing_ok=False)
+        if not any(e["model_name"] == model_name and e["version"] == version and not e.get("pending")
+                   for e in manifest["exports"]):
+            raise UserError(f"{root / MANIFEST} lists no finished version {version} of {model_name!r}")
+        manifest.setdefault("labels", {}).setdefault(model_name, {})[label] = version
+        write_json(root / MANIFEST, manifest)
+        serving.write_server_files(root, manifest, SERVING_CHUNK)
+    return manifest["labels"][model_name]
+
+
 def export_run(run, export_root, model_name=None, parity_examples=None, echo=print,
-               quantize=()) -> dict:
+               quantize=(), label=None) -> dict:
     """Publish `run` as the next version of `model_name`; with `quantize` (modes of
     export.QUANTIZE_MODES), also each mode's .tflite, measured on the test split (export/quantize.py)."""
     app, root = run.app, Path(export_root)
@@ -191,6 +216,8 @@ def export_run(run, export_root, model_name=None, parity_examples=None, echo=pri
     with locked(root):
         read_manifest(root)  # a damaged manifest stops the export before any work
         remove_stale_staging(root)
+    if label is not None and not LABEL.fullmatch(label):
+        raise UserError(f"--label {label!r}: a label is lower-case letters, digits, - and _, starting with a letter")
     staging = root / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     (staging / "tflite").mkdir(parents=True)
     scratch = contextlib.ExitStack()
@@ -273,8 +300,10 @@ def export_run(run, export_root, model_name=None, parity_examples=None, echo=pri
             _publish([(staging / "tflite", tflite_base / str(version)),
                       (staging / "saved_model", serving_base / str(version))])
             manifest["exports"][-1] = entry
+            if label is not None:
+                manifest.setdefault("labels", {}).setdefault(model_name, {})[label] = version
             write_json(root / MANIFEST, manifest)
-            serving.write_models_config(root, manifest)
+            serving.write_server_files(root, manifest, SERVING_CHUNK)
     finally:
         scratch.close()
         shutil.rmtree(staging, ignore_errors=True)

@@ -34,24 +34,52 @@ DOCKER_ROOT = "/models"  # where `docker run -v EXPORT_ROOT:/models tensorflow/s
 
 # --- models.config -------------------------------------------------------------------------------
 
-def models_config(model_names) -> str:
-    """model_config_list for every model: served from DOCKER_ROOT/<name>, the newest version."""
+def models_config(manifest: dict) -> str:
+    """model_config_list for every model of the manifest, served from DOCKER_ROOT/<name>: its newest
+    version; where versions carry labels (`rnn-apps export --label`, `rnn-apps label`), the newest and
+    every labelled one, with `version_labels` so that a client can ask for `stable` or `canary`."""
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 
     config = model_server_config_pb2.ModelServerConfig()
-    for name in sorted(set(model_names)):
+    finished = [e for e in manifest["exports"] if not e.get("pending")]
+    for name in sorted({e["model_name"] for e in finished}):
         entry = config.model_config_list.config.add()
         entry.name, entry.base_path, entry.model_platform = name, f"{DOCKER_ROOT}/{name}", "tensorflow"
-        entry.model_version_policy.latest.num_versions = 1
+        labels = manifest.get("labels", {}).get(name, {})
+        if not labels:
+            entry.model_version_policy.latest.num_versions = 1
+            continue
+        newest = max(e["version"] for e in finished if e["model_name"] == name)
+        entry.model_version_policy.specific.versions.extend(sorted({newest, *labels.values()}))
+        for label, version in sorted(labels.items()):
+            entry.version_labels[label] = version
     return text_format.MessageToString(config)
 
 
-def write_models_config(root: Path, manifest: dict):
-    """ROOT/models.config for every model the manifest lists (written atomically, under the
-    exporter's lock, so re-exporting one model keeps the others)."""
+BATCHING_FILE = "batching_parameters.txt"
 
-    write_text(Path(root) / CONFIG_FILE, models_config(e["model_name"] for e in manifest["exports"]))
+
+def batching_parameters(max_batch: int) -> str:
+    """TF Serving's BatchingParameters (--enable_batching --batching_parameters_file): batches up to
+    `max_batch` examples (the signatures' own chunk: one batch, one pass of the chunk loop), padded to
+    an allowed size that includes the warmup requests' EXAMPLES rows, so warmup compiles what traffic
+    runs; variable-length inputs padded (frames with their `lengths`; see docs/deployment.md for
+    `tag_tokens`)."""
+    sizes = sorted({EXAMPLES, 8, 32, 128, max_batch})
+    return (f"max_batch_size {{ value: {max_batch} }}\n"
+            "batch_timeout_micros { value: 2000 }\n"
+            "max_enqueued_batches { value: 100 }\n"
+            "num_batch_threads { value: 2 }\n"
+            + "".join(f"allowed_batch_sizes: {size}\n" for size in sizes)
+            + "pad_variable_length_inputs: true\n")
+
+
+def write_server_files(root: Path, manifest: dict, max_batch: int):
+    """ROOT/models.config for every model the manifest lists, and ROOT/batching_parameters.txt
+    (written atomically, under the exporter's lock, so re-exporting one model keeps the others)."""
+    write_text(Path(root) / CONFIG_FILE, models_config(manifest))
+    write_text(Path(root) / BATCHING_FILE, batching_parameters(max_batch))
 
 
 # --- requests ------------------------------------------------------------------------------------

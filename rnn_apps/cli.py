@@ -308,7 +308,9 @@ def report(run_dir, out_path, limit):
               help="Also write the .tflite in this mode (repeat the option, or 'all'), each measured on the "
                    "test split; the model card names the smallest file within the app's quality bound.")
 @click.option("--member", help="Export one member of an ensemble run: its index, or 'best' (on validation).")
-def export_cmd(run_dir, export_root, model_name, quantize, member):
+@click.option("--label", help="A TF Serving version label for the new version (stable, canary): models.config "
+              "serves it under that name.")
+def export_cmd(run_dir, export_root, model_name, quantize, member, label):
     """Write a new version of RUN_DIR as SavedModel + TFLite, parity-checked, listed in manifest.json."""
     modes = QUANTIZE_MODES if "all" in quantize else tuple(m for m in QUANTIZE_MODES if m in quantize)
     if member is not None and member != "best" and not member.isdigit():
@@ -319,7 +321,21 @@ def export_cmd(run_dir, export_root, model_name, quantize, member):
     run = Run(run_dir)
     if member is not None:
         run = run.member(member if member == "best" else int(member))
-    exporter.export_run(run, export_root, model_name, echo=click.echo, quantize=modes)
+    exporter.export_run(run, export_root, model_name, echo=click.echo, quantize=modes, label=label)
+
+
+@main.command()
+@click.argument("export_root", type=click.Path(file_okay=False))
+@click.argument("label")
+@click.option("--name", "model_name", required=True, help="Model name in EXPORT_ROOT.")
+@click.option("--version", "version", type=int, required=True, help="The version the label points to.")
+def label(export_root, label, model_name, version):
+    """Point a TF Serving version LABEL (stable, canary) of a model at one of its versions, e.g. to
+    promote the canary: models.config serves every labelled version and names it."""
+    from export import exporter
+
+    labels = exporter.set_label(export_root, model_name, version, label)
+    click.echo(f"{model_name}: " + ", ".join(f"{k} -> version {v}" for k, v in sorted(labels.items())))
 
 
 @main.command()

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from export import serving
 from rnn_apps import registry
+from tests.test_cli import assert_one_line_error, invoke
 
 APPS = registry.names()
 
@@ -72,8 +73,9 @@ def test_every_signature_has_warmup_records_and_rest_examples_that_reproduce(nam
 def test_models_config_lists_every_model_of_the_manifest_once(tmp_path):
     """The exporter rewrites models.config from the whole manifest under its lock: re-exporting one
     model keeps the others' entries."""
-    manifest = {"exports": [{"model_name": "digits"}, {"model_name": "sentiment"}, {"model_name": "digits"}]}
-    serving.write_models_config(tmp_path, manifest)
+    manifest = {"exports": [{"model_name": "digits", "version": 1}, {"model_name": "sentiment", "version": 1},
+                            {"model_name": "digits", "version": 2}]}
+    serving.write_server_files(tmp_path, manifest, 256)
     config = parse_config(tmp_path / serving.CONFIG_FILE).model_config_list.config
     assert [(c.name, c.base_path) for c in config] == [("digits", "/models/digits"), ("sentiment", "/models/sentiment")]
     assert not list(tmp_path.glob("*.tmp"))
@@ -112,3 +114,53 @@ def test_saved_model_cli_shows_and_runs_the_export(name, tiny_export, tmp_path):
     assert ran.returncode == 0, ran.stderr[-2000:]
     first_output = sorted(example["outputs_response"]["outputs"])[0]
     assert f"Result for output key {first_output}" in ran.stdout
+
+
+def test_version_labels_serve_every_labelled_version_by_name(tiny_run, tmp_path):
+    """`export --label canary` and `rnn-apps label` give models.config version_labels (read back with
+    tensorflow-serving-api's ModelServerConfig) and a version policy that loads each labelled version,
+    so TF Serving needs no --allow_version_labels_for_unavailable_models."""
+    root = tmp_path / "exports"
+    for label in ("stable", "canary"):
+        result = invoke("export", tiny_run("digits").dir, "--out", root, "--label", label)
+        assert result.exit_code == 0, result.output
+    invoke("export", tiny_run("digits").dir, "--out", root)  # version 3, unlabelled: served as the newest
+    config = parse_config(root / serving.CONFIG_FILE).model_config_list.config[0]
+    assert dict(config.version_labels) == {"stable": 1, "canary": 2}
+    assert list(config.model_version_policy.specific.versions) == [1, 2, 3]
+    promoted = invoke("label", root, "stable", "--name", "digits", "--version", "2")
+    assert promoted.exit_code == 0 and "stable -> version 2" in promoted.output
+    config = parse_config(root / serving.CONFIG_FILE).model_config_list.config[0]
+    assert dict(config.version_labels) == {"stable": 2, "canary": 2}
+    assert list(config.model_version_policy.specific.versions) == [2, 3]
+    assert_one_line_error(invoke("label", root, "stable", "--name", "digits", "--version", "9"),
+                          "lists no finished version 9 of 'digits'")
+    assert_one_line_error(invoke("label", root, "Stable!", "--name", "digits", "--version", "1"), "a label is")
+
+
+def test_batching_parameters_parse_as_tf_servings_batching_parameters(tmp_path):
+    """batching_parameters.txt, read with BatchingParameters' fields as session_bundle_config.proto
+    declares them (that proto is not in tensorflow-serving-api's wheel, so its fields are declared
+    here): batches up to the signatures' chunk, sizes that include the warmup's."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+
+    from export import exporter
+
+    proto = descriptor_pb2.FileDescriptorProto(name="batching_check.proto", package="check",
+                                               dependency=["google/protobuf/wrappers.proto"])
+    message = proto.message_type.add(name="BatchingParameters")
+    for number, (name, kind) in enumerate([("max_batch_size", "Int64Value"), ("batch_timeout_micros", "Int64Value"),
+                                           ("thread_pool_name", "StringValue"), ("num_batch_threads", "Int64Value"),
+                                           ("max_enqueued_batches", "Int64Value")], 1):
+        message.field.add(name=name, number=number, type=11, type_name=f".google.protobuf.{kind}", label=1)
+    message.field.add(name="allowed_batch_sizes", number=6, type=3, label=3)
+    message.field.add(name="pad_variable_length_inputs", number=7, type=8, label=1)
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(proto)
+    parameters = message_factory.GetMessageClass(pool.FindMessageTypeByName("check.BatchingParameters"))()
+    serving.write_server_files(tmp_path, {"exports": []}, exporter.SERVING_CHUNK)
+    text_format.Parse((tmp_path / serving.BATCHING_FILE).read_text(), parameters)
+    assert parameters.max_batch_size.value == exporter.SERVING_CHUNK
+    assert list(parameters.allowed_batch_sizes)[-1] == exporter.SERVING_CHUNK  # TF Serving requires it last
+    assert serving.EXAMPLES in parameters.allowed_batch_sizes and parameters.pad_variable_length_inputs
