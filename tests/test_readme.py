@@ -21,6 +21,8 @@ def _readme_commands() -> list:
     text = "\n".join(blocks).replace("\\\n", " ")
     commands = []
     for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue  # a comment line: prose, not a command
         line = line.split(" # ")[0].split("   #")[0]
         for part in line.split("&&"):
             tokens = shlex.split(part.replace("--[no-]", "--").replace("[", " ").replace("]", " "))
