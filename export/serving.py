@@ -28,6 +28,7 @@ from foundation.files import write_text
 CONFIG_FILE = "models.config"
 WARMUP_FILE = "tf_serving_warmup_requests"
 REST_FILE, GRPC_FILE = "rest_examples.json", "grpc_client.py"
+REQUESTS_DIR = "requests"  # one request body per signature and form, as curl posts it
 EXAMPLES = 2  # rows per request
 DOCKER_ROOT = "/models"  # where `docker run -v EXPORT_ROOT:/models tensorflow/serving` sees the root
 
@@ -159,6 +160,14 @@ def write_examples(saved_model_dir: Path, model_name: str, requests: list, respo
     examples = [rest_example(model_name, signature, inputs, outputs)
                 for (signature, inputs), outputs in zip(requests, responses, strict=True)]
     (extra / REST_FILE).write_text(json.dumps(examples, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    # Each request body as a client posts it (`curl -d @requests/serving_default.instances.json URL`):
+    # no wrapper to take apart first.
+    (extra / REQUESTS_DIR).mkdir(exist_ok=True)
+    for example in examples:
+        for form in ("instances", "inputs"):
+            if example[f"{form}_request"] is not None:
+                (extra / REQUESTS_DIR / f"{example['signature_name']}.{form}.json").write_text(
+                    json.dumps(example[f"{form}_request"], ensure_ascii=False) + "\n", encoding="utf-8")
     signature, inputs = requests[0]
     (extra / GRPC_FILE).write_text(grpc_client(model_name, signature, inputs), encoding="utf-8")
 

@@ -60,6 +60,9 @@ def test_every_signature_has_warmup_records_and_rest_examples_that_reproduce(nam
                 assert form == "instances" and example["why_no_instances"]
                 continue
             assert body["signature_name"] == example["signature_name"]
+            # the same body, ready for `curl -d @file`
+            posted = saved_model / "assets.extra" / serving.REQUESTS_DIR / f"{example['signature_name']}.{form}.json"
+            assert json.loads(posted.read_text(encoding="utf-8")) == body
             inputs = serving.decode_request(json.loads(json.dumps(body)), specs)
             outputs = loaded.signatures[example["signature_name"]](
                 **{k: tf.constant(v, dtype=specs[k]["dtype"]) for k, v in inputs.items()})
