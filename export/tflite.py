@@ -34,7 +34,7 @@ def convert(endpoints, mode: str = "none", calibration: dict | None = None) -> b
     {signature: [inputs at batch 1, ...]}."""
     names = [endpoint.name for endpoint in endpoints]
     with tempfile.TemporaryDirectory() as tmp:
-        savedmodel.write(tmp, endpoints)
+        savedmodel.write(tmp, [at_batch_one(endpoint) for endpoint in endpoints])
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=names)
         # Builtins only: select-TF (Flex) ops do not run in ai_edge_litert or on a stock phone runtime.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -54,6 +54,16 @@ def convert(endpoints, mode: str = "none", calibration: dict | None = None) -> b
                 # MLIR passes write theirs to the process's stderr, not into the exception.
                 errors = "\n".join(line for line in log() if "error:" in line)
                 raise ExportError(f"TFLite conversion of signatures {names} ({mode}) failed:\n{e}\n{errors}") from e
+
+
+def at_batch_one(endpoint):
+    """The endpoint with every batch dimension (a leading None) fixed to 1: a phone runs one example
+    at a time, the model cards say [1, ...], and a GPU delegate takes static shapes only."""
+    import dataclasses
+
+    specs = [tf.TensorSpec([1, *spec.shape[1:]], spec.dtype, name=spec.name)
+             if spec.shape.rank and spec.shape[0] is None else spec for spec in endpoint.input_signature]
+    return dataclasses.replace(endpoint, input_signature=specs)
 
 
 @contextlib.contextmanager
