@@ -104,6 +104,10 @@ def test_export_parity_and_builtin_only_tflite(name, tiny_export):
     assert "serving_default" in saved_model["signatures"]
     for artefact in (a for a in entry["artefacts"] if a["kind"] == "tflite"):
         assert artefact["ops"] and not tflite.forbidden_ops(artefact["ops"])
+        # static shapes, batch 1, as the cards say and a GPU delegate needs
+        shapes = [spec["shape"] for signature in artefact["signatures"].values()
+                  for spec in signature["inputs"].values()]
+        assert shapes and all(shape and shape[0] == 1 and -1 not in shape for shape in shapes), shapes
         assert tflite.forbidden_ops(artefact["ops"] + ["FlexStringSplit", "VAR_HANDLE"]) == ["FlexStringSplit",
                                                                                               "VAR_HANDLE"]
         assert (root / artefact["path"]).stat().st_size > 0
