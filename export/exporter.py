@@ -187,11 +187,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def check_label(label: str):
+    if not LABEL.fullmatch(label):
+        raise UserError(f"--label {label!r}: a label is lower-case letters, digits, - and _, starting with a letter")
+
+
 def set_label(export_root, model_name: str, version: int, label: str) -> dict:
     """Point `label` (stable, canary, ...) of `model_name` at `version` in the manifest and models.config."""
     root = Path(export_root)
-    if not LABEL.fullmatch(label):
-        raise UserError(f"--label {label!r}: a label is lower-case letters, digits, - and _, starting with a letter")
+    check_label(label)
     with locked(root):
         manifest = read_manifest(root, missing_ok=False)
         if not any(e["model_name"] == model_name and e["version"] == version and not e.get("pending")
@@ -216,8 +220,8 @@ def export_run(run, export_root, model_name=None, parity_examples=None, echo=pri
     with locked(root):
         read_manifest(root)  # a damaged manifest stops the export before any work
         remove_stale_staging(root)
-    if label is not None and not LABEL.fullmatch(label):
-        raise UserError(f"--label {label!r}: a label is lower-case letters, digits, - and _, starting with a letter")
+    if label is not None:
+        check_label(label)
     staging = root / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     (staging / "tflite").mkdir(parents=True)
     scratch = contextlib.ExitStack()
