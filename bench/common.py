@@ -148,3 +148,16 @@ def default_architecture_exports(root: Path) -> Path:
 def exports_root(path) -> Path:
     """--exports PATH (apps missing there are trained and exported into it), else a fresh folder."""
     return default_architecture_exports(Path(path) if path else Path(tempfile.mkdtemp(prefix="bench_exports_")))
+
+
+def measure_in_fresh_process(code: str, batch: int, *args) -> dict:
+    """Run `code` (a script printing one JSON object) in a new Python process with `args`: a memory
+    measurement starts from a process that has loaded nothing else. -> {"batch", **printed} or the
+    failure's exit code and last stderr line."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if done.returncode:
+        return {"batch": batch, "failed": done.returncode, "stderr": done.stderr.strip().splitlines()[-1:]}
+    return {"batch": batch, **json.loads(done.stdout)}

@@ -15,10 +15,6 @@ Writes bench/results/serving_memory.json.
 """
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 
 import common
 
@@ -47,11 +43,7 @@ print(json.dumps({"rss_mb": loaded // 1024, "peak_mb": peak // 1024, "growth_mb"
 
 
 def measure(path, name: str, n: int) -> dict:
-    done = subprocess.run([sys.executable, "-c", MEASURE, str(path), name, str(n)], capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    if done.returncode:
-        return {"batch": n, "failed": done.returncode, "stderr": done.stderr.strip().splitlines()[-1:]}
-    return {"batch": n, **json.loads(done.stdout)}
+    return common.measure_in_fresh_process(MEASURE, n, path, name, n)
 
 
 def main():

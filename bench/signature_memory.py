@@ -23,9 +23,6 @@ on little data (bench/common.py QUICK_TRAINING). Writes bench/results/signature_
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 
 import common
@@ -79,11 +76,7 @@ print(json.dumps({"rss_mb": loaded // 1024, "peak_mb": peak // 1024, "growth_mb"
 
 
 def measure(path, signature: str, n: int, specs: dict) -> dict:
-    done = subprocess.run([sys.executable, "-c", MEASURE, str(path), signature, str(n), json.dumps(specs)],
-                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    if done.returncode:
-        return {"batch": n, "failed": done.returncode, "stderr": done.stderr.strip().splitlines()[-1:]}
-    return {"batch": n, **json.loads(done.stdout)}
+    return common.measure_in_fresh_process(MEASURE, n, path, signature, n, json.dumps(specs))
 
 
 def main():
