@@ -95,6 +95,15 @@ def token_ids(layer: layers.TextVectorization, texts, max_length: int) -> tf.Rag
     return ragged_ids(layer, texts)[:, :max_length]
 
 
+def truncated(layer: layers.TextVectorization, texts, max_length: int) -> tf.Tensor:
+    """bool [batch]: the text holds more than `max_length` tokens (or more bytes than `token_ids`
+    reads), so the model does not read its tail: what a signature reports instead of cutting silently."""
+    texts = tf.convert_to_tensor(texts, tf.string)
+    cut = MAX_BYTES_PER_TOKEN * max_length
+    counted = ragged_ids(layer, tf.strings.substr(texts, 0, cut + 1)).row_lengths()
+    return (counted > max_length) | (tf.strings.length(texts) > cut)
+
+
 def padded_ids(layer: layers.TextVectorization, texts, max_length: int) -> np.ndarray:
     """A batch of strings -> int32 ids [batch, max_length], right-padded with PADDING_ID: the
     fixed-length input the TFLite model takes."""

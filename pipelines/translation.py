@@ -175,15 +175,6 @@ def token_ids(layer: layers.TextVectorization, texts, max_length: int) -> tf.Rag
     return ragged_ids(layer, texts)[:, :max_length]
 
 
-def truncated(layer: layers.TextVectorization, texts, max_length: int) -> tf.Tensor:
-    """bool [batch]: the text holds more than `max_length` tokens (or more bytes than `token_ids`
-    reads), so its tail is not translated."""
-    texts = tf.convert_to_tensor(texts, tf.string)
-    cut = MAX_BYTES_PER_TOKEN * max_length
-    counted = ragged_ids(layer, tf.strings.substr(texts, 0, cut + 1)).row_lengths()
-    return (counted > max_length) | (tf.strings.length(texts) > cut)
-
-
 def detokenize(tokens: tf.Tensor, language: str) -> tf.Tensor:
     """Token strings [batch, time] ("" for padding) -> one string per row."""
     if is_character_level(language):

@@ -376,3 +376,21 @@ def test_predict_reads_stdin_in_chunks_and_traces_once(tiny_run, monkeypatch):
     assert chunks == [cli.PREDICT_CHUNK, cli.PREDICT_CHUNK, 3] and traces == [("label", True)]
     printed = result.stdout.strip("\n").split("\n")
     assert len(printed) == 2 * cli.PREDICT_CHUNK + 3 and printed[-1].startswith("line/") and " 514/" in printed[-1]
+
+
+def test_sentiment_says_when_it_read_only_the_first_max_length_tokens(tiny_export, tiny_run):
+    """A review longer than max_length tokens is classified on its first max_length (issue 30: say
+    so): the SavedModel returns `truncated`, predict adds a note; the short one is not flagged."""
+    import tensorflow as tf
+
+    run = tiny_run("sentiment")
+    length = run.config["max_length"]
+    long, short = " ".join(["good"] * (length + 3)), " ".join(["good"] * length)
+    root, _ = tiny_export("sentiment")
+    served = tf.saved_model.load(str(root / "sentiment" / "1")).signatures["serving_default"](
+        text=tf.constant([long, short, "", "x" * 100_000]))
+    assert served["truncated"].numpy().tolist() == [True, False, False, True]
+    rows = [json.loads(line) for line in invoke("predict", run.dir, long, short, "--json").stdout.splitlines()]
+    assert [r["truncated"] for r in rows] == [True, False]
+    said = invoke("predict", run.dir, long, short).stdout.strip("\n").split("\n")
+    assert said[0].endswith("[cut: only the first max_length tokens were read]") and "[cut" not in said[1]

@@ -205,14 +205,19 @@ class Sentiment(ClassifierApp):
 
     def predict(self, run, inputs):
         probabilities = run.model.predict(self._padded_ids(run, inputs), verbose=0) if inputs else []
-        return prediction_rows(inputs, probabilities, run.label_names)
+        rows = prediction_rows(inputs, probabilities, run.label_names)
+        cut = text.truncated(run.preprocessing.vectorizer, list(inputs), run.config["max_length"]).numpy() \
+            if inputs else []
+        return [{**row, "truncated": bool(was_cut)} for row, was_cut in zip(rows, cut, strict=True)]
 
     def serving(self, run):
         vectorizer, model, length = run.preprocessing.vectorizer, run.model, run.config["max_length"]
 
         def classify_text(text_batch):
             ids = text.token_ids(vectorizer, text_batch, length).to_tensor(shape=[None, length])
-            return classification_outputs(model(tf.cast(ids, tf.int32), training=False), run.label_names)
+            return {**classification_outputs(model(tf.cast(ids, tf.int32), training=False), run.label_names),
+                    # more than max_length tokens: the tail was not read (said, not dropped silently)
+                    "truncated": text.truncated(vectorizer, text_batch, length)}
 
         return [Endpoint("serving_default", classify_text, [tf.TensorSpec([None], tf.string, name="text")],
                          track=[vectorizer, model])]

@@ -44,6 +44,7 @@ from keras import layers
 from export import step_loop
 from foundation.errors import UserError
 from pipelines import batching, translation
+from pipelines import text as text_lib
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
@@ -291,7 +292,7 @@ class Translate(App):
             return {"translation": translation.detokenize(tokens, preprocessing.target_language),
                     "token_ids": token_ids, "lengths": lengths,
                     # the source's tail past source_length tokens was not read: say so, not translate it silently
-                    "source_truncated": translation.truncated(preprocessing.source, text, config["source_length"])}
+                    "source_truncated": text_lib.truncated(preprocessing.source, text, config["source_length"])}
 
         return translate_text, [model, preprocessing.source]
 

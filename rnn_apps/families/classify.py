@@ -37,7 +37,8 @@ class ClassifierApp(App):
         return rows
 
     def format_prediction(self, row):
-        return f"{row['label']}\t{row['probability']:.4f}\t{row['input']}"
+        cut = "\t[cut: only the first max_length tokens were read]" if row.get("truncated") else ""
+        return f"{row['label']}\t{row['probability']:.4f}\t{row['input']}{cut}"
 
     def format_query(self, row):
         served, phone = row["saved_model"], row["tflite"]
