@@ -161,6 +161,29 @@ def _shown(metric: str, stats: dict) -> str:
     return f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}"
 
 
+def verdict(result: dict) -> str:
+    """Whether the test means meet the benchmark's target ("met", "missed"), and, where every metric
+    of the target has a bootstrap interval, whether its whole interval does ("met with confidence")."""
+    target = result.get("target")
+    if not target:
+        return ""
+    tests = {metric: stats["test"] for metric, stats in result["summary"].items() if stats.get("test")}
+
+    def holds(values: dict):
+        try:
+            return bool(eval(target, {"__builtins__": {}}, values))  # noqa: S307 (protocol.py's own strings)
+        except Exception:  # a target in words ("cider above the nearest neighbour's")
+            return None
+
+    on_mean = holds({m: t["mean"] for m, t in tests.items()})
+    if on_mean is None:
+        return "see RESULTS.md"
+    ends = [{m: (t["bootstrap95"][i] if t.get("bootstrap95") else None) for m, t in tests.items()} for i in (0, 1)]
+    sure = all(v is not None for end in ends for m, v in end.items() if m in target) and \
+        holds(ends[0]) and holds(ends[1])
+    return ("met with confidence" if sure else "met on the mean") if on_mean else "missed"
+
+
 def _interval(metric: str, stats: dict) -> str:
     """The test set's bootstrap interval of the mean over seeds; "—" where the seeds read different
     test examples (frames) or the metric is not a ratio over examples (BLEU, CIDEr, nats)."""
@@ -181,13 +204,13 @@ def protocol_result(name: str) -> dict | None:
 def table() -> str:
     """The markdown table of every benchmark's protocol result (or that it has none yet)."""
     rows = ["| benchmark | metric | validation (mean ± sd) | test (mean ± sd) | test 95% bootstrap | seeds | "
-            "training a seed | target | commit, date, CPU |", "|---|---|---|---|---|---|---|---|---|"]
+            "training a seed | target | on test | commit, date, CPU |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, benchmark in protocol.BENCHMARKS.items():
         result = protocol_result(name)
         if result is None:
             rows.append(f"| `{name}` | {', '.join(benchmark['metrics'])} | not measured under the protocol yet "
                         "| | | | | "
-                        f"{benchmark.get('target', '')} | `python -m bench run {name}` |")
+                        f"{benchmark.get('target', '')} | | `python -m bench run {name}` |")
             continue
         minutes = statistics.fmean(r["train_seconds"] for r in result["seeds"]) / 60
         where = f"{result['commit']}, {result['date']}, {result.get('cpu', {}).get('model', '?')}"
@@ -198,7 +221,7 @@ def table() -> str:
                         f"{_shown(metric, stats['test'])} | {_interval(metric, stats['test'])} | "
                         f"{len(result['seeds']) if first else ''} | "
                         f"{f'{minutes:.1f} min' if first else ''} | {result.get('target') or '' if first else ''} | "
-                        f"{where if first else ''} |")
+                        f"{verdict(result) if first else ''} | {where if first else ''} |")
     return "\n".join(rows)
 
 

@@ -145,3 +145,16 @@ def test_compare_says_differ_only_where_the_interval_excludes_zero(tmp_path, mon
     assert lines[1].startswith("falling_recall (validation)") and lines[1].endswith("no difference shown")
     with pytest.raises(SystemExit, match="no result under the protocol for digits"):
         runner.compare("frames", "digits")
+
+
+def test_the_verdict_reads_the_target_on_the_test_means_and_intervals():
+    def result(target, mean, interval=None, metric="accuracy"):
+        return {"target": target, "summary": {metric: {"test": {"mean": mean, "bootstrap95": interval}}}}
+
+    assert runner.verdict(result("accuracy >= 0.98", 0.988, [0.983, 0.992])) == "met with confidence"
+    assert runner.verdict(result("accuracy >= 0.98", 0.988, [0.975, 0.995])) == "met on the mean"
+    assert runner.verdict(result("accuracy >= 0.98", 0.988)) == "met on the mean"  # no interval: no confidence
+    assert runner.verdict(result("accuracy >= 0.98", 0.97, [0.96, 0.985])) == "missed"
+    assert runner.verdict(result("nats_per_char <= 1.45", 1.44, None, "nats_per_char")) == "met on the mean"
+    assert runner.verdict(result("cider above the nearest neighbour's", 1.0)) == "see RESULTS.md"
+    assert runner.verdict({"target": None, "summary": {}}) == ""
