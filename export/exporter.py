@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from export import parity, savedmodel, serving, tflite
+from export import metadata, parity, savedmodel, serving, tflite
 from export import quantize as quantization
 from foundation import progress
 from foundation.errors import ExportError, UserError
@@ -224,6 +224,7 @@ def export_run(run, export_root, model_name=None, parity_examples=None, echo=pri
         check_label(label)
     staging = root / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     (staging / "tflite").mkdir(parents=True)
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     scratch = contextlib.ExitStack()
     try:
         scratch.enter_context(scratch_in(staging / "scratch"))
@@ -273,9 +274,16 @@ def export_run(run, export_root, model_name=None, parity_examples=None, echo=pri
             measured = quantization.measure(app, run, model, staging / "tflite", quantize or ("none",), test, echo)
             measured["examples_from"] = "the test split" if quantize else "the test examples stored with the run"
             card = write_card(staging / "tflite", model, measured, run)
+            # the files beside it, the final card among them, also inside each .tflite (TFLite metadata)
+            shipped = {name: (staging / "tflite" / name).read_text(encoding="utf-8") for name in model.assets}
             for row in measured["modes"]:
                 if row["available"]:
                     file = staging / "tflite" / row["file"]
+                    ops = tflite.op_names(file)
+                    metadata.attach(file, shipped, version=created)
+                    if tflite.op_names(file) != ops:  # the graph itself must come out as it went in
+                        raise ExportError(f"{row['file']}: writing its metadata changed its ops; nothing published")
+                    tflite.interpreter(file)  # and LiteRT still loads it
                     artefacts.append({"kind": "tflite", "file": row["file"], "quantization": row["mode"],
                                       "default": row["file"] == card["default_file"],
                                       "signatures": card["signature_specs"][row["file"]],
@@ -293,7 +301,7 @@ def export_run(run, export_root, model_name=None, parity_examples=None, echo=pri
                     f"tflite/{model_name}/{version}/{file}"
             entry = {
                 "model_name": model_name, "version": version, "app": app.name, "run_dir": str(run.dir.resolve()),
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "created": created,
                 "artefacts": artefacts, "parity": report,
             }
             entry["quantization"] = quality

@@ -72,3 +72,25 @@ def save_each_variable_once(archive) -> None:
         if not isinstance(getattr(trackable, name, None), list):
             raise AttributeError(f"ExportArchive._tf_trackable.{name} is no longer a list: see foundation/internals.py")
         setattr(trackable, name, [])
+
+
+def tflite_metadata_schema():
+    """The TFLite Metadata schema's generated flatbuffer classes (metadata_schema.fbs), as the
+    `mediapipe` 1.x wheel ships them in mediapipe/tasks/metadata/. Loaded from that file alone:
+    importing the `mediapipe` package runs its whole start-up (OpenCV and more, seconds), and its
+    own metadata writers do not import in 1.x. The module needs only `flatbuffers`."""
+    import importlib.util
+    import os
+    import sys
+
+    name = "rnn_apps_tflite_metadata_schema"
+    if name not in sys.modules:
+        found = importlib.util.find_spec("mediapipe")
+        if found is None or found.origin is None:
+            raise ImportError("mediapipe is not installed: the TFLite Metadata schema comes from its wheel")
+        path = os.path.join(os.path.dirname(found.origin), "tasks", "metadata", "metadata_schema_py_generated.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]

@@ -113,6 +113,18 @@ def test_export_parity_and_builtin_only_tflite(name, tiny_export):
         assert (root / artefact["path"]).stat().st_size > 0
         for asset in artefact["assets"]:
             assert (root / artefact["path"]).with_name(asset).exists()
+        # TFLite metadata inside the file, read back as a client would: names, the tensors of its first
+        # signature by their signature names, and the files beside it packed in
+        from export import metadata
+
+        meta, packed = metadata.read(root / artefact["path"])
+        assert meta.name.decode() == f"rnn_apps {registry.get(name).name}" and meta.author == b"rnn_apps"
+        graph = meta.subgraphMetadata[0]
+        first = next(iter(artefact["signatures"].values()))
+        assert sorted(t.name.decode() for t in graph.inputTensorMetadata) == sorted(first["inputs"])
+        assert sorted(t.name.decode() for t in graph.outputTensorMetadata) == sorted(first["outputs"])
+        assert sorted(packed) == sorted(artefact["assets"])
+        assert packed["model_card.json"] == (root / artefact["path"]).with_name("model_card.json").read_text()
         # every model card states the file's specs and its measured quality (the app's own metric)
         card = json.loads((root / artefact["path"]).with_name("model_card.json").read_text())
         file = Path(artefact["path"]).name

@@ -97,3 +97,11 @@ def test_a_saved_model_keeps_each_weight_once(tmp_path):
     x = np.ones((2, 3), np.float32)
     served = tf.saved_model.load(str(tmp_path / "once")).signatures["serving_default"](x=tf.constant(x))["y"]
     np.testing.assert_allclose(served.numpy(), model(x).numpy(), rtol=1e-6)
+
+
+def test_the_tflite_metadata_schema_loads_from_the_mediapipe_wheel():
+    schema = internals.tflite_metadata_schema()
+    meta = schema.ModelMetadataT()
+    meta.name = "x"
+    assert {"AssociatedFileT", "TensorMetadataT", "SubGraphMetadataT"} <= set(dir(schema))
+    assert schema.AssociatedFileType.TENSOR_AXIS_LABELS != schema.AssociatedFileType.VOCABULARY

@@ -1,0 +1,135 @@
+"""TFLite metadata inside every .tflite: what Android Studio's ML Model Binding, MediaPipe Tasks and
+the LiteRT support library read, so that the files a phone app needs travel in the model itself.
+
+Written with the TFLite Metadata schema's generated flatbuffer classes (`metadata_schema.fbs`, as
+the `mediapipe` wheel ships them: its own metadata writers do not import in mediapipe 1.x, see
+foundation/internals.py) and TensorFlow's generated TFLite schema:
+  - a `TFLITE_METADATA` buffer: the model's name, description (the app's task and topology, from
+    the model card), version, author and licence; per input and output tensor of the first
+    signature its name and what it means (from the card); the associated files;
+  - the associated files (vocabularies, label lists, the model card) zipped onto the end of the
+    file, as the TFLite Metadata populator does: the .tflite is also a zip archive of them.
+Reading it back (`read`) uses the same classes; tests/test_contract.py does it for every app.
+"""
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import flatbuffers
+import numpy as np
+
+from foundation import internals
+
+METADATA_NAME = "TFLITE_METADATA"
+METADATA_IDENTIFIER = b"M001"  # metadata_schema.fbs's file_identifier
+MODEL_IDENTIFIER = b"TFL3"
+LABEL_FILES = ("labels.txt", "tags.txt")  # one name per output class: TENSOR_AXIS_LABELS
+
+
+def attach(path: Path, assets: dict, version: str):
+    """Write the metadata and `assets` ({file name: text}, the model card among them) into the .tflite
+    at `path`, replacing any metadata it held."""
+    from tensorflow.lite.python import schema_py_generated as tflite_schema
+
+    path = Path(path)
+    card = json.loads(assets.get("model_card.json", "{}"))
+    model = tflite_schema.ModelT.InitFromObj(tflite_schema.Model.GetRootAsModel(path.read_bytes(), 0))
+    buffer = tflite_schema.BufferT()
+    buffer.data = np.frombuffer(_metadata(model, card, assets, version), np.uint8)
+    model.buffers.append(buffer)
+    entry = tflite_schema.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if _name(m.name) != METADATA_NAME] + [entry]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=MODEL_IDENTIFIER)
+    packed = io.BytesIO(bytes(builder.Output()))
+    packed.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(packed, "a") as archive:  # appended after the flatbuffer, as the populator does
+        for name, text in sorted(assets.items()):
+            archive.writestr(name, text)
+    path.write_bytes(packed.getvalue())
+
+
+def _metadata(model, card: dict, assets: dict, version: str) -> bytes:
+    schema = internals.tflite_metadata_schema()
+    # The first signature's subgraph (a decoder's `encode`; the classifier's serving_default): metadata
+    # describes one subgraph's tensors in its own order; the others are named in the description.
+    signature = model.signatureDefs[0] if model.signatureDefs else None
+    subgraph = model.subgraphs[signature.subgraphIndex if signature else 0]
+    meta = schema.ModelMetadataT()
+    meta.name = f"rnn_apps {card.get('app', '')}".strip()
+    meta.description = (f"{card.get('task', '')} ({card.get('topology', '')}), a Keras SimpleRNN exported by "
+                        "rnn_apps with builtin ops only. model_card.json (an associated file) says how to build "
+                        "the inputs and read the outputs; signatures: "
+                        + ", ".join(_name(s.signatureKey) for s in (model.signatureDefs or [])))
+    meta.version = version
+    meta.author = "rnn_apps"
+    meta.license = "Apache-2.0 (the code); the training data's own licence: its SOURCE.md"
+    described = {**card.get("inputs", {}), **card.get("outputs", {})}
+    if isinstance(card.get("input"), dict):
+        described[card["input"].get("name", "")] = card["input"].get("layout") or card["input"].get("padding", "")
+
+    def tensors(indices):
+        out = []
+        for index in indices:
+            tensor = schema.TensorMetadataT()
+            tensor.name = _signature_name(signature, subgraph, index)
+            tensor.description = str(described.get(tensor.name, ""))
+            files = [_file(schema, name) for name in assets if name in LABEL_FILES] \
+                if "probabilit" in tensor.name else []
+            tensor.associatedFiles = files or None
+            out.append(tensor)
+        return out
+
+    graph = schema.SubGraphMetadataT()
+    graph.name = _name(signature.signatureKey) if signature else "main"
+    graph.inputTensorMetadata = tensors(subgraph.inputs)
+    graph.outputTensorMetadata = tensors(subgraph.outputs)
+    graph.associatedFiles = [_file(schema, name) for name in sorted(assets) if name not in LABEL_FILES] or None
+    meta.subgraphMetadata = [graph]
+    meta.minParserVersion = "1.0.0"
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(meta.Pack(builder), file_identifier=METADATA_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def _file(schema, name: str):
+    associated = schema.AssociatedFileT()
+    associated.name = name
+    associated.type = schema.AssociatedFileType.TENSOR_AXIS_LABELS if name in LABEL_FILES else \
+        schema.AssociatedFileType.DESCRIPTIONS if name.endswith(".json") else schema.AssociatedFileType.VOCABULARY
+    associated.description = {"model_card.json": "what each input and output means, the files, the quantization"
+                              }.get(name, "line i = id i" if name not in LABEL_FILES else "line i = class i")
+    return associated
+
+
+def _signature_name(signature, subgraph, tensor_index: int) -> str:
+    """The signature's name for a tensor of its subgraph (what a client calls it), else the tensor's own."""
+    for io_map in ((signature.inputs or []) + (signature.outputs or [])) if signature else []:
+        if io_map.tensorIndex == tensor_index:
+            return _name(io_map.name)
+    return _name(subgraph.tensors[tensor_index].name)
+
+
+def _name(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value or "")
+
+
+def read(path: Path) -> tuple:
+    """(the ModelMetadataT in the file, {associated file name: text}): what a client reads back."""
+    from tensorflow.lite.python import schema_py_generated as tflite_schema
+
+    content = Path(path).read_bytes()
+    model = tflite_schema.Model.GetRootAsModel(content, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if _name(entry.Name()) == METADATA_NAME:
+            data = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+            schema = internals.tflite_metadata_schema()
+            meta = schema.ModelMetadataT.InitFromObj(schema.ModelMetadata.GetRootAsModelMetadata(data, 0))
+            with zipfile.ZipFile(io.BytesIO(content)) as archive:
+                files = {name: archive.read(name).decode("utf-8") for name in archive.namelist()}
+            return meta, files
+    raise ValueError(f"{path} holds no {METADATA_NAME}")
