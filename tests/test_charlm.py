@@ -240,7 +240,7 @@ def test_tflite_step_signature_model_card_and_parity_cases(tiny_export, tiny_run
     states = {f"state_{i}" for i in range(run.config["depth"])}
     assert run.config["depth"] == 2 and set(step["inputs"]) == {"token"} | states
     assert set(step["outputs"]) == {"log_probabilities"} | states
-    assert step["outputs"]["log_probabilities"]["shape"] == [-1, run.preprocessing.size]
+    assert step["outputs"]["log_probabilities"]["shape"] == [1, run.preprocessing.size]
     tflite_dir = (root / artefact["path"]).parent
     card = json.loads((tflite_dir / "model_card.json").read_text())
     assert card["saved_model_limits"]["max_length"] == charlm.MAX_LENGTH and card["loop"]

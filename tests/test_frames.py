@@ -79,7 +79,7 @@ def test_video_frames_train_export_and_stream_on_tflite(monkeypatch, tmp_path):
     entry = exporter.export_run(run, tmp_path / "export", echo=lambda *_: None)
     assert entry["parity"]["ok"], entry["parity"]
     specs = next(a for a in entry["artefacts"] if a["kind"] == "tflite")["signatures"]
-    assert specs["step"]["inputs"]["frame"]["shape"] == [-1, 8, 8, 3]
+    assert specs["step"]["inputs"]["frame"]["shape"] == [1, 8, 8, 3]  # batch 1, static: as the card says
     served = next(a for a in entry["artefacts"] if a["kind"] == "saved_model")["signatures"]["serving_default"]
     assert served["inputs"]["frames"]["dtype"] == "uint8"
 
@@ -245,7 +245,7 @@ def test_bidirectional_run_exports_a_whole_clip_tflite_with_parity(train_tiny, t
     entry = exporter.export_run(run, tmp_path / "export", echo=lambda *_: None)
     assert entry["parity"]["ok"], entry["parity"]
     specs = next(a for a in entry["artefacts"] if a["kind"] == "tflite")["signatures"]
-    assert specs["serving_default"]["inputs"]["frames"]["shape"] == [-1, 32, 8]
+    assert specs["serving_default"]["inputs"]["frames"]["shape"] == [1, 32, 8]
     card = json.loads((tmp_path / "export" / "tflite" / "frames" / "1" / "model_card.json").read_text())
     assert card["streaming"] is False and card["max_frames"] == 32
     assert run.parity_examples()["length"].min() > 32  # so parity compared clips cut to the phone's length
