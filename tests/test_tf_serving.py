@@ -124,18 +124,19 @@ def test_version_labels_serve_every_labelled_version_by_name(tiny_run, tmp_path)
     tensorflow-serving-api's ModelServerConfig) and a version policy that loads each labelled version,
     so TF Serving needs no --allow_version_labels_for_unavailable_models."""
     root = tmp_path / "exports"
-    for label in ("stable", "canary"):
-        result = invoke("export", tiny_run("digits").dir, "--out", root, "--label", label)
+    for extra in (["--label", "stable"], []):  # version 2, unlabelled, is the newest
+        result = invoke("export", tiny_run("digits").dir, "--out", root, *extra)
         assert result.exit_code == 0, result.output
-    invoke("export", tiny_run("digits").dir, "--out", root)  # version 3, unlabelled: served as the newest
     config = parse_config(root / serving.CONFIG_FILE).model_config_list.config[0]
-    assert dict(config.version_labels) == {"stable": 1, "canary": 2}
-    assert list(config.model_version_policy.specific.versions) == [1, 2, 3]
+    assert dict(config.version_labels) == {"stable": 1}
+    assert list(config.model_version_policy.specific.versions) == [1, 2]
+    canary = invoke("label", root, "canary", "--name", "digits", "--version", "2")
+    assert canary.exit_code == 0 and "canary -> version 2, stable -> version 1" in canary.output
     promoted = invoke("label", root, "stable", "--name", "digits", "--version", "2")
     assert promoted.exit_code == 0 and "stable -> version 2" in promoted.output
     config = parse_config(root / serving.CONFIG_FILE).model_config_list.config[0]
     assert dict(config.version_labels) == {"stable": 2, "canary": 2}
-    assert list(config.model_version_policy.specific.versions) == [2, 3]
+    assert list(config.model_version_policy.specific.versions) == [2]
     assert_one_line_error(invoke("label", root, "stable", "--name", "digits", "--version", "9"),
                           "lists no finished version 9 of 'digits'")
     assert_one_line_error(invoke("label", root, "Stable!", "--name", "digits", "--version", "1"), "a label is")
