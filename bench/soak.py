@@ -201,7 +201,7 @@ def main():
         step = label.endswith("step")
         request = {name: make.batch(dtype, shape, batch, vocabulary, not step or name in ("token", "frame"))
                    for name, dtype, shape in inputs}
-        batch = len(next(iter(request.values())))
+        batch = next(len(v) for v in request.values() if np.ndim(v))  # scalar options (charlm's length) aside
         t = time.time()
         try:
             why = check(call(**request), batch)
