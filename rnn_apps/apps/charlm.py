@@ -57,7 +57,7 @@ MAX_PRIME = 1_000  # a prime's last characters that are read
 MAX_SCORED = 20_000  # a scored text's first characters
 EMPTY_PRIME = "\n"  # an empty prime reads as the start of a line
 READ_WINDOW = 2048  # characters per call when evaluate reads a whole split
-SCORE_WINDOW = 256  # characters per step of `score`'s loop over a text
+SCORE_WINDOW = 256  # characters per step of the loops that read a text (`score`) or a prime
 CONTINUATION = 100  # characters `predict` writes after its input
 SAMPLE = {"length": 300, "temperature": 0.8, "seed": 0}  # evaluate's sample
 PARITY_PRIMES, PARITY_LENGTH = 3, 200
@@ -218,8 +218,18 @@ class CharLM(App):
         ids = tf.cast(lookup(characters.split_characters(prime, MAX_PRIME, keep="last")), tf.int32)
         last = tf.gather(ids.flat_values, ids.row_limits() - 1)
         context = ids[:, :-1].to_tensor()
-        context = tf.pad(context, [[0, 0], [0, tf.maximum(1 - tf.shape(context)[1], 0)]])  # >= 1 step
-        _, states = reader(context, reader.zero_states(tf.shape(context)[0]), mask=context != 0)
+        # whole windows (>= 1), read one after another with the state carried, as `score` reads: the
+        # whole prime at once kept every step's states of every layer, 1.7 GB for 1,024 primes of
+        # MAX_PRIME characters (bench/signature_memory.py)
+        windows = tf.maximum((tf.shape(context)[1] + SCORE_WINDOW - 1) // SCORE_WINDOW, 1)
+        context = tf.pad(context, [[0, 0], [0, windows * SCORE_WINDOW - tf.shape(context)[1]]])
+
+        def read_window(i, states):
+            window = context[:, i * SCORE_WINDOW: (i + 1) * SCORE_WINDOW]
+            return i + 1, reader(window, states, mask=window != 0)[1]
+
+        _, states = tf.while_loop(lambda i, _: i < windows, read_window,
+                                  (tf.constant(0), reader.zero_states(tf.shape(context)[0])))
         return states, last
 
     def scorer(self, run):
