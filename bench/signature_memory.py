@@ -53,8 +53,8 @@ def request(rows):
         elif name == "lengths":
             made[name] = tf.fill([rows], FRAMES)
         else:
-            dims = [rows] + [FRAMES if i == 1 and len(shape) == 3 else SIDE if d == -1 else d
-                             for i, d in enumerate(shape[1:], 1)]
+            dims = [rows] + [FRAMES if i == 1 and len(shape) == 3 else 3 if d == -1 and i == 3 and len(shape) == 4
+                             else SIDE if d == -1 else d for i, d in enumerate(shape[1:], 1)]  # images: RGB
             values = np.random.default_rng(0).uniform(0, 1, dims)
             made[name] = tf.constant(values * (255 if dtype == "uint8" else 1), dtype)
     return made
