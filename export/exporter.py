@@ -35,6 +35,7 @@ from foundation.errors import ExportError, UserError
 from foundation.files import write_json
 
 MANIFEST = "manifest.json"
+CARD_FILE = "model_card.json"
 LABEL = re.compile(r"[a-z][a-z0-9_-]{0,63}")  # a TF Serving version label (stable, canary)
 LOCK = ".lock"
 STAGING_PREFIX = ".staging-"
@@ -273,17 +274,24 @@ def export_run(run, export_root, model_name=None, parity_examples=None, echo=pri
         for model in tflite_entries:
             measured = quantization.measure(app, run, model, staging / "tflite", quantize or ("none",), test, echo)
             measured["examples_from"] = "the test split" if quantize else "the test examples stored with the run"
-            card = write_card(staging / "tflite", model, measured, run)
-            # the files beside it, the final card among them, also inside each .tflite (TFLite metadata)
-            shipped = {name: (staging / "tflite" / name).read_text(encoding="utf-8") for name in model.assets}
+            # TFLite metadata in each file: the app's card says what each tensor means, and the files
+            # beside it (vocabularies, labels) are packed in; then the card is completed, with the
+            # files' final sizes (the complete card stays beside the file: it describes every file)
+            app_card = json.loads(model.assets.get(CARD_FILE, "{}"))
+            packed = {name: text for name, text in model.assets.items() if name != CARD_FILE}
             for row in measured["modes"]:
                 if row["available"]:
                     file = staging / "tflite" / row["file"]
                     ops = tflite.op_names(file)
-                    metadata.attach(file, shipped, version=created)
+                    metadata.attach(file, packed, app_card, version=created)
                     if tflite.op_names(file) != ops:  # the graph itself must come out as it went in
                         raise ExportError(f"{row['file']}: writing its metadata changed its ops; nothing published")
                     tflite.interpreter(file)  # and LiteRT still loads it
+                    row["bytes"] = file.stat().st_size
+            card = write_card(staging / "tflite", model, measured, run)
+            for row in measured["modes"]:
+                if row["available"]:
+                    file = staging / "tflite" / row["file"]
                     artefacts.append({"kind": "tflite", "file": row["file"], "quantization": row["mode"],
                                       "default": row["file"] == card["default_file"],
                                       "signatures": card["signature_specs"][row["file"]],

@@ -7,13 +7,13 @@ foundation/internals.py) and TensorFlow's generated TFLite schema:
   - a `TFLITE_METADATA` buffer: the model's name, description (the app's task and topology, from
     the model card), version, author and licence; per input and output tensor of the first
     signature its name and what it means (from the card); the associated files;
-  - the associated files (vocabularies, label lists, the model card) zipped onto the end of the
-    file, as the TFLite Metadata populator does: the .tflite is also a zip archive of them.
+  - the associated files (vocabularies, label lists) zipped onto the end of the file, as the TFLite
+    Metadata populator does: the .tflite is also a zip archive of them. The complete model_card.json
+    stays beside the file (it states every file's size and quality, this one's too).
 Reading it back (`read`) uses the same classes; tests/test_contract.py does it for every app.
 """
 
 import io
-import json
 import zipfile
 from pathlib import Path
 
@@ -28,13 +28,13 @@ MODEL_IDENTIFIER = b"TFL3"
 LABEL_FILES = ("labels.txt", "tags.txt")  # one name per output class: TENSOR_AXIS_LABELS
 
 
-def attach(path: Path, assets: dict, version: str):
-    """Write the metadata and `assets` ({file name: text}, the model card among them) into the .tflite
-    at `path`, replacing any metadata it held."""
+def attach(path: Path, assets: dict, card: dict, version: str):
+    """Write the metadata (what `card`, the app's model card, says of the model and its tensors) and
+    `assets` ({file name: text}: vocabularies, labels) into the .tflite at `path`, replacing any
+    metadata it held."""
     from tensorflow.lite.python import schema_py_generated as tflite_schema
 
     path = Path(path)
-    card = json.loads(assets.get("model_card.json", "{}"))
     model = tflite_schema.ModelT.InitFromObj(tflite_schema.Model.GetRootAsModel(path.read_bytes(), 0))
     buffer = tflite_schema.BufferT()
     buffer.data = np.frombuffer(_metadata(model, card, assets, version), np.uint8)
