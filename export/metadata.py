@@ -61,7 +61,7 @@ def _metadata(model, card: dict, assets: dict, version: str) -> bytes:
     meta = schema.ModelMetadataT()
     meta.name = f"rnn_apps {card.get('app', '')}".strip()
     meta.description = (f"{card.get('task', '')} ({card.get('topology', '')}), a Keras SimpleRNN exported by "
-                        "rnn_apps with builtin ops only. model_card.json (an associated file) says how to build "
+                        "rnn_apps with builtin ops only. model_card.json, shipped beside the file, says how to build "
                         "the inputs and read the outputs; signatures: "
                         + ", ".join(_name(s.signatureKey) for s in (model.signatureDefs or [])))
     meta.version = version
@@ -98,10 +98,9 @@ def _metadata(model, card: dict, assets: dict, version: str) -> bytes:
 def _file(schema, name: str):
     associated = schema.AssociatedFileT()
     associated.name = name
-    associated.type = schema.AssociatedFileType.TENSOR_AXIS_LABELS if name in LABEL_FILES else \
-        schema.AssociatedFileType.DESCRIPTIONS if name.endswith(".json") else schema.AssociatedFileType.VOCABULARY
-    associated.description = {"model_card.json": "what each input and output means, the files, the quantization"
-                              }.get(name, "line i = id i" if name not in LABEL_FILES else "line i = class i")
+    labels = name in LABEL_FILES
+    associated.type = schema.AssociatedFileType.TENSOR_AXIS_LABELS if labels else schema.AssociatedFileType.VOCABULARY
+    associated.description = "line i = class i" if labels else "line i = id i"
     return associated
 
 
