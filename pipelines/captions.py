@@ -34,6 +34,7 @@ TFDS_NAME = "coco_captions"
 VALIDATION_FRACTION = 0.25  # of a TSV's val images, when it has no test split
 TFDS_LONGEST_SIDE = 256  # TFDS images are shrunk to this as they are read, like the offline copy
 LANGUAGE = "en"
+FEATURE_LIMIT = 1e4  # a precomputed feature value past this is clipped (pooled CNN features stay far below)
 PUNCTUATION = r"[!\"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~']"
 PREPROCESSING_RULES = ("decode JPEG/PNG/GIF/BMP as RGB (grayscale repeated, alpha dropped); resize to "
                        "SIZE x SIZE (bilinear with antialiasing, aspect ratio not kept); float32 values 0..255")
@@ -194,6 +195,15 @@ def resize(pixels, size: int) -> tf.Tensor:
     return tf.cond((height > 0) & (width > 0),
                    lambda: tf.clip_by_value(tf.image.resize(rgb, [size, size], antialias=True), 0.0, 255.0),
                    lambda: tf.zeros([tf.shape(rgb)[0], size, size, 3]))
+
+
+def clean_encoder_input(values, on_features: bool) -> tf.Tensor:
+    """What the encoder reads from a client's floats, defined for any value: NaN -> 0, pixels
+    clipped to 0..255, feature values to ±FEATURE_LIMIT. The SavedModel's features signature and
+    the TFLite encoder run it in their graphs."""
+    if on_features:
+        return images.sanitize(values, -FEATURE_LIMIT, FEATURE_LIMIT)
+    return images.sanitize(values, 0.0, 255.0)
 
 
 def augment(image, seed) -> tf.Tensor:

@@ -43,10 +43,12 @@ def to_pixels(images: tf.Tensor) -> tf.Tensor:
     return tf.reshape(resized, [-1, GRID * GRID]) * MAX_VALUE
 
 
-def sanitize(pixels: tf.Tensor) -> tf.Tensor:
-    """Defined output for odd but well-typed input: NaN -> 0, values clipped to 0..16."""
-    pixels = tf.where(tf.math.is_nan(pixels), tf.zeros_like(pixels), pixels)
-    return tf.clip_by_value(pixels, 0.0, MAX_VALUE)
+def sanitize(values: tf.Tensor, low: float = 0.0, high: float = MAX_VALUE) -> tf.Tensor:
+    """Defined output for odd but well-typed float input: NaN -> 0, values (±inf too) clipped to
+    low..high (digits' 0..16 by default). Builtin TFLite ops only (NOT_EQUAL, SELECT, MINIMUM,
+    MAXIMUM), so a phone graph and the SavedModel clean their input the same way."""
+    values = tf.where(tf.math.is_nan(values), tf.zeros_like(values), values)
+    return tf.clip_by_value(values, low, high)
 
 
 def load(spec: str, seed: int, tfds_data_dir: str | None = None) -> Splits:

@@ -279,6 +279,16 @@ def test_tflite_signatures_and_model_card_are_what_a_phone_needs(tiny_export, ti
     for odd in (-1, -100, len(vocabulary), len(vocabulary) + 7, 2 ** 31 - 1):
         np.testing.assert_allclose(after(odd), unknown, atol=1e-6, err_msg=str(odd))
     assert not np.allclose(after(caption.START_ID), unknown, atol=1e-6)
+    # NaN pixels read as 0 and ±inf / out-of-range values as 0..255, in the phone graph as in the
+    # SavedModel: the state a phone passes on is always finite (issue 30's soak found NaN passed through)
+    odd = np.full((1, size, size, 3), 127.0, np.float32)
+    odd[0, :4, :, 0], odd[0, 4:8, :, 1], odd[0, 8:12, :, 2], odd[0, 12:16] = np.nan, np.inf, -np.inf, 1e30
+    clean = odd.copy()
+    clean[0, :4, :, 0], clean[0, 4:8, :, 1], clean[0, 8:12, :, 2], clean[0, 12:16] = 0, 255, 0, 255
+    got, expected = encode(image=odd), encode(image=clean)
+    assert all(np.isfinite(v).all() for v in got.values())
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], atol=1e-6)
 
 
 def test_query_captions_through_both_exports(tiny_export, data_root, tmp_path):
@@ -318,8 +328,19 @@ def test_a_run_on_precomputed_features_trains_exports_and_predicts_by_name(featu
     assert entry["parity"]["ok"] and entry["parity"]["cases"][0]["tflite"]["caption"]["mismatches"] == 0
     signatures = entry["artefacts"][0]["signatures"]
     assert signatures["serving_default"]["inputs"] == {"features": {"dtype": "float32", "shape": [-1, 48]}}
-    assert set(tflite.interpreter(tmp_path / "export" / entry["artefacts"][1]["path"]).get_signature_list()) == \
-        {"encode_features", "decode_step"}
+    interpreter = tflite.interpreter(tmp_path / "export" / entry["artefacts"][1]["path"])
+    assert set(interpreter.get_signature_list()) == {"encode_features", "decode_step"}
+    # non-finite feature values are defined in both exports: NaN reads as 0, ±inf as ±FEATURE_LIMIT
+    odd = np.full((1, 48), 0.5, np.float32)
+    odd[0, :3] = np.nan, np.inf, -np.inf
+    clean = odd.copy()
+    clean[0, :3] = 0, captions.FEATURE_LIMIT, -captions.FEATURE_LIMIT
+    encode = interpreter.get_signature_runner("encode_features")
+    assert np.isfinite(encode(features=odd)["state"]).all()
+    np.testing.assert_allclose(encode(features=odd)["state"], encode(features=clean)["state"], atol=1e-6)
+    served = tf.saved_model.load(str(tmp_path / "export" / entry["artefacts"][0]["path"])).signatures["serving_default"]
+    assert served(features=tf.constant(odd))["caption"].numpy().tolist() == \
+        served(features=tf.constant(clean))["caption"].numpy().tolist()
     name = run.load_data().test["name"][0]
     by_name, by_path = invoke("predict", run.dir, name), invoke("predict", run.dir, f"some/folder/{name}")
     assert by_name.exit_code == 0 and by_name.output.split("\t")[0] == by_path.output.split("\t")[0]

@@ -293,10 +293,10 @@ class Caption(App):
         model, config = run.model, run.config
         encoder, step = self._encoder(model), self.step(model)
         vocabulary = tf.constant(run.preprocessing.tokens)
-        size = config["image_size"]
+        size, on_features = config["image_size"], run.preprocessing.features is not None
 
         def caption_encoded(inputs):
-            _, cache = encoder(inputs, training=False)
+            _, cache = encoder(captions.clean_encoder_input(inputs, on_features), training=False)
             limits = tf.fill([tf.shape(inputs)[0]], config["caption_length"])
             if beam:
                 token_ids, lengths = decoding.beam_search(step, cache, START_ID, END_ID, limits, beam,
@@ -427,7 +427,7 @@ class Caption(App):
         image_width = config["image_inputs"]  # the projected image beside every word: part of the state passed on
 
         def encode(inputs):
-            return encoder(inputs, training=False)[1]
+            return encoder(captions.clean_encoder_input(inputs, on_features), training=False)[1]
 
         def decode_step(token, state, image_inputs=None):
             cache = {"state": state} if image_inputs is None else {"state": state, "image_inputs": image_inputs}
@@ -446,10 +446,13 @@ class Caption(App):
             state_card["image_inputs"] = f"float32 [1, {image_width}]"
         if on_features:
             preprocessing_card = {"features": f"the image's feature vector, float32 [1, {shape[0]}], as in "
-                                              f"{preprocessing.features_path}", "file": preprocessing.features_path}
+                                              f"{preprocessing.features_path} (NaN reads as 0, values are "
+                                              f"clipped to ±{captions.FEATURE_LIMIT:g})",
+                                  "file": preprocessing.features_path}
         else:
             preprocessing_card = {"size": [size, size], "channels": "RGB, in that order",
-                                  "scaling": "0..255 floats (the model scales inside)",
+                                  "scaling": "0..255 floats (the model scales inside; NaN reads as 0, "
+                                             "values outside 0..255 are clipped)",
                                   "layout": "[1, height, width, channels]",
                                   "rule": captions.PREPROCESSING_RULES.replace("SIZE", str(size))}
         card = {
