@@ -81,12 +81,9 @@ def serving_figures(run, export_root: Path, encoded: list, keras_ids: np.ndarray
     interpreter = tflite.interpreter(tflite_path)
     # Every test image (parity at export checks the first 64): the TFLite reference loop's greedy
     # captions against Keras's, word for word.
-    from pipelines import captions
-    from rnn_apps.apps import caption
-
-    pixels = captions.decode_images(encoded, run.config["image_size"])[0].numpy()
-    phone_ids = caption.greedy_on_phone(interpreter, "image", pixels, run.config["caption_length"],
-                                        run.preprocessing.tokens)["token_ids"]
+    feeds, limits = run.app.phone_feed(run, encoded)
+    phone_ids = run.app.on_phone(interpreter, feeds, limits, run.app.output_words(run),
+                                 run.app.output_language(run))["token_ids"]
     same = sum(np.array_equal(a[a > 0], b[b > 0]) for a, b in zip(keras_ids, phone_ids, strict=True))
     encode, step = interpreter.get_signature_runner("encode_image"), interpreter.get_signature_runner("decode_step")
     size = run.config["image_size"]
@@ -130,7 +127,7 @@ def main():
         run.update_metrics(test=greedy)
         beam = app.evaluate(run, splits, beam=3)
         encoded = list(splits.test["image"])
-        test_captions = app.caption(run, encoded)
+        test_captions = app.generate(run, encoded)
         entry = {"config": {k: run.config[k] for k in ("encoder", "image_size", "units", "embedding_dim",
                                                        "vocab_size", "augment")},
                  "train_seconds": round(seconds, 1), "best_epoch": run.metrics().get("best_epoch"),

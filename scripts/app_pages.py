@@ -72,15 +72,24 @@ val pieces = tokenise(text, card.tokenisation).take(card.max_length)
 val inputs = card.inputs.keys.associateWith { name -> ids(pieces, name).padEnd(card.max_length, 0) }
 val probabilities = interpreter.runSignature(inputs, "serving_default")["probabilities"]!![0]
 pieces.forEachIndexed { i, piece -> show(piece, tags[argmax(probabilities[i])]) }""",
-    "generating": """// charlm: zero states, then the prime read through step; caption: encode_image
-var cache = interpreter.runSignature(encoderInputs(raw), "encode")
-var token = START; val output = mutableListOf<Int>()
-repeat(card.max_output_tokens) {
+    "EncoderDecoderApp": """val card = readJson("model_card.json")        // its signatures name every tensor
+val encode = card.signatures.keys.first { it != "decode_step" }   // encode, encode_image, encode_features
+var cache = interpreter.runSignature(encoderInputs(raw), encode)  // state (+ what decode_step reads back)
+var token = card.start_id; val output = mutableListOf<Int>()
+repeat(maxOutputTokens(card, raw)) {
     val result = interpreter.runSignature(mapOf("token" to intArrayOf(token)) + cache, "decode_step")
-    token = argmax(result["log_probabilities"]!![0]); if (token == END) return@repeat
-    output += token; cache = cache + result.minus("log_probabilities")   // the new state
+    token = argmax(result["log_probabilities"]!![0]); if (token == card.end_id) return@repeat
+    output += token; cache = cache + ("state" to result["state"]!!)
 }
-show(detokenise(output, readLines("vocab.txt")))""",
+show(detokenise(output, readLines(card.target?.vocabulary ?: card.vocabulary)))""",
+    "generating": """var cache = zeros(card.state_shapes)                  // state_0, state_1, ...
+for (c in prime) cache = step(c, cache).state           // read the prime through step
+repeat(length) {
+    val result = interpreter.runSignature(mapOf("token" to intArrayOf(token)) + cache, "step")
+    token = sample(result["log_probabilities"]!![0], temperature, topK)
+    output += token; cache = result.minus("log_probabilities")   // the new state
+}
+show(output.map { vocabulary[it] }.joinToString(""))""",
     "frames": """var state = zeros(card.state_shapes)                 // state_0, state_1, previous_frame
 for (frame in camera.frames()) {                      // normalised as card.statistics says
     val out = interpreter.runSignature(mapOf("frame" to frame) + state, "step")
@@ -92,7 +101,7 @@ for (frame in camera.frames()) {                      // normalised as card.stat
 
 def family(app) -> str:
     names = [cls.__name__ for cls in type(app).__mro__]
-    for known in ("ClassifierApp", "LabelSteps"):
+    for known in ("ClassifierApp", "LabelSteps", "EncoderDecoderApp"):
         if known in names:
             return known
     return "frames" if app.name == "frames" else "generating"

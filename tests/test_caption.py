@@ -203,7 +203,7 @@ def test_report_is_one_page_with_every_test_image_inlined_and_every_caption(tiny
     text = " ".join(page.text)
     for refs in captions.references(test["references"]):
         assert all(r in text for r in refs)
-    for generated in run.app.caption(run, list(test["image"]))["caption"]:
+    for generated in run.app.generate(run, list(test["image"]))["caption"]:
         assert generated.decode() in text
     assert page.polylines == ["loss", "val_loss"]  # the loss curves
     assert_one_line_error(invoke("report", run.dir, "--out", tmp_path), "is a folder")
@@ -412,7 +412,7 @@ def test_a_run_on_the_pretrained_encoder_writes_its_saved_model_and_tflite(train
     images = run.preprocessing.encoder_inputs({k: v[:2] for k, v in run.parity_examples().items()})
     served = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_default"](
         image_bytes=tf.constant(list(images)))
-    np.testing.assert_array_equal(served["token_ids"].numpy(), run.app.caption(run, images)["token_ids"])
+    np.testing.assert_array_equal(served["token_ids"].numpy(), run.app.generate(run, images)["token_ids"])
     content = tflite.convert(run.app.tflite_models(run)[0].endpoints)
     assert not tflite.forbidden_ops(tflite.op_names(content))
     interpreter = tflite.interpreter(content)

@@ -160,12 +160,10 @@ def test_beam_is_refused_for_classifiers_and_a_mismatched_run(tiny_run):
 
 
 def test_the_step_never_writes_padding_unknown_or_start(tiny_run):
-    from rnn_apps.apps.translate import source_mask
-
     run, app = tiny_run("translate"), registry.get("translate")
     ids = tf.constant([[5, 6, 7, 0], [8, 0, 0, 0]], tf.int32)
-    encoder_outputs, state = app._encoder(run.model)(ids)
-    cache = {"state": state, "encoder_outputs": encoder_outputs, "source_mask": source_mask(ids)}
+    cache = app.encoder(run.model)(ids)
+    state = cache["state"]
     log_probabilities, new_cache = app.step(run.model)(tf.constant([translation.START_ID, 9]), cache)
     log_probabilities = log_probabilities.numpy()
     never = [translation.PADDING_ID, translation.UNKNOWN_ID, translation.START_ID]
@@ -198,11 +196,11 @@ def test_saved_model_signatures_and_the_tflite_loop_agree_on_odd_input(tiny_expo
     assert cut["source_truncated"].tolist() == [True, False]
     assert cut["translation"][0] == cut["translation"][1]  # the tail was not read
     assert loaded.signatures["serving_default"](text=tf.constant([], tf.string))["translation"].shape == (0,)
-    keras_out = app.translate(run, [b.decode("utf-8", "replace") for b in batch])
+    keras_out = app.generate(run, [b.decode("utf-8", "replace") for b in batch])
     assert greedy["translation"].tolist() == keras_out["translation"].tolist()
     # Both run one decoding closure (eager, traced): check its ids against the plain reference loop
     # a phone runs (export/step_loop.py), one sentence at a time over the Keras model's own step.
-    from rnn_apps.apps.translate import padded_source, source_mask
+    from rnn_apps.apps.translate import padded_source
 
     texts = [b.decode("utf-8", "replace") for b in batch]
     ids = padded_source(run.preprocessing.source, texts, run.config["source_length"])
@@ -214,9 +212,7 @@ def test_saved_model_signatures_and_the_tflite_loop_agree_on_odd_input(tiny_expo
 
     rows = []
     for row, limit in zip(ids, limits, strict=True):
-        encoder_outputs, state = app._encoder(run.model)(row[None])
-        cache = {"state": state.numpy(), "encoder_outputs": encoder_outputs.numpy(),
-                 "source_mask": source_mask(row[None]).numpy()}
+        cache = {k: v.numpy() for k, v in app.encoder(run.model)(row[None]).items()}
         rows.append(step_loop.greedy_steps(keras_step, cache, translation.START_ID, translation.END_ID, int(limit)))
     np.testing.assert_array_equal(step_loop.padded(rows)[0], greedy["token_ids"])
     artefact = next(a for a in entry["artefacts"] if a["kind"] == "tflite")

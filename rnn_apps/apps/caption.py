@@ -53,19 +53,18 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from export import step_loop
 from foundation.errors import UserError
 from pipelines import batching, captions, translation
 from pipelines.images import refuse_huge
 from rnn_apps import config as config_lib
 from rnn_apps import decoding, efficientnet_lite
-from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
+from rnn_apps.app import ParityCase
+from rnn_apps.families.encode_decode import EncoderDecoderApp
 from rnn_apps.layers import AppendToEveryStep, FastSimpleRNN, FrozenTailEmbedding
 
 VOCABULARY = "vocabulary.txt"
 PADDING_ID, START_ID, END_ID = translation.PADDING_ID, translation.START_ID, translation.END_ID
 SAMPLES = 5
-DECODE_BATCH = 64  # images per call when evaluate and predict caption many
 
 
 @dataclass
@@ -90,13 +89,13 @@ class Preprocessing:
         return captions.features_of(self.features, columns["name"], self.features_path)
 
 
-class Caption(App):
+class Caption(EncoderDecoderApp):
     name = "caption"
     topology = "one-to-many"
     task = "image captioning"
+    output_name = "caption"
     default_data = ("coco_captions_mini", "coco_captions")
     phone_metric = ("bleu_4", True, 1.0)
-    beam_search = True
     config = {
         **config_lib.COMMON,
         # "cnn": a small CNN trained here; "efficientnet_lite0": EfficientNet-Lite0 with ImageNet
@@ -255,7 +254,7 @@ class Caption(App):
     def stored_sizes(self, model, run):
         return [(VOCABULARY, run.preprocessing.words.vocabulary_size(), model.get_layer("word_embedding").input_dim)]
 
-    # --- decoding -----------------------------------------------------------------------
+    # --- decoding (rnn_apps/families/encode_decode.py drives these) ------------------------------
     def _encoder(self, model) -> keras.Model:
         """image (or features) -> (features, the decoding cache: {"state"} and, with
         image_inputs, {"image_inputs"}), with the trained model's layers (the bridge reads the
@@ -266,6 +265,13 @@ class Caption(App):
         if any(layer.name == "image_inputs" for layer in model.layers):
             cache["image_inputs"] = model.get_layer("image_inputs").output
         return keras.Model(source, [bridge.input, cache])
+
+    def encoder(self, model):
+        """image [batch, S, S, 3] (0..255) or features -> the decoding cache, the client's floats
+        cleaned first (NaN, out of range: captions.clean_encoder_input), in every export alike."""
+        keras_encoder = self._encoder(model)
+        on_features = keras_encoder.inputs[0].name == "features"
+        return lambda inputs: keras_encoder(captions.clean_encoder_input(inputs, on_features), training=False)[1]
 
     def step(self, model):
         """step(tokens [rows], cache) -> (log-probabilities [rows, vocab], cache): the trained
@@ -285,30 +291,21 @@ class Caption(App):
 
         return step
 
-    def decoder(self, run, beam=None) -> dict:
-        """-> {"bytes", "pixels", "features"}: encoded images [batch], pixels [batch, h, w, 3] (any
-        size, 0..255) or feature vectors [batch, d] (a run trained on `features`: only that one)
-        -> {"caption", "token_ids", "lengths"} (+ "is_image" from bytes): one function for
-        predict, evaluate, the report and every SavedModel signature."""
-        model, config = run.model, run.config
-        encoder, step = self._encoder(model), self.step(model)
-        vocabulary = tf.constant(run.preprocessing.tokens)
-        size, on_features = config["image_size"], run.preprocessing.features is not None
+    def output_words(self, run):
+        return run.preprocessing.tokens
+
+    def output_language(self, run):
+        return captions.LANGUAGE
+
+    def serving_forms(self, run, write):
+        """Encoded images (bytes [batch]: JPEG/PNG/GIF/BMP, decoded in the graph; adds is_image) and
+        pixels (uint8 [batch, h, w, 3], any size); or, for a run on `features`, vectors [batch, d]
+        -> caption, token_ids, lengths. At most caption_length tokens each."""
+        config = run.config
+        size, length = config["image_size"], config["caption_length"]
 
         def caption_encoded(inputs):
-            _, cache = encoder(captions.clean_encoder_input(inputs, on_features), training=False)
-            limits = tf.fill([tf.shape(inputs)[0]], config["caption_length"])
-            if beam:
-                token_ids, lengths = decoding.beam_search(step, cache, START_ID, END_ID, limits, beam,
-                                                          config["length_penalty"])
-            else:
-                token_ids, lengths = decoding.greedy(step, cache, START_ID, END_ID, limits)
-            tokens = tf.where(token_ids > 0, tf.gather(vocabulary, token_ids), "")
-            return {"caption": translation.detokenize(tokens, captions.LANGUAGE), "token_ids": token_ids,
-                    "lengths": lengths}
-
-        def caption_pixels(pixels):
-            return caption_encoded(captions.resize(pixels, size))
+            return write(inputs, tf.fill([tf.shape(inputs)[0]], length))
 
         def caption_bytes(image_bytes):
             images, is_image = captions.decode_images(image_bytes, size)
@@ -318,22 +315,11 @@ class Caption(App):
                     "lengths": tf.where(is_image, out["lengths"], 0), "is_image": is_image}
 
         if run.preprocessing.features is not None:
-            return {"features": caption_encoded}
-        return {"bytes": caption_bytes, "pixels": caption_pixels}
-
-    def caption(self, run, inputs, beam=None) -> dict:
-        """Caption many in batches: encoded images (list of bytes) or, for a run on features,
-        vectors [n, d] -> caption (bytes), token_ids (padded with 0), lengths, is_image."""
-        kind = "bytes" if run.preprocessing.features is None else "features"
-        fn = run.traced(("caption", kind, beam), lambda: self.decoder(run, beam)[kind])
-        parts = []
-        for i in range(0, len(inputs), DECODE_BATCH):
-            batch = tf.constant(inputs[i: i + DECODE_BATCH], tf.string if kind == "bytes" else tf.float32)
-            out = {k: v.numpy() for k, v in fn(batch).items()}
-            out.setdefault("is_image", np.ones(len(out["lengths"]), bool))
-            parts.append(out)
-        return decoding.join_batches(parts, {"caption": np.zeros(0, object), "token_ids": np.zeros((0, 0), np.int32),
-                                             "lengths": np.zeros(0, np.int32), "is_image": np.zeros(0, bool)})
+            return {"features": ([tf.TensorSpec([None, run.preprocessing.feature_size], tf.float32, name="features")],
+                                 caption_encoded)}
+        return {"bytes": ([tf.TensorSpec([None], tf.string, name="image_bytes")], caption_bytes),
+                "pixels": ([tf.TensorSpec([None, None, None, 3], tf.uint8, name="pixels")],
+                           lambda pixels: caption_encoded(captions.resize(pixels, size)))}
 
     def features(self, run, inputs) -> np.ndarray:
         """The features the decoder starts from [n, d] (what nearest neighbours compare): the
@@ -342,8 +328,8 @@ class Caption(App):
             return np.asarray(inputs, np.float32)
         encoder = self._encoder(run.model)
         out = []
-        for i in range(0, len(inputs), DECODE_BATCH):
-            images, _ = captions.decode_images(inputs[i: i + DECODE_BATCH], run.config["image_size"])
+        for i in range(0, len(inputs), self.decode_batch):
+            images, _ = captions.decode_images(inputs[i: i + self.decode_batch], run.config["image_size"])
             out.append(keras.ops.convert_to_numpy(encoder(images, training=False)[0]))
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
@@ -355,7 +341,7 @@ class Caption(App):
         training image whose encoder features are closest (cosine)."""
         test, train = splits.test, splits.train
         inputs = {name: run.preprocessing.encoder_inputs(split) for name, split in (("test", test), ("train", train))}
-        generated = {name: [c.decode("utf-8") for c in self.caption(run, inputs[name], beam)["caption"]]
+        generated = {name: [c.decode("utf-8") for c in self.generate(run, inputs[name], beam)["caption"]]
                      for name in inputs}
         test_references = captions.references(test["references"])
         neighbours = nearest(self.features(run, inputs["test"]), self.features(run, inputs["train"]))
@@ -378,10 +364,10 @@ class Caption(App):
         """Image files; for a run on features, image names (or paths: their file names) of the features file."""
         if run.preprocessing.features is not None:
             names = [Path(name).name for name in inputs]
-            out = self.caption(run, captions.features_of(run.preprocessing.features, names,
-                                                         run.preprocessing.features_path), beam)
+            out = self.generate(run, captions.features_of(run.preprocessing.features, names,
+                                                          run.preprocessing.features_path), beam)
         else:
-            out = self.caption(run, read_images(inputs), beam)
+            out = self.generate(run, read_images(inputs), beam)
             unreadable(inputs, out["is_image"])
         return [{"input": path, "caption": out["caption"][i].decode("utf-8"), "tokens": int(out["lengths"][i])}
                 for i, path in enumerate(inputs)]
@@ -392,7 +378,7 @@ class Caption(App):
     def report_sections(self, run, limit: int) -> list:
         """The test images (at most `limit`), each inlined beside its generated and human captions."""
         test = {k: v[:limit] for k, v in run.load_data().test.items()}
-        generated = self.caption(run, run.preprocessing.encoder_inputs(test))["caption"]
+        generated = self.generate(run, run.preprocessing.encoder_inputs(test))["caption"]
         cards = []
         for name, data, caption, refs in zip(test["name"], test["image"], generated,
                                              captions.references(test["references"]), strict=True):
@@ -405,139 +391,75 @@ class Caption(App):
         title = f"Test images: generated caption (greedy), then the human captions ({len(cards)} images)"
         return [(title, '<div class="captions">' + "".join(cards) + "</div>")]
 
-    def serving(self, run):
-        greedy_fns, beam_fns = self.decoder(run), self.decoder(run, beam=run.config["beam_width"])
-        track = [run.model]
-        if run.preprocessing.features is not None:
-            features = [tf.TensorSpec([None, run.preprocessing.feature_size], tf.float32, name="features")]
-            return [Endpoint("serving_default", greedy_fns["features"], features, track=track),
-                    Endpoint("beam_search", beam_fns["features"], features, track=track)]
-        image_bytes = [tf.TensorSpec([None], tf.string, name="image_bytes")]
-        return [Endpoint("serving_default", greedy_fns["bytes"], image_bytes, track=track),
-                Endpoint("beam_search", beam_fns["bytes"], image_bytes, track=track),
-                Endpoint("from_pixels", greedy_fns["pixels"],
-                         [tf.TensorSpec([None, None, None, 3], tf.uint8, name="pixels")], track=track)]
-
-    def tflite_models(self, run):
-        config, model, preprocessing = run.config, run.model, run.preprocessing
-        encoder, step = self._encoder(model), self.step(model)
-        size, units, vocabulary_size = config["image_size"], config["units"], preprocessing.words.vocabulary_size()
-        on_features = preprocessing.features is not None
-        name, shape = ("features", [preprocessing.feature_size]) if on_features else ("image", [size, size, 3])
-        image_width = config["image_inputs"]  # the projected image beside every word: part of the state passed on
-
-        def encode(inputs):
-            return encoder(captions.clean_encoder_input(inputs, on_features), training=False)[1]
-
-        def decode_step(token, state, image_inputs=None):
-            cache = {"state": state} if image_inputs is None else {"state": state, "image_inputs": image_inputs}
-            log_probabilities, cache = step(token, cache)
-            return {"log_probabilities": log_probabilities, "state": cache["state"]}
-
-        endpoints = [
-            Endpoint(f"encode_{name}", encode, [tf.TensorSpec([None, *shape], tf.float32, name=name)], track=[model]),
-            Endpoint("decode_step", decode_step, [tf.TensorSpec([None], tf.int32, name="token"),
-                                                  tf.TensorSpec([None, units], tf.float32, name="state")]
-                     + ([tf.TensorSpec([None, image_width], tf.float32, name="image_inputs")] if image_width else []),
-                     track=[model]),
-        ]
-        state_card = {"state": f"float32 [1, {units}]"}
-        if image_width:  # computed once per image, passed back unchanged at every step
-            state_card["image_inputs"] = f"float32 [1, {image_width}]"
-        if on_features:
-            preprocessing_card = {"features": f"the image's feature vector, float32 [1, {shape[0]}], as in "
-                                              f"{preprocessing.features_path} (NaN reads as 0, values are "
+    # --- the phone ----------------------------------------------------------------------
+    def tflite_encoder(self, run):
+        config, preprocessing = run.config, run.preprocessing
+        size = config["image_size"]
+        if preprocessing.features is not None:
+            spec = tf.TensorSpec([None, preprocessing.feature_size], tf.float32, name="features")
+            preprocessing_card = {"features": f"the image's feature vector, float32 [1, {preprocessing.feature_size}],"
+                                              f" as in {preprocessing.features_path} (NaN reads as 0, values are "
                                               f"clipped to ±{captions.FEATURE_LIMIT:g})",
                                   "file": preprocessing.features_path}
         else:
+            spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="image")
             preprocessing_card = {"size": [size, size], "channels": "RGB, in that order",
                                   "scaling": "0..255 floats (the model scales inside; NaN reads as 0, "
                                              "values outside 0..255 are clipped)",
                                   "layout": "[1, height, width, channels]",
                                   "rule": captions.PREPROCESSING_RULES.replace("SIZE", str(size))}
-        card = {
-            "app": self.name, "topology": self.topology, "task": self.task, "encoder": config["encoder"],
-            "signatures": {
-                f"encode_{name}": {"inputs": {name: f"float32 [1, {', '.join(map(str, shape))}]"},
-                                   "outputs": state_card},
-                "decode_step": {"inputs": {"token": "int32 [1]", **state_card},
-                                "outputs": {"log_probabilities": f"float32 [1, {vocabulary_size}]",
-                                            "state": f"float32 [1, {units}]"}},
-            },
-            "preprocessing": preprocessing_card,
-            "vocabulary": VOCABULARY, "start_id": START_ID, "end_id": END_ID,
-            "detokenise": "join the words of the ids before end_id with spaces (captions are lower-case, "
-                          "without punctuation)",
-            "max_output_tokens": config["caption_length"],
-            "loop": [f"cache = encode_{name}({name}=...)"] + step_loop.GREEDY_PSEUDOCODE[1:],
-        }
-        return [TFLiteModel(f"{self.name}.tflite", endpoints, assets={
-            VOCABULARY: "\n".join(preprocessing.tokens) + "\n",
-            "model_card.json": json.dumps(card, indent=2) + "\n"})]
+        facts = {"encoder": config["encoder"], "preprocessing": preprocessing_card, "vocabulary": VOCABULARY,
+                 "detokenise": "join the words of the ids before end_id with spaces (captions are lower-case, "
+                               "without punctuation)",
+                 "max_output_tokens": config["caption_length"]}
+        return (f"encode_{spec.name}", [spec], run.model, facts,
+                {VOCABULARY: "\n".join(preprocessing.tokens) + "\n"})
+
+    def phone_feed(self, run, inputs):
+        """Encoded images (decoded and resized as the card says) or feature vectors -> encode feeds."""
+        limits = np.full(len(inputs), run.config["caption_length"], np.int32)
+        if run.preprocessing.features is not None:
+            return [{"features": np.asarray(x, np.float32)[None]} for x in inputs], limits
+        pixels = captions.decode_images(inputs, run.config["image_size"])[0].numpy()
+        return [{"image": p[None]} for p in pixels], limits
 
     def exported_inputs(self, inputs, tflite_dir):
         """Image files; for a model on features, image names looked up in the features file the card names."""
         card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
-        limit = card["max_output_tokens"]
+        limits = np.full(len(inputs), card["max_output_tokens"], np.int32)
         if "features" in card["preprocessing"]:
             path = card["preprocessing"]["file"]
             vectors = captions.features_of(captions.read_features(path), [Path(n).name for n in inputs], path)
-            return list(inputs), {"features": vectors}, {"features": vectors, "limit": limit}
+            return list(inputs), {"features": vectors}, {"feeds": [{"features": v[None]} for v in vectors],
+                                                         "limits": limits}
         encoded = read_images(inputs)
         pixels, is_image = captions.decode_images(encoded, card["preprocessing"]["size"][0])
         unreadable(inputs, is_image.numpy())
-        return list(inputs), {"image_bytes": np.array(encoded, dtype=object)}, {"image": pixels.numpy(), "limit": limit}
+        return list(inputs), {"image_bytes": np.array(encoded, dtype=object)}, \
+            {"feeds": [{"image": p[None]} for p in pixels.numpy()], "limits": limits}
 
-    def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
-        vocabulary = translation.load_vocabulary(Path(tflite_dir) / VOCABULARY)
-        name = "features" if "features" in tflite_inputs else "image"
-        return greedy_on_phone(interpreter, name, tflite_inputs[name], tflite_inputs["limit"], vocabulary)
+    def phone_vocabulary(self, tflite_dir):
+        return translation.load_vocabulary(Path(tflite_dir) / VOCABULARY), captions.LANGUAGE
 
-    def query_rows(self, names, served, on_phone, tflite_dir):
-        return [{"input": name, "saved_model": {"caption": served["caption"][i].decode("utf-8")},
-                 "tflite": {"caption": on_phone["caption"][i].decode("utf-8")}} for i, name in enumerate(names)]
+    def parity_inputs(self, run, examples):
+        return run.preprocessing.encoder_inputs(examples)
 
-    def format_query(self, row):
-        return (f"SavedModel v{row['version']}: {row['saved_model']['caption']}  "
-                f"TFLite: {row['tflite']['caption']}  <- {row['input']}")
-
-    def phone_quality(self, run, test, interpreter):
-        """BLEU-4 (pycocoevalcap, as evaluate) of the TFLite reference loop's greedy captions."""
-        limit, tokens = run.config["caption_length"], run.preprocessing.tokens
-        inputs = run.preprocessing.encoder_inputs(test)
-        if run.preprocessing.features is not None:
-            out = greedy_on_phone(interpreter, "features", inputs, limit, tokens)
-        else:
-            pixels = captions.decode_images(inputs, run.config["image_size"])[0].numpy()
-            out = greedy_on_phone(interpreter, "image", pixels, limit, tokens)
-        generated = [c.decode("utf-8") for c in out["caption"]]
-        return caption_scores(generated, captions.references(test["references"]))["bleu_4"]
+    def phone_score(self, run, test, texts):
+        """BLEU-4 (pycocoevalcap, as evaluate)."""
+        return caption_scores(texts, captions.references(test["references"]))["bleu_4"]
 
     def parity_cases(self, run, examples):
-        """Greedy captions of real test images: the SavedModel's (from the encoded bytes and from
-        pixels, or from features) and the TFLite reference loop's equal Keras's word for word."""
-        limit, tokens = run.config["caption_length"], run.preprocessing.tokens
-        inputs = run.preprocessing.encoder_inputs(examples)
-        expected = self.caption(run, inputs)
+        """The family's (encoded images or features: Keras = SavedModel = the phone loop), and for
+        images the from_pixels signature on the same images as uint8 pixels."""
+        cases = super().parity_cases(run, examples)
         if run.preprocessing.features is not None:
-            return [ParityCase("greedy captions of test images (features)", expected,
-                               ("serving_default", {"features": inputs}), f"{self.name}.tflite",
-                               ["caption", "token_ids", "lengths"],
-                               tflite_loop=lambda interpreter: greedy_on_phone(interpreter, "features", inputs, limit,
-                                                                               tokens))]
-        pixels = captions.decode_images(inputs, run.config["image_size"])[0].numpy()
-        pixels_u8 = np.round(pixels).astype(np.uint8)
+            return cases
+        inputs = run.preprocessing.encoder_inputs(examples)
+        pixels = np.round(captions.decode_images(inputs, run.config["image_size"])[0].numpy()).astype(np.uint8)
         from_pixels = tf.function(self.decoder(run)["pixels"])
-        expected_u8 = {k: v.numpy() for k, v in from_pixels(tf.constant(pixels_u8)).items()}
-        return [
-            ParityCase("greedy captions of test images (bytes)", expected,
-                       ("serving_default", {"image_bytes": np.array(inputs, dtype=object)}), f"{self.name}.tflite",
-                       ["caption", "token_ids", "lengths", "is_image"],
-                       tflite_loop=lambda interpreter: greedy_on_phone(interpreter, "image", pixels, limit, tokens),
-                       tflite_compare=["caption", "token_ids", "lengths"]),
-            ParityCase("greedy captions of test images (uint8 pixels)", expected_u8,
-                       ("from_pixels", {"pixels": pixels_u8}), None, ["caption", "token_ids", "lengths"]),
-        ]
+        expected = {k: v.numpy() for k, v in from_pixels(tf.constant(pixels)).items()}
+        return cases + [ParityCase("greedy captions of test images (uint8 pixels)", expected,
+                                   ("from_pixels", {"pixels": pixels}), None, ["caption", "token_ids", "lengths"])]
 
 
 def image_encoder(config) -> keras.Model:
@@ -551,19 +473,6 @@ def image_encoder(config) -> keras.Model:
         blocks += [layers.Conv2D(filters, 3, padding="same", use_bias=False), layers.BatchNormalization(),
                    layers.ReLU(), layers.MaxPooling2D(2)]
     return keras.Sequential([*blocks, layers.GlobalAveragePooling2D()], name="image_encoder")
-
-
-def greedy_on_phone(interpreter, name: str, inputs: np.ndarray, limit: int, vocabulary: list) -> dict:
-    """What a phone computes: `encode_<name>` (image or features), then the reference loop over
-    decode_step, one image at a time; outputs shaped like the SavedModel's (ids padded with 0,
-    words joined)."""
-    encode = interpreter.get_signature_runner(f"encode_{name}")
-    rows = [step_loop.greedy(interpreter, encode(**{name: np.asarray(x, np.float32)[None]}), START_ID, END_ID,
-                             int(limit)) for x in inputs]
-    token_ids, lengths = step_loop.padded(rows)
-    words = np.array(vocabulary, dtype=object)[token_ids]
-    return {"token_ids": token_ids, "lengths": lengths,
-            "caption": np.array([" ".join(w for w in row if w).encode("utf-8") for row in words], dtype=object)}
 
 
 def read_images(paths: list) -> list:

@@ -41,13 +41,13 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from export import step_loop
 from foundation.errors import UserError
 from pipelines import batching, translation
 from pipelines import text as text_lib
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
-from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
+from rnn_apps.app import float32_twin
+from rnn_apps.families.encode_decode import EncoderDecoderApp
 from rnn_apps.layers import FastSimpleRNN, FrozenTailEmbedding, LuongAttention, SparseCrossentropy, simple_rnn_stack
 
 SOURCE_VOCAB, TARGET_VOCAB = "source_vocab.txt", "target_vocab.txt"
@@ -67,13 +67,14 @@ class Preprocessing:
         return [str(t) for t in self.target.get_vocabulary()]
 
 
-class Translate(App):
+class Translate(EncoderDecoderApp):
     name = "translate"
     topology = "many-to-many (encoder-decoder)"
     task = "translation"
+    output_name = "translation"
+    decode_batch = 256
     default_data = ("spa_eng", "ted_hrlr_translate/pt_to_en")
     phone_metric = ("bleu", True, 1.0)
-    beam_search = True
     config = {
         **config_lib.COMMON,
         "direction": "spa-en",  # SOURCE-TARGET languages
@@ -237,11 +238,18 @@ class Translate(App):
                 for layer_name, vectorizer, file in (("source_embedding", run.preprocessing.source, SOURCE_VOCAB),
                                                      ("target_embedding", run.preprocessing.target, TARGET_VOCAB))]
 
-    # --- decoding -----------------------------------------------------------------------
-    def _encoder(self, model) -> keras.Model:
-        """source ids -> (encoder outputs, decoder initial state), with the trained model's layers."""
+    # --- decoding (rnn_apps/families/encode_decode.py drives these) ------------------------------
+    def encoder(self, model):
+        """source ids -> the decoding cache: encoder outputs, the source mask and the decoder's
+        initial state, with the trained model's layers."""
         encoder_outputs = model.get_layer("attention").input[1]
-        return keras.Model(model.inputs[0], [encoder_outputs, model.get_layer("bridge").output])
+        keras_encoder = keras.Model(model.inputs[0], [encoder_outputs, model.get_layer("bridge").output])
+
+        def encode(source_ids):
+            outputs, state = keras_encoder(source_ids, training=False)
+            return {"encoder_outputs": outputs, "source_mask": source_mask(source_ids), "state": state}
+
+        return encode
 
     def step(self, model):
         """step(tokens [rows], cache) -> (log-probabilities [rows, vocab], cache): the trained
@@ -270,50 +278,37 @@ class Translate(App):
         wanted = tf.math.ceil(config["length_ratio"] * tokens) + config["length_extra"]
         return tf.where(tokens > 0, tf.cast(tf.minimum(wanted, float(config["target_length"])), tf.int32), 0)
 
-    def decoder(self, run, beam=None):
-        """text [batch] -> {"translation", "token_ids", "lengths", "source_truncated"}: tokenise, decode, detokenise;
-        one function for predict, evaluate and both SavedModel signatures."""
-        model, config, preprocessing = run.model, run.config, run.preprocessing
-        encoder, step = self._encoder(model), self.step(model)
-        vocabulary = tf.constant(preprocessing.target_tokens)
+    def output_words(self, run):
+        return run.preprocessing.target_tokens
+
+    def output_language(self, run):
+        return run.preprocessing.target_language
+
+    def serving_forms(self, run, write):
+        """text [batch] -> translation, token_ids, lengths, source_truncated: tokenise in the graph, decode."""
+        config, source = run.config, run.preprocessing.source
 
         def translate_text(text):
-            ids = translation.token_ids(preprocessing.source, text, config["source_length"]).to_tensor()
+            ids = translation.token_ids(source, text, config["source_length"]).to_tensor()
             ids = tf.pad(tf.cast(ids, tf.int32), [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])  # >= 1 step
-            encoder_outputs, state = encoder(ids, training=False)
-            cache = {"state": state, "encoder_outputs": encoder_outputs, "source_mask": source_mask(ids)}
-            limits = self.limits(config, ids)
-            if beam:
-                token_ids, lengths = decoding.beam_search(step, cache, translation.START_ID, translation.END_ID,
-                                                          limits, beam, config["length_penalty"])
-            else:
-                token_ids, lengths = decoding.greedy(step, cache, translation.START_ID, translation.END_ID, limits)
-            tokens = tf.where(token_ids > 0, tf.gather(vocabulary, token_ids), "")
-            return {"translation": translation.detokenize(tokens, preprocessing.target_language),
-                    "token_ids": token_ids, "lengths": lengths,
-                    # the source's tail past source_length tokens was not read: say so, not translate it silently
-                    "source_truncated": text_lib.truncated(preprocessing.source, text, config["source_length"])}
+            # the source's tail past source_length tokens was not read: say so, not translate it silently
+            return {**write(ids, self.limits(config, ids)),
+                    "source_truncated": text_lib.truncated(source, text, config["source_length"])}
 
-        return translate_text, [model, preprocessing.source]
+        return {"text": ([tf.TensorSpec([None], tf.string, name="text")], translate_text)}
 
-    def translate(self, run, texts: list, beam=None, batch_size=256) -> dict:
-        """Decode `texts` in batches -> translation (bytes), token_ids (padded with 0), lengths."""
-        fn = run.traced(("translate", beam), lambda: self.decoder(run, beam)[0])
-        parts = [{k: v.numpy() for k, v in fn(tf.constant(texts[i: i + batch_size], tf.string)).items()}
-                 for i in range(0, len(texts), batch_size)]
-        return decoding.join_batches(parts, {"translation": np.zeros(0, object),
-                                             "token_ids": np.zeros((0, 0), np.int32), "lengths": np.zeros(0, np.int32),
-                                             "source_truncated": np.zeros(0, bool)})
+    def serving_track(self, run):
+        return [run.preprocessing.source]
 
     # --- use ----------------------------------------------------------------------------
     def evaluate(self, run, splits, beam=None) -> dict:
         import sacrebleu
 
         sources, references = list(splits.test["source"]), list(splits.test["target"])
-        hypotheses = [t.decode("utf-8") for t in self.translate(run, sources, beam)["translation"]]
+        hypotheses = [t.decode("utf-8") for t in self.generate(run, sources, beam)["translation"]]
         seen = set(splits.train["target"])
         unseen = [i for i, reference in enumerate(references) if reference not in seen]
-        tokenize = "char" if translation.is_character_level(run.preprocessing.target_language) else "13a"
+        tokenize = bleu_tokenizer(run.preprocessing.target_language)
 
         def bleu(index):
             return sacrebleu.corpus_bleu([hypotheses[i] for i in index], [[references[i] for i in index]],
@@ -331,7 +326,7 @@ class Translate(App):
         }
 
     def predict(self, run, inputs, beam=None):
-        out = self.translate(run, inputs, beam)
+        out = self.generate(run, inputs, beam)
         return [{"input": text, "translation": out["translation"][i].decode("utf-8"),
                  "tokens": int(out["lengths"][i]), "source_truncated": bool(out["source_truncated"][i])}
                 for i, text in enumerate(inputs)]
@@ -340,48 +335,12 @@ class Translate(App):
         cut = "\t[the source was cut: only its first source_length tokens were translated]"
         return f"{row['translation']}\t{row['input']}" + (cut if row["source_truncated"] else "")
 
-    def serving(self, run):
-        greedy_fn, track = self.decoder(run)
-        beam_fn, _ = self.decoder(run, beam=run.config["beam_width"])
-        text = [tf.TensorSpec([None], tf.string, name="text")]
-        return [Endpoint("serving_default", greedy_fn, text, track=track),
-                Endpoint("beam_search", beam_fn, text, track=track)]
-
-    def tflite_models(self, run):
+    # --- the phone ----------------------------------------------------------------------
+    def tflite_encoder(self, run):
         config, preprocessing = run.config, run.preprocessing
         length = config["source_length"]
-        twin = self.unrolled_twin(run, length)
-        encoder, step = self._encoder(twin), self.step(twin)
-        encoder_width = int(encoder.outputs[0].shape[-1])
-
-        def encode(source_ids):
-            encoder_outputs, state = encoder(source_ids, training=False)
-            return {"encoder_outputs": encoder_outputs, "source_mask": source_mask(source_ids), "state": state}
-
-        def decode_step(token, state, encoder_outputs, source_mask):
-            log_probabilities, cache = step(token, {"state": state, "encoder_outputs": encoder_outputs,
-                                                    "source_mask": source_mask})
-            return {"log_probabilities": log_probabilities, "state": cache["state"]}
-
-        units, vocabulary_size = config["decoder_units"], preprocessing.target.vocabulary_size()
-        endpoints = [
-            Endpoint("encode", encode, [tf.TensorSpec([None, length], tf.int32, name="source_ids")], track=[twin]),
-            Endpoint("decode_step", decode_step, [
-                tf.TensorSpec([None], tf.int32, name="token"), tf.TensorSpec([None, units], tf.float32, name="state"),
-                tf.TensorSpec([None, length, encoder_width], tf.float32, name="encoder_outputs"),
-                tf.TensorSpec([None, length], tf.float32, name="source_mask")], track=[twin]),
-        ]
-        card = {
-            "app": self.name, "topology": self.topology, "task": self.task, "direction": config["direction"],
-            "signatures": {
-                "encode": {"inputs": {"source_ids": f"int32 [1, {length}]"},
-                           "outputs": {"encoder_outputs": f"float32 [1, {length}, {encoder_width}]",
-                                       "source_mask": f"float32 [1, {length}]", "state": f"float32 [1, {units}]"}},
-                "decode_step": {"inputs": {"token": "int32 [1]", "state": f"float32 [1, {units}]",
-                                           "encoder_outputs": "as encode gave it", "source_mask": "as encode gave it"},
-                                "outputs": {"log_probabilities": f"float32 [1, {vocabulary_size}]",
-                                            "state": f"float32 [1, {units}]"}},
-            },
+        facts = {
+            "direction": config["direction"],
             "source": {"vocabulary": SOURCE_VOCAB, "language": preprocessing.source_language, "length": length,
                        "padding": f"right-pad with 0 to exactly {length} ids; ids after {length} are dropped",
                        "id_range": "0 = padding, 1 = unknown; ids outside the vocabulary read as 1"},
@@ -394,12 +353,15 @@ class Translate(App):
                                   "length_extra": config["length_extra"],
                                   "rule": "min(target_length, ceil(length_ratio * source tokens) + length_extra); "
                                           "0 (an empty translation) for a source of no tokens"},
-            "loop": step_loop.GREEDY_PSEUDOCODE,
         }
-        return [TFLiteModel(f"{self.name}.tflite", endpoints, assets={
-            SOURCE_VOCAB: "\n".join(map(str, preprocessing.source.get_vocabulary())) + "\n",
-            TARGET_VOCAB: "\n".join(preprocessing.target_tokens) + "\n",
-            "model_card.json": json.dumps(card, indent=2, ensure_ascii=False) + "\n"})]
+        files = {SOURCE_VOCAB: "\n".join(map(str, preprocessing.source.get_vocabulary())) + "\n",
+                 TARGET_VOCAB: "\n".join(preprocessing.target_tokens) + "\n"}
+        return ("encode", [tf.TensorSpec([None, length], tf.int32, name="source_ids")],
+                self.unrolled_twin(run, length), facts, files)
+
+    def phone_feed(self, run, texts):
+        ids = padded_source(run.preprocessing.source, texts, run.config["source_length"])
+        return [{"source_ids": row[None]} for row in ids], self.limits(run.config, ids).numpy()
 
     def exported_inputs(self, inputs, tflite_dir):
         card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
@@ -407,61 +369,26 @@ class Translate(App):
         ids = padded_source(source, inputs, card["source"]["length"])
         limits = self.limits(card["max_output_tokens"], ids).numpy()  # the rule as the card states it
         return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
-            {"source_ids": ids, "limits": limits}
+            {"feeds": [{"source_ids": row[None]} for row in ids], "limits": limits}
 
-    def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
+    def phone_vocabulary(self, tflite_dir):
         card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
-        return greedy_on_phone(interpreter, tflite_inputs["source_ids"], tflite_inputs["limits"],
-                               translation.load_vocabulary(Path(tflite_dir) / TARGET_VOCAB), card["target"]["language"])
+        return translation.load_vocabulary(Path(tflite_dir) / TARGET_VOCAB), card["target"]["language"]
 
-    def query_rows(self, names, served, on_phone, tflite_dir):
-        return [{"input": name, "saved_model": {"translation": served["translation"][i].decode("utf-8")},
-                 "tflite": {"translation": on_phone["translation"][i].decode("utf-8")}}
-                for i, name in enumerate(names)]
+    def parity_inputs(self, run, examples):
+        return list(examples["source"])
 
-    def format_query(self, row):
-        return (f"SavedModel v{row['version']}: {row['saved_model']['translation']}  "
-                f"TFLite: {row['tflite']['translation']}  <- {row['input']}")
-
-    def phone_quality(self, run, test, interpreter):
-        """Corpus BLEU (sacrebleu, as evaluate) of the TFLite reference loop's greedy translations."""
+    def phone_score(self, run, test, texts):
+        """Corpus BLEU (sacrebleu, as evaluate)."""
         import sacrebleu
 
-        ids = padded_source(run.preprocessing.source, list(test["source"]), run.config["source_length"])
-        out = greedy_on_phone(interpreter, ids, self.limits(run.config, ids).numpy(),
-                              run.preprocessing.target_tokens, run.preprocessing.target_language)
-        tokenize = "char" if translation.is_character_level(run.preprocessing.target_language) else "13a"
-        return sacrebleu.corpus_bleu([t.decode("utf-8") for t in out["translation"]], [list(test["target"])],
-                                     tokenize=tokenize).score
-
-    def parity_cases(self, run, examples):
-        """Greedy decoding of real test sentences: the SavedModel's strings and ids, and the TFLite
-        reference loop's, equal Keras's exactly."""
-        texts = list(examples["source"])
-        expected = self.translate(run, texts)
-        ids = padded_source(run.preprocessing.source, texts, run.config["source_length"])
-        limits = self.limits(run.config, ids).numpy()
-
-        def loop(interpreter):
-            return greedy_on_phone(interpreter, ids, limits, run.preprocessing.target_tokens,
-                                   run.preprocessing.target_language)
-
-        return [ParityCase("greedy translations of test sentences", expected,
-                           ("serving_default", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)}),
-                           f"{self.name}.tflite", ["translation", "token_ids", "lengths", "source_truncated"],
-                           tflite_loop=loop, tflite_compare=["translation", "token_ids", "lengths"])]
+        return sacrebleu.corpus_bleu(texts, [list(test["target"])],
+                                     tokenize=bleu_tokenizer(run.preprocessing.target_language)).score
 
 
-def greedy_on_phone(interpreter, source_ids: np.ndarray, limits: np.ndarray, vocabulary: list, language: str) -> dict:
-    """What a phone computes: the reference loop over encode/decode_step, one sentence at a time;
-    outputs shaped like the SavedModel's (ids padded with 0, strings detokenised)."""
-    encode = interpreter.get_signature_runner("encode")
-    rows = [step_loop.greedy(interpreter, encode(source_ids=ids[None]), translation.START_ID, translation.END_ID,
-                             int(limit)) for ids, limit in zip(source_ids, limits, strict=True)]
-    token_ids, lengths = step_loop.padded(rows)
-    tokens = np.array(vocabulary, dtype=object)[token_ids]  # padding (id 0) is "" in the vocabulary file
-    return {"token_ids": token_ids, "lengths": lengths,
-            "translation": translation.detokenize(tf.constant(tokens, tf.string), language).numpy()}
+def bleu_tokenizer(language: str) -> str:
+    """sacrebleu's tokenizer for a target language: characters for Korean (no spaces to trust), 13a else."""
+    return "char" if translation.is_character_level(language) else "13a"
 
 
 def padded_source(vectorizer, texts, length: int) -> np.ndarray:

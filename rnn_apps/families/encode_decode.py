@@ -1,0 +1,223 @@
+"""The encoder-decoder family (one-to-many, many-to-many encoder-decoder): an encoder reads the
+input once into a decoding cache ({"state", ...}); the decoder's step writes one token at a time.
+`translate` (a sentence from a sentence) and `caption` (a sentence from an image) are its apps.
+
+Written once here, for every app of the family:
+  - `writer`: encode, decode (rnn_apps/decoding.py: greedy or beam search, in the graph) and
+    detokenise: what predict, evaluate, the report and every SavedModel signature run;
+  - `generate`: many raw inputs in batches through it;
+  - `serving`: `serving_default` (greedy) and `beam_search` on the first input form, a greedy
+    `from_<form>` for each further form;
+  - `tflite_models`: one .tflite with the app's encode signature and `decode_step`, whose inputs are
+    `token` plus every output of encode (export/step_loop.py's convention), and the model card's
+    signature entries, derived from the functions themselves;
+  - the phone client's loop (`on_phone`: encode, then the greedy step loop, detokenised), and with
+    it parity (Keras = SavedModel = the phone loop, word for word), `query` and phone quality.
+
+An app writes what is its own: its data, preprocessing and Keras model, and
+  - `output_name` ("translation", "caption"), `output_words(run)` and `output_language(run)`;
+  - `encoder(model)`: encoder inputs -> the decoding cache; `step(model)`: (tokens, cache) ->
+    (log-probabilities, cache);
+  - `serving_forms(run, write)`: {form: (input specs, fn)}: each fn turns that raw form into encoder
+    inputs and limits, calls `write`, and may add outputs of its own (`source_truncated`, `is_image`);
+  - `tflite_encoder(run)`: the encode signature (name, input specs, model) and the card's own facts;
+  - its phone client: `phone_feed(run, raw)` (raw inputs -> encode feeds and output limits, from the
+    run), `exported_inputs` (the same from the files shipped beside the .tflite) and
+    `phone_vocabulary(tflite_dir)`; `parity_inputs(run, examples)`; `phone_score(run, test, texts)`.
+"""
+
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from export import step_loop
+from pipelines import translation
+from rnn_apps import decoding
+from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
+
+START_ID, END_ID = translation.START_ID, translation.END_ID
+DECODE_STEP = "decode_step"
+
+
+class EncoderDecoderApp(App):
+    beam_search = True
+    output_name: str  # the decoded text's output name: "translation", "caption"
+    decode_batch = 64  # raw inputs per call when `generate` decodes many
+
+    # --- what the app supplies ---------------------------------------------------------------
+    def encoder(self, model):
+        """-> fn(encoder inputs) -> the decoding cache {"state", ...}, with the trained layers."""
+        raise NotImplementedError
+
+    def step(self, model):
+        """-> step(tokens [rows], cache) -> (log-probabilities [rows, vocabulary], cache)."""
+        raise NotImplementedError
+
+    def output_words(self, run) -> list:
+        raise NotImplementedError
+
+    def output_language(self, run) -> str:
+        raise NotImplementedError
+
+    def serving_forms(self, run, write) -> dict:
+        raise NotImplementedError
+
+    def tflite_encoder(self, run) -> tuple:
+        """-> (encode signature name, [input specs], the model whose layers it runs (the step's
+        too), {model card facts of the app's own}, {file name: text} shipped beside the .tflite)."""
+        raise NotImplementedError
+
+    def phone_feed(self, run, raw) -> tuple:
+        """Raw inputs -> ([encode inputs {name: array [1, ...]} per input], limits int [inputs])."""
+        raise NotImplementedError
+
+    def phone_vocabulary(self, tflite_dir) -> tuple:
+        """-> (the output words, their language), from the files shipped beside the .tflite."""
+        raise NotImplementedError
+
+    def parity_inputs(self, run, examples: dict) -> list:
+        """Raw inputs of the first serving form from test-split columns."""
+        raise NotImplementedError
+
+    def phone_score(self, run, test: dict, texts: list) -> float:
+        """The phone metric (phone_metric) of decoded texts against the test split's references."""
+        raise NotImplementedError
+
+    # --- decoding, in the graph ---------------------------------------------------------------
+    def writer(self, run, beam=None):
+        """-> write(encoder inputs, limits int32 [batch]) -> {output_name, "token_ids" (int32
+        [batch, longest], 0 after the end), "lengths"}."""
+        encode, step = self.encoder(run.model), self.step(run.model)
+        vocabulary = tf.constant(self.output_words(run))
+        language = self.output_language(run)
+
+        def write(inputs, limits):
+            cache = encode(inputs)
+            if beam:
+                token_ids, lengths = decoding.beam_search(step, cache, START_ID, END_ID, limits, beam,
+                                                          run.config["length_penalty"])
+            else:
+                token_ids, lengths = decoding.greedy(step, cache, START_ID, END_ID, limits)
+            tokens = tf.where(token_ids > 0, tf.gather(vocabulary, token_ids), "")
+            return {self.output_name: translation.detokenize(tokens, language), "token_ids": token_ids,
+                    "lengths": lengths}
+
+        return write
+
+    def decoder(self, run, beam=None) -> dict:
+        """{form: fn(raw inputs) -> outputs}: one function per input form, shared by predict,
+        evaluate, the report and the SavedModel."""
+        return {form: fn for form, (_, fn) in self.serving_forms(run, self.writer(run, beam)).items()}
+
+    def generate(self, run, inputs, beam=None) -> dict:
+        """Decode many raw inputs of the first form in batches -> numpy outputs (token_ids padded with 0)."""
+        form = next(iter(self.serving_forms(run, None)))
+        fn = run.traced(("generate", beam), lambda: self.decoder(run, beam)[form])
+        parts = [{k: v.numpy() for k, v in fn(tf.constant(inputs[i: i + self.decode_batch])).items()}
+                 for i in range(0, len(inputs), self.decode_batch)]
+        if parts:
+            return decoding.join_batches(parts, {})
+        specs = self.serving_forms(run, None)[form][0]
+        empty = {k: np.zeros((0,) + tuple(v.shape[1:].as_list()), v.dtype.as_numpy_dtype)
+                 for k, v in tf.function(fn).get_concrete_function(*specs).structured_outputs.items()}
+        return {**empty, "token_ids": np.zeros((0, 0), np.int32), self.output_name: np.zeros(0, object)}
+
+    def serving(self, run):
+        greedy, beam = self.decoder(run), self.decoder(run, beam=run.config["beam_width"])
+        forms = self.serving_forms(run, None)
+        first, *others = forms
+        track = [run.model, *self.serving_track(run)]
+        return ([Endpoint("serving_default", greedy[first], forms[first][0], track=track),
+                 Endpoint("beam_search", beam[first], forms[first][0], track=track)]
+                + [Endpoint(f"from_{form}", greedy[form], forms[form][0], track=track) for form in others])
+
+    def serving_track(self, run) -> list:
+        """Keras objects beside the model whose state the signatures use (lookup layers)."""
+        return []
+
+    # --- the phone: TFLite file, model card, reference loop -------------------------------------
+    def tflite_models(self, run):
+        name, specs, model, facts, files = self.tflite_encoder(run)
+        encode, step = self.encoder(model), self.step(model)
+        cache_specs = tf.function(encode).get_concrete_function(*specs).structured_outputs
+        names = list(cache_specs)
+
+        def decode_step(token, *cache):
+            log_probabilities, cache = step(token, dict(zip(names, cache, strict=True)))
+            return {"log_probabilities": log_probabilities, "state": cache["state"]}
+
+        step_specs = [tf.TensorSpec([None], tf.int32, name="token")] + [
+            tf.TensorSpec(cache_specs[n].shape, cache_specs[n].dtype, name=n) for n in names]
+        vocabulary_size = len(self.output_words(run))
+        card = {
+            "app": self.name, "topology": self.topology, "task": self.task,
+            "signatures": {
+                name: {"inputs": {s.name: _card_shape(s) for s in specs},
+                       "outputs": {n: _card_shape(cache_specs[n]) for n in names}},
+                DECODE_STEP: {"inputs": {s.name: _card_shape(s) for s in step_specs},
+                              "outputs": {"log_probabilities": f"float32 [1, {vocabulary_size}]",
+                                          "state": _card_shape(cache_specs["state"])}},
+            },
+            "start_id": START_ID, "end_id": END_ID,
+            **facts,
+            "loop": [f"cache = {name}({', '.join(s.name for s in specs)})"] + step_loop.GREEDY_PSEUDOCODE[1:],
+        }
+        return [TFLiteModel(f"{self.name}.tflite", [
+            Endpoint(name, lambda *inputs: encode(inputs[0] if len(inputs) == 1 else list(inputs)), specs,
+                     track=[model]),
+            Endpoint(DECODE_STEP, decode_step, step_specs, track=[model]),
+        ], assets={**files, "model_card.json": json.dumps(card, indent=2, ensure_ascii=False) + "\n"})]
+
+    def on_phone(self, interpreter, feeds: list, limits, words: list, language: str) -> dict:
+        """What a phone computes: the encode signature, then the greedy step loop, one input at a
+        time; outputs shaped like the SavedModel's (ids padded with 0, texts detokenised)."""
+        encode = interpreter.get_signature_runner(
+            next(s for s in interpreter.get_signature_list() if s != DECODE_STEP))
+        rows = [step_loop.greedy(interpreter, encode(**feed), START_ID, END_ID, int(limit), DECODE_STEP)
+                for feed, limit in zip(feeds, limits, strict=True)]
+        token_ids, lengths = step_loop.padded(rows)
+        tokens = np.array(words, dtype=object)[token_ids]  # padding (id 0) is "" in the vocabulary file
+        return {"token_ids": token_ids, "lengths": lengths,
+                self.output_name: translation.detokenize(tf.constant(tokens, tf.string), language).numpy()}
+
+    def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
+        words, language = self.phone_vocabulary(tflite_dir)
+        return self.on_phone(interpreter, tflite_inputs["feeds"], tflite_inputs["limits"], words, language)
+
+    def phone_quality(self, run, test, interpreter):
+        """phone_metric of the TFLite reference loop's greedy outputs on the test split."""
+        feeds, limits = self.phone_feed(run, self.parity_inputs(run, test))
+        out = self.on_phone(interpreter, feeds, limits, self.output_words(run), self.output_language(run))
+        return self.phone_score(run, test, [t.decode("utf-8") for t in out[self.output_name]])
+
+    def parity_cases(self, run, examples):
+        """Greedy decoding of real test inputs: the SavedModel's outputs and the TFLite reference
+        loop's equal Keras's exactly (strings and ids)."""
+        raw = self.parity_inputs(run, examples)
+        expected = self.generate(run, raw)
+        feeds, limits = self.phone_feed(run, raw)
+        words, language = self.output_words(run), self.output_language(run)
+        spec = next(iter(self.serving_forms(run, None).values()))[0][0]
+        served = np.array([r.encode("utf-8") if isinstance(r, str) else r for r in raw], dtype=object) \
+            if spec.dtype == tf.string else np.asarray(raw, spec.dtype.as_numpy_dtype)
+        return [ParityCase(f"greedy {self.output_name}s of test examples", expected,
+                           ("serving_default", {spec.name: served}), f"{self.name}.tflite", list(expected),
+                           tflite_loop=lambda interpreter: self.on_phone(interpreter, feeds, limits, words, language),
+                           tflite_compare=[self.output_name, "token_ids", "lengths"])]
+
+    # --- rows -----------------------------------------------------------------------------------
+    def query_rows(self, names, served, on_phone, tflite_dir):
+        key = self.output_name
+        return [{"input": name, "saved_model": {key: served[key][i].decode("utf-8")},
+                 "tflite": {key: on_phone[key][i].decode("utf-8")}} for i, name in enumerate(names)]
+
+    def format_query(self, row):
+        key = self.output_name
+        return (f"SavedModel v{row['version']}: {row['saved_model'][key]}  "
+                f"TFLite: {row['tflite'][key]}  <- {row['input']}")
+
+
+def _card_shape(spec) -> str:
+    """A tensor spec as the model card states it, at the batch of 1 every .tflite has."""
+    return f"{spec.dtype.name} [{', '.join(['1'] + [str(d) for d in spec.shape[1:]])}]"
