@@ -220,15 +220,22 @@ def main():
         if i + 1 == args.requests // 10:
             warm_rss = rss_mb()
         peak_rss = max(peak_rss, rss_mb()) if i % 100 == 0 else peak_rss
-        if (i + 1) % 2000 == 0:
+        if (i + 1) % 1000 == 0:
             print(f"{i + 1} requests, {len(failures)} failures, RSS {rss_mb():.0f} MB, {time.time() - start:.0f} s",
                   flush=True)
+            # written as it goes: a soak of hours that is stopped still leaves what it measured
+            write(args, root, i + 1, failures, warm_rss, peak_rss, start, per_target)
+    write(args, root, args.requests, failures, warm_rss, peak_rss, start, per_target)
+
+
+def write(args, root, done: int, failures: list, warm_rss, peak_rss: float, start: float, per_target: dict):
     end_rss = rss_mb()
     common.write("soak", {
-        "exports": str(root), "requests": args.requests, "failures": len(failures), "first_failures": failures[:20],
-        "rss_after_warmup_mb": round(warm_rss, 1), "rss_end_mb": round(end_rss, 1),
-        "rss_growth_after_warmup_mb": round(end_rss - warm_rss, 1), "rss_peak_mb": round(max(peak_rss, end_rss), 1),
-        "seconds": round(time.time() - start, 1),
+        "exports": str(root), "requests": args.requests, "requests_done": done, "finished": done == args.requests,
+        "failures": len(failures), "first_failures": failures[:20],
+        "rss_after_warmup_mb": round(warm_rss, 1) if warm_rss else None, "rss_end_mb": round(end_rss, 1),
+        "rss_growth_after_warmup_mb": round(end_rss - warm_rss, 1) if warm_rss else None,
+        "rss_peak_mb": round(max(peak_rss, end_rss), 1), "seconds": round(time.time() - start, 1),
         "targets": {k: {**v, "seconds": round(v["seconds"], 1)} for k, v in per_target.items()},
     })
 
