@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from export import metadata, parity, savedmodel, serving, tflite
+from export import gpu_delegate, metadata, parity, savedmodel, serving, tflite
 from export import quantize as quantization
 from foundation import progress
 from foundation.errors import ExportError, UserError
@@ -343,6 +343,9 @@ def write_card(folder: Path, model, measured: dict, run) -> dict:
     card["signature_specs"] = {row["file"]: tflite.signature_specs(folder / row["file"])
                                for row in measured["modes"] if row["available"]}
     card["files"] = sorted([*card["signature_specs"], *model.assets])
+    # per file: the oldest LiteRT runtime it runs on, and the ops a phone's GPU delegate leaves to the CPU
+    card["runtime"] = {row["file"]: gpu_delegate.card_entry(folder / row["file"])
+                       for row in measured["modes"] if row["available"]}
     card["default_file"] = measured["default_file"]
     card["quantization"] = measured
     if run.member_index is not None:

@@ -10,6 +10,7 @@ import os
 import sys
 import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -106,7 +107,36 @@ def interpreter(path_or_bytes, num_threads: int | None = None, xnnpack: bool = T
 
 
 def op_names(path_or_bytes) -> list:
-    return sorted({op["op_name"] for op in interpreter(path_or_bytes)._get_ops_details()})
+    """Every op of the file, in every signature's subgraph (the interpreter's own op list shows the
+    first subgraph only: a decoder's decode_step would go unchecked)."""
+    return sorted({op["op"] for op in operators(path_or_bytes)})
+
+
+def operators(path_or_bytes) -> list:
+    """[{"subgraph", "signature", "op", "inputs", "outputs"}] for each op of each subgraph, read from
+    the flatbuffer: builtin ops by name, custom ones (Flex) by their custom code; inputs and outputs
+    are tensor type names ("FLOAT32", "INT32", None for an omitted optional input)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    content = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    signatures = {s.subgraphIndex: _text(s.signatureKey) for s in (model.signatureDefs or [])}
+    found = []
+    for index, subgraph in enumerate(model.subgraphs):
+        for op in subgraph.operators or []:
+            code = model.operatorCodes[op.opcodeIndex]
+            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+            name = _text(code.customCode) if builtin == schema.BuiltinOperator.CUSTOM else op_names[builtin]
+            found.append({"subgraph": index, "signature": signatures.get(index, f"subgraph {index}"), "op": name,
+                          "inputs": [type_names[subgraph.tensors[i].type] if i >= 0 else None for i in op.inputs],
+                          "outputs": [type_names[subgraph.tensors[i].type] for i in op.outputs]})
+    return found
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value or "")
 
 
 def run_one_by_one(model, signature: str, inputs: dict) -> dict:

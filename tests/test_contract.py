@@ -4,6 +4,7 @@ of these without touching this file; so does the app defined in one file under t
 (tests/app_running_parity.py), which shows that an app needs no other file."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +136,13 @@ def test_export_parity_and_builtin_only_tflite(name, tiny_export):
         assert quality["metric"] == metric and quality["higher_is_better"] == higher_is_better
         assert quality["modes"][0]["file"] == file and np.isfinite(quality["modes"][0][metric])
         assert quality["examples_from"] == "the test examples stored with the run" and quality["test_examples"] >= 1
+        # the runtime it needs and what keeps a phone's GPU delegate from taking it whole: ops of the file
+        runtime = card["runtime"][file]
+        assert re.fullmatch(r"\d+\.\d+\.\d+", runtime["min_runtime_version"])
+        left = runtime["gpu_delegate"]["ops_left_to_cpu"]
+        assert runtime["gpu_delegate"]["whole_file"] == (not left)
+        assert {b["op"] for b in left} <= set(artefact["ops"]) and all(b["count"] >= 1 for b in left)
+        assert {b["signature"] for b in left} <= set(artefact["signatures"])
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["exports"][-1]["version"] == 1
 
