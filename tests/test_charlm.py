@@ -245,9 +245,14 @@ def test_tflite_step_signature_model_card_and_parity_cases(tiny_export, tiny_run
     card = json.loads((tflite_dir / "model_card.json").read_text())
     assert card["saved_model_limits"]["max_length"] == charlm.MAX_LENGTH and card["loop"]
     assert characters.load_vocabulary(tflite_dir / charlm.VOCABULARY) == run.preprocessing.vocabulary
-    greedy, scored = entry["parity"]["cases"]
+    greedy, defaults, scored = entry["parity"]["cases"]
     assert greedy["examples"] == charlm.PARITY_PRIMES and set(greedy["tflite"]) == {"text", "token_ids", "lengths"}
-    assert set(scored) == {"name", "examples", "saved_model"}  # score has no phone side
+    assert set(scored) == set(defaults) == {"name", "examples", "saved_model"}  # no phone side
+    # serving_default takes primes only (TF Serving's row form): SERVED_DEFAULTS, returned as applied
+    served = tf.saved_model.load(str(root / "charlm" / "1")).signatures["serving_default"](
+        prime=tf.constant(["ROMEO:", ""]))
+    assert served["lengths"].numpy().tolist() == [charlm.SERVED_DEFAULTS["length"]] * 2
+    assert served["temperature"].numpy().tolist() == [0.0, 0.0]
     signatures = next(a for a in entry["artefacts"] if a["kind"] == "saved_model")["signatures"]
     assert set(signatures) == {"serving_default", "generate", "score"}
 

@@ -68,6 +68,10 @@ def test_every_signature_has_warmup_records_and_rest_examples_that_reproduce(nam
                 **{k: tf.constant(v, dtype=specs[k]["dtype"]) for k, v in inputs.items()})
             got = serving.encode_response({k: v.numpy() for k, v in outputs.items()}, form)
             assert close(got, example[response]), (example["signature_name"], form)
+    # every app's serving_default takes TF Serving's row form (`instances`) and batches: each input batched
+    default = next(e for e in examples if e["signature_name"] == "serving_default")
+    assert default["instances_request"] is not None and all(
+        spec["shape"] and spec["shape"][0] == -1 for spec in signatures["serving_default"]["inputs"].values())
     client = (saved_model / "assets.extra" / serving.GRPC_FILE).read_text()
     compile(client, serving.GRPC_FILE, "exec")
     assert f"request.model_spec.name, request.model_spec.signature_name = {name!r}, 'serving_default'" in client

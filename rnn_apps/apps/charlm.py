@@ -16,8 +16,10 @@ Data: `../shared/data/tiny_shakespeare` (first 90% of the characters train, next
 last 5% test), any UTF-8 text file (`--data FILE.txt`, split the same way), TFDS
 `tiny_shakespeare` online. See pipelines/characters.py.
 
-Exports: SavedModel `serving_default` = `generate(prime: string[batch], length: int32,
-temperature: float32, top_k: int32, seed: int64)` -> text, token_ids, lengths, and
+Exports: SavedModel `generate(prime: string[batch], length: int32, temperature: float32, top_k:
+int32, seed: int64)` -> text, token_ids, lengths (and the options as applied);
+`serving_default(prime: string[batch])`, the same with SERVED_DEFAULTS (every input batched: TF
+Serving's row form and batching work); and
 `score(text: string[batch])` -> nats_per_char, bits_per_char, characters. TFLite `charlm.tflite`
 with one signature a phone drives character by character (export/step_loop.py is the reference
 loop): `step(token: int32[1], state_0 .. state_{depth-1}: float32[1, units])` ->
@@ -60,6 +62,8 @@ READ_WINDOW = 2048  # characters per call when evaluate reads a whole split
 SCORE_WINDOW = 256  # characters per step of the loops that read a text (`score`) or a prime
 CONTINUATION = 100  # characters `predict` writes after its input
 SAMPLE = {"length": 300, "temperature": 0.8, "seed": 0}  # evaluate's sample
+# serving_default's options: a greedy continuation of predict's length (deterministic, as predict's)
+SERVED_DEFAULTS = {"length": CONTINUATION, "temperature": 0.0, "top_k": 0, "seed": 0}
 PARITY_PRIMES, PARITY_LENGTH = 3, 200
 PHONE_CHARACTERS = 5_000  # test characters each quantization mode of the .tflite is measured on
 
@@ -334,7 +338,11 @@ class CharLM(App):
         generate_inputs = [tf.TensorSpec([None], tf.string, name="prime"), tf.TensorSpec([], tf.int32, name="length"),
                            tf.TensorSpec([], tf.float32, name="temperature"),
                            tf.TensorSpec([], tf.int32, name="top_k"), tf.TensorSpec([], tf.int64, name="seed")]
-        return [Endpoint("serving_default", generate, generate_inputs, track=track),
+        def continue_primes(prime):
+            return generate(prime, *(tf.constant(v, spec.dtype) for v, spec in
+                                     zip(SERVED_DEFAULTS.values(), generate_inputs[1:], strict=True)))
+
+        return [Endpoint("serving_default", continue_primes, generate_inputs[:1], track=track),
                 Endpoint("generate", generate, generate_inputs, track=track),
                 Endpoint("score", score, [tf.TensorSpec([None], tf.string, name="text")], track=track)]
 
@@ -391,7 +399,10 @@ class CharLM(App):
         generate_inputs = {"prime": np.array([p.encode() for p in primes], dtype=object),
                            "length": np.int32(PARITY_LENGTH), "temperature": np.float32(0.0),
                            "top_k": np.int32(0), "seed": np.int64(0)}
-        expected = call(self.generator(run)[0], *[tf.constant(v) for v in generate_inputs.values()])
+        generate = self.generator(run)[0]
+        expected = call(generate, *[tf.constant(v) for v in generate_inputs.values()])
+        defaults = call(generate, tf.constant(generate_inputs["prime"]), np.int32(CONTINUATION), np.float32(0.0),
+                        np.int32(0), np.int64(0))
         snippets = [text[i: i + 300] for i in range(0, min(len(text), 2400), 300)] + ["", "a", "\u00e9\u4e2d?"]
         loss = [keras_loss(run.model, characters.ids_of(s, run.preprocessing.vocabulary)) for s in snippets]
         ids = [characters.ids_of(p, run.preprocessing.vocabulary) for p in primes]
@@ -401,8 +412,11 @@ class CharLM(App):
             return greedy_on_phone(interpreter, ids, PARITY_LENGTH, vocabulary)
 
         return [
-            ParityCase("greedy continuations of test primes", expected, ("serving_default", generate_inputs),
+            ParityCase("greedy continuations of test primes", expected, ("generate", generate_inputs),
                        f"{self.name}.tflite", ["text", "token_ids", "lengths"], tflite_loop=loop),
+            ParityCase("serving_default (prime only: SERVED_DEFAULTS)", defaults,
+                       ("serving_default", {"prime": generate_inputs["prime"]}), None,
+                       ["text", "token_ids", "lengths", "temperature", "top_k"]),
             ParityCase("score of test snippets vs the Keras loss", {"nats_per_char": np.array(loss, np.float32)},
                        ("score", {"text": np.array([s.encode() for s in snippets], dtype=object)}),
                        None, ["nats_per_char"]),
@@ -427,9 +441,7 @@ class CharLM(App):
 
     def exported_inputs(self, inputs, tflite_dir):
         vocabulary = characters.load_vocabulary(Path(tflite_dir) / VOCABULARY)
-        served = {"prime": np.array([p.encode("utf-8") for p in inputs], dtype=object),
-                  "length": np.int32(CONTINUATION), "temperature": np.float32(0.0), "top_k": np.int32(0),
-                  "seed": np.int64(0)}
+        served = {"prime": np.array([p.encode("utf-8") for p in inputs], dtype=object)}  # SERVED_DEFAULTS
         return list(inputs), served, {"ids": [characters.ids_of(p[-MAX_PRIME:], vocabulary) for p in inputs]}
 
     def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
