@@ -469,16 +469,18 @@ class FrozenTailEmbedding(layers.Layer):
         ids = ops.cast(ids, "int32")
         # An id outside [0, input_dim) (a client's off-by-one, a vocabulary from another run) reads
         # as the unknown word: a gather would otherwise index from the end (TFLite, negative ids)
-        # or fail (TensorFlow), and either would pass unnoticed on a phone.
-        ids = ops.where(ops.logical_or(ids < 0, ids >= self.input_dim), self.unknown_id, ids)
+        # or fail (TensorFlow), and either would pass unnoticed on a phone. Computed in float32
+        # (exact below 2**24 ids) rather than as an int32 select, which a phone's GPU delegate lacks.
+        valid = ops.cast(ops.logical_and(ids >= 0, ids < self.input_dim), "float32")
+        ids = ops.cast(ops.cast(ids, "float32") * valid + self.unknown_id * (1.0 - valid), "int32")
         if self.frozen is None:
-            return ops.take(self.trained, ids, axis=0)
+            return rows(self.trained, ids)
         # Two lookups rather than one in the joined table: joining copies the whole table every
         # step, and its gradient would be as large (slower training steps: bench/RESULTS.md).
         trained_rows = self.input_dim - self.frozen_rows
         return ops.where(ops.expand_dims(ids < trained_rows, -1),
-                         ops.take(self.trained, ops.minimum(ids, trained_rows - 1), axis=0),
-                         ops.take(self.frozen, ops.maximum(ids - trained_rows, 0), axis=0))
+                         rows(self.trained, ops.minimum(ids, trained_rows - 1)),
+                         rows(self.frozen, ops.maximum(ids - trained_rows, 0)))
 
     def compute_mask(self, ids, mask=None):
         # Vectors in (reverse): logits carry no mask (Keras would weight the loss by it).
@@ -493,6 +495,16 @@ class FrozenTailEmbedding(layers.Layer):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
                 "frozen_rows": self.frozen_rows, "unknown_id": self.unknown_id, "mask_zero": self.mask_zero,
                 "reversible": self.reversible}
+
+
+def rows(table, ids):
+    """table[ids] for ids already in range: on TensorFlow a plain GATHER (keras.ops.take adds an
+    int32 select for negative ids, which a phone's GPU delegate lacks), elsewhere keras.ops.take."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.gather(table, ids)
+    return ops.take(table, ids, axis=0)
 
 
 def find_layers(model, kind) -> list:
