@@ -230,6 +230,14 @@ def test_saved_model_signatures_give_defined_outputs_for_odd_input(tiny_export, 
     keras_loss = charlm.keras_loss(run.model, characters.ids_of("y" * 5000, run.preprocessing.vocabulary))
     long = score(text=tf.constant([b"y" * 5000]))["nats_per_char"].numpy()[0]
     assert long == pytest.approx(keras_loss, abs=1e-4)
+    # rows of very different lengths in one request (each window reads only the rows it reaches):
+    # every row scores as it does alone
+    mixed = [b"y" * 5000, b"To be", b"", b"ab" * 300, b"x"]
+    together = score(text=tf.constant(mixed))
+    for i, text in enumerate(mixed):
+        alone = score(text=tf.constant([text]))
+        assert together["characters"].numpy()[i] == alone["characters"].numpy()[0]
+        assert together["nats_per_char"].numpy()[i] == pytest.approx(alone["nats_per_char"].numpy()[0], abs=1e-5)
 
 
 def test_tflite_step_signature_model_card_and_parity_cases(tiny_export, tiny_run):

@@ -243,7 +243,8 @@ class CharLM(App):
         model, reader, lookup = run.model, Reader(run.model), run.preprocessing.lookup
 
         def score(text):
-            ids = tf.cast(lookup(characters.split_characters(text, MAX_SCORED)), tf.int32).to_tensor()
+            ragged = tf.cast(lookup(characters.split_characters(text, MAX_SCORED)), tf.int32)
+            lengths, ids = ragged.row_lengths(), ragged.to_tensor()
             # >= 1 prediction, and whole windows: padding (id 0) is masked and not counted
             width = tf.maximum(tf.shape(ids)[1] - 1, 1)
             windows = (width + SCORE_WINDOW - 1) // SCORE_WINDOW
@@ -251,14 +252,21 @@ class CharLM(App):
             rows = tf.shape(ids)[0]
 
             # Window by window, the state carried: memory grows with the window, not with the text
-            # (issue 30: the whole text at once took ~9 KB a character).
+            # (issue 30: the whole text at once took ~9 KB a character). Each window reads only the
+            # rows with characters left to predict in it, so a request costs its characters, not
+            # rows x its longest text (one long text among 1,000 short ones was 1,000 long ones).
             def read_window(i, states, total, count):
-                inputs = ids[:, i * SCORE_WINDOW: (i + 1) * SCORE_WINDOW]
-                targets = ids[:, i * SCORE_WINDOW + 1: (i + 1) * SCORE_WINDOW + 1]
-                logits, states = reader(inputs, states, mask=inputs != 0)
+                active = tf.where(lengths > tf.cast(i * SCORE_WINDOW + 1, lengths.dtype))[:, 0]
+                inputs = tf.gather(ids[:, i * SCORE_WINDOW: (i + 1) * SCORE_WINDOW], active)
+                targets = tf.gather(ids[:, i * SCORE_WINDOW + 1: (i + 1) * SCORE_WINDOW + 1], active)
+                logits, new = reader(inputs, {k: tf.gather(v, active) for k, v in states.items()},
+                                     mask=inputs != 0)
                 counted = tf.cast(targets != 0, tf.float32)
                 losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits) * counted
-                return i + 1, states, total + tf.reduce_sum(losses, axis=1), count + tf.reduce_sum(counted, axis=1)
+                at = active[:, None]
+                return (i + 1, {k: tf.tensor_scatter_nd_update(states[k], at, new[k]) for k in states},
+                        tf.tensor_scatter_nd_add(total, at, tf.reduce_sum(losses, axis=1)),
+                        tf.tensor_scatter_nd_add(count, at, tf.reduce_sum(counted, axis=1)))
 
             _, _, total, count = tf.while_loop(
                 lambda i, *_: i < windows, read_window,
