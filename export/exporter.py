@@ -317,8 +317,9 @@ def export_run(run, export_root, model_name=None, parity_examples=None, echo=pri
                 entry["ensemble_member"] = run.member_index
             manifest["exports"].append({**entry, "pending": True})
             write_json(root / MANIFEST, manifest)
-            _publish([(staging / "tflite", tflite_base / str(version)),
-                      (staging / "saved_model", serving_base / str(version))])
+            # the order version_folders gives: TFLite first, the SavedModel TF Serving watches last
+            _publish(list(zip([staging / "tflite", staging / "saved_model"], version_folders(root, entry),
+                              strict=True)))
             manifest["exports"][-1] = entry
             if label is not None:
                 manifest.setdefault("labels", {}).setdefault(model_name, {})[label] = version
