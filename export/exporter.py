@@ -35,7 +35,6 @@ from foundation.errors import ExportError, UserError
 from foundation.files import write_json
 
 MANIFEST = "manifest.json"
-CARD_FILE = "model_card.json"
 LABEL = re.compile(r"[a-z][a-z0-9_-]{0,63}")  # a TF Serving version label (stable, canary)
 LOCK = ".lock"
 STAGING_PREFIX = ".staging-"
@@ -277,8 +276,8 @@ def export_run(run, export_root, model_name=None, parity_examples=None, echo=pri
             # TFLite metadata in each file: the app's card says what each tensor means, and the files
             # beside it (vocabularies, labels) are packed in; then the card is completed, with the
             # files' final sizes (the complete card stays beside the file: it describes every file)
-            app_card = json.loads(model.assets.get(CARD_FILE, "{}"))
-            packed = {name: text for name, text in model.assets.items() if name != CARD_FILE}
+            app_card = json.loads(model.assets.get(model.card_file, "{}"))
+            packed = {name: text for name, text in model.assets.items() if name != model.card_file}
             for row in measured["modes"]:
                 if row["available"]:
                     file = staging / "tflite" / row["file"]
@@ -296,7 +295,7 @@ def export_run(run, export_root, model_name=None, parity_examples=None, echo=pri
                                       "default": row["file"] == card["default_file"],
                                       "signatures": card["signature_specs"][row["file"]],
                                       "ops": tflite.op_names(file),
-                                      "assets": sorted(model.assets)})
+                                      "assets": sorted(model.assets), "card": model.card_file})
             quality[model.filename] = measured
         with locked(root):
             manifest = read_manifest(root)
@@ -338,7 +337,7 @@ def write_card(folder: Path, model, measured: dict, run) -> dict:
     """Complete the app's model_card.json beside a .tflite with what every card states: each
     file's signature specs (names, shapes, dtypes), the files beside it, the quantization modes with
     their measured quality, and the file to ship (`default_file`)."""
-    path = folder / "model_card.json"
+    path = folder / model.card_file
     card = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     # Beside the app's own "signatures" (what each input and output means): each file's exact specs.
     card["signature_specs"] = {row["file"]: tflite.signature_specs(folder / row["file"])

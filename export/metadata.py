@@ -71,6 +71,8 @@ def _metadata(model, card: dict, assets: dict, version: str) -> bytes:
     if isinstance(card.get("input"), dict):
         described[card["input"].get("name", "")] = card["input"].get("layout") or card["input"].get("padding", "")
 
+    image = card.get("input", {}).get("image") if isinstance(card.get("input"), dict) else None
+
     def tensors(indices):
         out = []
         for index in indices:
@@ -80,6 +82,11 @@ def _metadata(model, card: dict, assets: dict, version: str) -> bytes:
             files = [_file(schema, name) for name in assets if name in LABEL_FILES] \
                 if "probabilit" in tensor.name else []
             tensor.associatedFiles = files or None
+            if files:  # class scores: what MediaPipe's classifiers and Android Studio read as a head
+                tensor.content = _content(schema, schema.ContentProperties.FeatureProperties,
+                                          schema.FeaturePropertiesT())
+            if image and tensor.name == card["input"]["name"]:
+                _describe_image(schema, tensor, image)
             out.append(tensor)
         return out
 
@@ -93,6 +100,27 @@ def _metadata(model, card: dict, assets: dict, version: str) -> bytes:
     builder = flatbuffers.Builder(1024)
     builder.Finish(meta.Pack(builder), file_identifier=METADATA_IDENTIFIER)
     return bytes(builder.Output())
+
+
+def _content(schema, kind, properties):
+    content = schema.ContentT()
+    content.contentPropertiesType, content.contentProperties = kind, properties
+    return content
+
+
+def _describe_image(schema, tensor, image: dict):
+    """An image input as MediaPipe's ImageClassifier and Android Studio read it: colour space, the
+    normalisation (input = (pixel - mean) / std) and the value range."""
+    properties = schema.ImagePropertiesT()
+    properties.colorSpace = getattr(schema.ColorSpaceType, image["color"])
+    tensor.content = _content(schema, schema.ContentProperties.ImageProperties, properties)
+    normalization = schema.ProcessUnitT()
+    normalization.optionsType = schema.ProcessUnitOptions.NormalizationOptions
+    normalization.options = schema.NormalizationOptionsT()
+    normalization.options.mean, normalization.options.std = list(image["mean"]), list(image["std"])
+    tensor.processUnits = [normalization]
+    tensor.stats = schema.StatsT()
+    tensor.stats.min, tensor.stats.max = [float(image["range"][0])], [float(image["range"][1])]
 
 
 def _file(schema, name: str):

@@ -70,7 +70,7 @@ def measure(app, run, model, folder: Path, modes: list, test: dict, echo=print) 
     float_path = Path(folder) / model.filename
     start = time.time()
     recorder = Recorder(tflite.interpreter(float_path))
-    reference = float(app.phone_quality(run, test, recorder))
+    reference = float(phone_quality(app, model)(run, test, recorder))
     echo(f"  quality of {model.filename} (float32): {metric} {reference:.4f} "
          f"({time.time() - start:.1f} s)")
     rows = [{"mode": "none", "file": model.filename, "bytes": float_path.stat().st_size, "available": True,
@@ -79,6 +79,11 @@ def measure(app, run, model, folder: Path, modes: list, test: dict, echo=print) 
         rows.append(_variant(app, run, model, folder, mode, test, recorder.samples, reference, echo))
     return {"metric": metric, "higher_is_better": higher_is_better, "bound": bound,
             "test_examples": _examples(test), "modes": rows, "default_file": default_file(rows)}
+
+
+def phone_quality(app, model):
+    """How a file's quality is measured: its own `quality`, else the app's phone_quality."""
+    return model.quality or app.phone_quality
 
 
 def default_file(rows: list) -> str:
@@ -110,7 +115,7 @@ def _variant(app, run, model, folder: Path, mode: str, test: dict, calibration: 
         why = f"converted, but LiteRT cannot run it: {failure}"
         echo(f"  {mode}: not available for {app.name} ({why})")
         return {**row, "available": False, "why": why}
-    value = float(app.phone_quality(run, test, tflite.interpreter(path)))
+    value = float(phone_quality(app, model)(run, test, tflite.interpreter(path)))
     difference = value - reference
     loss = -difference if higher_is_better else difference
     row.update(available=True, bytes=len(content), **{metric: value}, difference=difference,

@@ -43,6 +43,25 @@ def to_pixels(images: tf.Tensor) -> tf.Tensor:
     return tf.reshape(resized, [-1, GRID * GRID]) * MAX_VALUE
 
 
+def square_to_pixels(images: tf.Tensor) -> tf.Tensor:
+    """float RGB images [batch, S, S, 3] (0..255, S a multiple of GRID) -> [batch, 64] in 0..16:
+    `to_pixels` for one fixed square size, in ops TFLite has builtin (the area resize is an
+    average pool), for a phone graph that takes an image (digits' MediaPipe variant)."""
+    side = images.shape[1]
+    gray = tf.reduce_sum(sanitize(images, 0.0, 255.0) * tf.constant([0.2989, 0.5870, 0.1140]), axis=-1,
+                         keepdims=True) / 255.0  # tf.image.rgb_to_grayscale's weights
+    light = tf.reduce_mean(gray, axis=[1, 2, 3], keepdims=True) > 0.5
+    gray = tf.where(light, 1.0 - gray, gray)
+    return tf.reshape(tf.nn.avg_pool2d(gray, side // GRID, side // GRID, "VALID"), [-1, GRID * GRID]) * MAX_VALUE
+
+
+def render(pixels: np.ndarray, side: int) -> np.ndarray:
+    """8x8 pixels [n, 64] (0..16) -> uint8 RGB images [n, side, side, 3]: each pixel a square of
+    side / 8, light ink on dark as in the data. What a test photographs for a phone client."""
+    squares = np.kron(np.asarray(pixels, np.float32).reshape(-1, GRID, GRID), np.ones((side // GRID, side // GRID)))
+    return np.repeat(np.round(squares * (255 / MAX_VALUE)).astype(np.uint8)[..., None], 3, axis=-1)
+
+
 def sanitize(values: tf.Tensor, low: float = 0.0, high: float = MAX_VALUE) -> tf.Tensor:
     """Defined output for odd but well-typed float input: NaN -> 0, values (±inf too) clipped to
     low..high (digits' 0..16 by default). Builtin TFLite ops only (NOT_EQUAL, SELECT, MINIMUM,

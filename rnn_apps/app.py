@@ -36,6 +36,10 @@ class TFLiteModel:
     filename: str
     endpoints: list
     assets: dict = field(default_factory=dict)  # file name -> text content
+    # An app's second file (a client's variant: digits' image input for MediaPipe) names its own
+    # card and measures its quality itself: quality(run, test, interpreter) -> phone_metric.
+    card_file: str = "model_card.json"
+    quality: object = None  # None: App.phone_quality
 
 
 @dataclass

@@ -9,8 +9,10 @@ validation carved from train), or TFDS `mnist` online (resized to 8x8 on read).
 Exports: SavedModel `serving_default(pixels: float32[batch, 64])` and
 `classify_images(images: uint8[batch, height, width, channels])` (gray or RGB, any size, ink high)
 -> label, label_id, probability, probabilities; TFLite `digits.tflite`:
-`serving_default(pixels: float32[batch, 64])` -> probabilities, label_id.
-NaN pixels count as 0 and values are clipped to 0..16 in every signature.
+`serving_default(pixels: float32[batch, 64])` -> probabilities, label_id; and `digits_image.tflite`,
+`serving_default(image: float32[1, 32, 32, 3])` -> probabilities, with the TFLite metadata MediaPipe
+Tasks' ImageClassifier reads (it runs the file unchanged). NaN pixels count as 0 and values are
+clipped to 0..16 (0..255 for images) in every signature.
 
     rnn-apps train digits --data digits --out runs/digits
     rnn-apps predict runs/digits my_digit.png rows.csv
@@ -40,6 +42,8 @@ from rnn_apps.layers import optional_dropout, simple_rnn_stack
 
 PIXELS = images.GRID * images.GRID
 STATS_FILE = "pixel_stats.json"
+IMAGE_SIDE = 32  # the MediaPipe variant's input: 32x32 RGB, average-pooled to 8x8 inside
+IMAGE_FILE, IMAGE_CARD = "digits_image.tflite", "digits_image_card.json"
 
 
 class Digits(ClassifierApp):
@@ -137,6 +141,26 @@ class Digits(ClassifierApp):
         def classify_pixels(pixels):
             return phone_outputs(twin(images.sanitize(pixels), training=False))
 
+        # A variant that takes an image, for clients that feed images (MediaPipe Tasks'
+        # ImageClassifier, Android Studio's image binding): the same preprocessing in the graph, one
+        # output (class scores, labels.txt in its metadata), described by TFLite metadata's image
+        # properties and normalisation (0..255 in, mean 0, std 1).
+        def classify_image(image):
+            return {"probabilities": twin(images.square_to_pixels(image), training=False)}
+
+        image_spec = tf.TensorSpec([None, IMAGE_SIDE, IMAGE_SIDE, 3], tf.float32, name="image")
+        image_card = {
+            "app": self.name, "topology": self.topology, "task": self.task, "signature": "serving_default",
+            "client": "MediaPipe Tasks ImageClassifier (mediapipe.tasks.vision.ImageClassifier, Android/iOS/web): "
+                      "give it the .tflite alone; it resizes any image to the input and reads labels and "
+                      "normalisation from the metadata",
+            "input": {"name": "image", "dtype": "float32", "shape": [1, IMAGE_SIDE, IMAGE_SIDE, 3],
+                      "layout": "RGB 0..255, any ink colour (light scans are inverted inside); "
+                                "gray, averaged to 8x8 and scaled to 0..16 inside",
+                      "image": {"color": "RGB", "mean": [0.0], "std": [1.0], "range": [0, 255]}},
+            "outputs": {"probabilities": f"float32 [1, {len(run.label_names)}], order of labels.txt"},
+        }
+
         card = {
             "app": self.name, "topology": self.topology, "task": self.task, "signature": "serving_default",
             "input": {"name": "pixels", "dtype": "float32", "shape": [1, PIXELS],
@@ -149,7 +173,18 @@ class Digits(ClassifierApp):
                             [Endpoint("serving_default", classify_pixels,
                                       [tf.TensorSpec([None, PIXELS], tf.float32, name="pixels")], track=[twin])],
                             assets={"labels.txt": "\n".join(run.label_names) + "\n",
-                                    "model_card.json": json.dumps(card, indent=2) + "\n"})]
+                                    "model_card.json": json.dumps(card, indent=2) + "\n"}),
+                TFLiteModel(IMAGE_FILE, [Endpoint("serving_default", classify_image, [image_spec], track=[twin])],
+                            assets={"labels.txt": "\n".join(run.label_names) + "\n",
+                                    IMAGE_CARD: json.dumps(image_card, indent=2) + "\n"},
+                            card_file=IMAGE_CARD, quality=self.image_quality)]
+
+    def image_quality(self, run, test, interpreter) -> float:
+        """Accuracy of the image variant on the test pixels rendered as IMAGE_SIDE-pixel RGB images."""
+        runner = interpreter.get_signature_runner("serving_default")
+        rendered = images.render(test["pixels"], IMAGE_SIDE).astype(np.float32)
+        predicted = [int(np.argmax(runner(image=image[None])["probabilities"])) for image in rendered]
+        return float(np.mean(np.array(predicted) == np.asarray(test["label"])))
 
     def exported_inputs(self, inputs, tflite_dir):
         names, pixels = self._read_inputs(inputs)
@@ -167,6 +202,13 @@ class Digits(ClassifierApp):
             expected = expected_outputs(run.model.predict(keras_pixels, verbose=0))
             cases.append(ParityCase(name, expected, (signature, sm_inputs), f"{self.name}.tflite",
                                     ["probabilities", "label_id"], tflite_inputs={"pixels": keras_pixels}))
+        # the image variant, on the test pixels rendered as its input size; the SavedModel's
+        # classify_images on the same images
+        rendered = images.render(pixels, IMAGE_SIDE)
+        expected = expected_outputs(run.model.predict(images.to_pixels(rendered).numpy(), verbose=0))
+        cases.append(ParityCase(f"test images ({IMAGE_SIDE}x{IMAGE_SIDE} RGB)", expected,
+                                ("classify_images", {"images": rendered}), IMAGE_FILE, ["probabilities", "label_id"],
+                                tflite_inputs={"image": rendered.astype(np.float32)}, tflite_compare=["probabilities"]))
         return cases
 
 

@@ -1,0 +1,62 @@
+"""The exports in MediaPipe Tasks, run as a mobile engineer runs them: the .tflite alone, with the
+metadata inside it (issue 29)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from export import metadata, tflite
+from pipelines import images
+from rnn_apps.apps import digits
+
+
+def test_digits_image_variant_runs_in_mediapipes_image_classifier(tiny_export, tiny_run):
+    vision = pytest.importorskip("mediapipe.tasks.python.vision")
+    import mediapipe as mp
+    from mediapipe.tasks.python.core import base_options
+
+    root, entry = tiny_export("digits")
+    artefact = next(a for a in entry["artefacts"] if a["kind"] == "tflite" and a["card"] == digits.IMAGE_CARD)
+    path = root / artefact["path"]
+    assert path.name == digits.IMAGE_FILE and artefact["signatures"]["serving_default"]["inputs"]["image"]["shape"] \
+        == [1, digits.IMAGE_SIDE, digits.IMAGE_SIDE, 3]
+    # what MediaPipe reads: an RGB image input normalised (x - 0) / 1, class scores labelled by labels.txt
+    meta, packed = metadata.read(path)
+    image, scores = meta.subgraphMetadata[0].inputTensorMetadata[0], meta.subgraphMetadata[0].outputTensorMetadata[0]
+    assert image.processUnits[0].options.mean == [0.0] and image.processUnits[0].options.std == [1.0]
+    assert [f.name.decode() for f in scores.associatedFiles] == ["labels.txt"]
+    label_names = packed["labels.txt"].split("\n")[:-1]
+    card = json.loads(path.with_name(digits.IMAGE_CARD).read_text())
+    assert card["default_file"] == digits.IMAGE_FILE and card["quantization"]["modes"][0]["accuracy"] >= 0
+    # the test images, through MediaPipe and through the project's own TFLite run: same scores
+    run = tiny_run("digits")
+    test = run.load_data().test
+    rendered = images.render(test["pixels"][:32], digits.IMAGE_SIDE)
+    runner = tflite.interpreter(path).get_signature_runner("serving_default")
+    options = vision.ImageClassifierOptions(base_options=base_options.BaseOptions(model_asset_path=str(path)),
+                                            max_results=-1)
+    with vision.ImageClassifier.create_from_options(options) as classifier:
+        for picture in rendered:
+            result = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(picture)))
+            categories = result.classifications[0].categories
+            by_index = {c.index: c.score for c in categories}
+            ours = runner(image=picture[None].astype(np.float32))["probabilities"][0]
+            np.testing.assert_allclose([by_index[i] for i in range(len(ours))], ours, atol=1e-4)
+            assert categories[0].category_name == label_names[int(np.argmax(ours))]
+        # a photo of another size and ink colour: MediaPipe resizes it; the model inverts a light scan
+        photo = np.full((96, 80, 3), 255, np.uint8)
+        photo[20:76, 36:44] = 0  # a dark "1" on white
+        top = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=photo)).classifications[0]
+        assert len(top.categories) == len(label_names) and sum(c.score for c in top.categories) == \
+            pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_image_graph_preprocesses_as_the_saved_model_does():
+    rng = np.random.default_rng(0)
+    pictures = rng.integers(0, 256, (6, digits.IMAGE_SIDE, digits.IMAGE_SIDE, 3)).astype(np.uint8)
+    pictures[:3] //= 4  # dark ones: not inverted; the rest light
+    np.testing.assert_allclose(images.square_to_pixels(pictures.astype(np.float32)).numpy(),
+                               images.to_pixels(pictures).numpy(), atol=1e-4)
+    drawn = images.render(np.full((1, 64), 16.0), 16)
+    assert drawn.shape == (1, 16, 16, 3) and drawn.dtype == np.uint8 and (drawn == 255).all()
