@@ -63,7 +63,7 @@ class Inputs:
 
     def ids(self, shape, vocabulary: int):
         ids = self.rng.integers(0, vocabulary, shape)
-        if self.rng.random() < 0.3:
+        if self.rng.random() < 0.3 and ids.size:  # (a batch of 0 has no column to spoil)
             ids[..., self.rng.integers(shape[-1])] = self.rng.choice([-1, -5000, vocabulary, 2**31 - 1])
         if self.rng.random() < 0.1:
             ids[:] = 0  # all padding
