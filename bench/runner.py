@@ -59,25 +59,41 @@ BOOTSTRAP_SAMPLES = 2000
 
 
 def bootstrap(per_seed: list, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0):
-    """A 95% percentile interval for a ratio metric (sum(correct) / sum(count) over test examples)
-    averaged over seeds, drawing each seed's test examples with replacement: it says how much the
-    headline owes to this test set. Seeds that read the same examples (the same `examples`
-    fingerprint) get the same draw (paired); seeds whose split differs (digits, frames) are drawn
-    apart. `per_seed`: [{"correct": [...], "count": [...], "examples": str}, ...]; None where a seed
-    recorded none."""
+    """A 95% percentile interval for a metric of summed per-example parts (a ratio sum(correct) /
+    sum(count), or corpus BLEU from sentence statistics) averaged over seeds, drawing each seed's
+    test examples with replacement: it says how much the headline owes to this test set. Seeds that
+    read the same examples (the same `examples` fingerprint) get the same draw (paired); seeds whose
+    split differs (digits, frames) are drawn apart. `per_seed`: [{"correct": [...], "count": [...],
+    "examples": str} or {"bleu_stats": [[...], ...], "tokenize": str, "examples": str}, ...]; None
+    where a seed recorded none."""
     if not per_seed or any(p is None for p in per_seed):
         return None
     rng = np.random.default_rng(seed)
     paired = len({p["examples"] for p in per_seed}) == 1
-    shared = rng.integers(0, len(per_seed[0]["count"]), size=(samples, len(per_seed[0]["count"])))
+    shared = rng.integers(0, _examples(per_seed[0]), size=(samples, _examples(per_seed[0])))
     values = []
     for p in per_seed:
-        n = len(p["count"])
+        n = _examples(p)
         draws = shared if paired else rng.integers(0, n, size=(samples, n))
-        correct, count = np.asarray(p["correct"], float)[draws].sum(1), np.asarray(p["count"], float)[draws].sum(1)
-        values.append(correct / np.maximum(count, 1))
+        values.append(_resampled(p, draws))
     low, high = np.percentile(np.mean(values, axis=0), [2.5, 97.5])
     return [float(low), float(high)]
+
+
+def _examples(parts: dict) -> int:
+    return len(parts["bleu_stats"] if "bleu_stats" in parts else parts["count"])
+
+
+def _resampled(parts: dict, draws: np.ndarray) -> np.ndarray:
+    """The metric on each draw of examples [samples, n]: a ratio of sums, or corpus BLEU from the
+    drawn sentences' summed statistics (`bleu_stats`, sacrebleu's, with its `tokenize`)."""
+    if "bleu_stats" in parts:
+        from foundation import internals
+
+        summed = np.asarray(parts["bleu_stats"], float)[draws].sum(1)
+        return np.array([internals.bleu_from_statistics(row, parts["tokenize"]) for row in summed])
+    correct, count = np.asarray(parts["correct"], float)[draws].sum(1), np.asarray(parts["count"], float)[draws].sum(1)
+    return correct / np.maximum(count, 1)
 
 
 def run(name: str, seeds: int, assignments: list, keep: bool) -> dict:
@@ -103,11 +119,16 @@ def run(name: str, seeds: int, assignments: list, keep: bool) -> dict:
             timing.write_text(json.dumps({"train_seconds": round(time.time() - start, 1)}) + "\n")
         trained = Run(out)
         record = {"seed": seed, **json.loads(timing.read_text())}
+        seed_parts = {}  # evaluation -> {metric path: per-example parts, "examples": fingerprint}
         for split in ("validation", "test"):
-            outputs = {evaluation: trained.evaluate(split, **options) for evaluation, options in evaluations.items()}
+            outputs = {}
+            for evaluation, options in evaluations.items():
+                outputs[evaluation] = trained.evaluate(split, **options)
+                found = trained.per_example(split) if split == "test" else {}
+                seed_parts[evaluation] = {path: {**counts, "examples": found.get("examples")}
+                                          for path, counts in found.get("metrics", {}).items()}
             record[split] = protocol.metrics(benchmark, outputs)
-        parts.append({path: {**counts, "examples": trained.per_example("test").get("examples")}
-                      for path, counts in trained.per_example("test").get("metrics", {}).items()})
+        parts.append(seed_parts)
         records.append(record)
         print(json.dumps(record), flush=True)
     result = {"app": benchmark["app"], "benchmark": name, "data": benchmark["data"], "commit": commit(),
@@ -117,8 +138,7 @@ def run(name: str, seeds: int, assignments: list, keep: bool) -> dict:
               "summary": {metric: {split: summary([r[split][metric] for r in records])
                                    for split in ("validation", "test")} for metric in benchmark["metrics"]}}
     for metric, (evaluation, path) in benchmark["metrics"].items():
-        # the last evaluation's per-example parts: a metric of the plain evaluation ("") only
-        interval = bootstrap([p.get(path) for p in parts]) if evaluation == "" and len(evaluations) == 1 else None
+        interval = bootstrap([p.get(evaluation, {}).get(path) for p in parts])
         result["summary"][metric]["test"]["bootstrap95"] = interval
     result["comparisons"] = {f"{a} - {b}": {split: summary([difference(r[split], a, b) for r in records])
                                             for split in ("validation", "test")}

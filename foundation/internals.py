@@ -1,4 +1,4 @@
-"""Every private Keras and TensorFlow API this project uses, in one place (issue 28).
+"""Every private Keras, TensorFlow (and sacrebleu) API this project uses, in one place (issue 28).
 
 Keras is pinned to the minor versions tested (setup.cfg); tests/test_internals.py checks each of
 these against the installed versions and fails by name when an upgrade moves or changes one. Code
@@ -94,3 +94,19 @@ def tflite_metadata_schema():
         spec.loader.exec_module(module)
         sys.modules[name] = module
     return sys.modules[name]
+
+
+def bleu_statistics(hypotheses: list, references: list, tokenize: str) -> list:
+    """sacrebleu's sufficient statistics of each sentence (lengths, matched and total n-grams):
+    corpus BLEU is a function of their sums, so a bootstrap resamples sentences and sums."""
+    from sacrebleu.metrics import BLEU
+
+    return [[int(v) for v in row] for row in BLEU(tokenize=tokenize)._extract_corpus_statistics(
+        list(hypotheses), [list(references)])]
+
+
+def bleu_from_statistics(summed: list, tokenize: str) -> float:
+    """Corpus BLEU (0..100) from summed sentence statistics, as sacrebleu.corpus_bleu computes it."""
+    from sacrebleu.metrics import BLEU
+
+    return float(BLEU(tokenize=tokenize)._compute_score_from_stats([float(v) for v in summed]).score)

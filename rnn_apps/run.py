@@ -171,9 +171,11 @@ class Run:
             splits = dataclasses.replace(splits, test=splits.validation)
         metrics = self.app.evaluate(self, splits, **options)
         per_example = metrics.pop("per_example", None)
+        path = self.dir / PER_EXAMPLE_FILE.format(split=split)
         if per_example is not None:
-            write_json(self.dir / PER_EXAMPLE_FILE.format(split=split),
-                       {"examples": fingerprint(splits.test), "metrics": per_example})
+            write_json(path, {"examples": fingerprint(splits.test), "metrics": per_example})
+        else:  # never another evaluation's parts under this one's name
+            path.unlink(missing_ok=True)
         self.update_metrics(**{split: metrics})
         return metrics
 

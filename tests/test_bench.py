@@ -60,6 +60,24 @@ def test_bootstrap_interval_over_test_examples():
     assert runner.bootstrap([None]) is None and runner.bootstrap([]) is None
 
 
+def test_bootstrap_of_corpus_bleu_resamples_sentences():
+    """Corpus BLEU is no mean over sentences: its interval comes from the drawn sentences' summed
+    statistics, and holds the corpus score the evaluation printed."""
+    import sacrebleu
+
+    from foundation import internals
+
+    rng = np.random.default_rng(2)
+    words = "the a cat dog sat ran on under mat house red blue".split()
+    references = [" ".join(rng.choice(words, 8)) for _ in range(200)]
+    hypotheses = [" ".join(w if rng.random() < 0.7 else "x" for w in r.split()) for r in references]
+    corpus = sacrebleu.corpus_bleu(hypotheses, [references]).score
+    parts = [{"bleu_stats": internals.bleu_statistics(hypotheses, references, "13a"), "tokenize": "13a",
+              "examples": "t"}]
+    low, high = runner.bootstrap(parts, samples=300)
+    assert low < corpus < high and high - low < 20
+
+
 @pytest.mark.slow
 def test_a_run_writes_seeds_with_validation_and_test_and_the_report_tables(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "RUNS", tmp_path / "runs")

@@ -4,6 +4,7 @@ one fails here, by name, before it fails somewhere inside training or export."""
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from foundation import internals
@@ -105,3 +106,18 @@ def test_the_tflite_metadata_schema_loads_from_the_mediapipe_wheel():
     meta.name = "x"
     assert {"AssociatedFileT", "TensorMetadataT", "SubGraphMetadataT"} <= set(dir(schema))
     assert schema.AssociatedFileType.TENSOR_AXIS_LABELS != schema.AssociatedFileType.VOCABULARY
+
+
+def test_sacrebleus_sentence_statistics_sum_to_its_corpus_bleu():
+    import sacrebleu
+
+    from foundation import internals
+
+    hypotheses = ["the cat sat on the mat", "a dog", "hello there friend", ""]
+    references = ["the cat is on the mat", "the dog", "hello there my friend", "nothing"]
+    for tokenize in ("13a", "char"):
+        stats = internals.bleu_statistics(hypotheses, references, tokenize)
+        assert len(stats) == len(hypotheses)
+        summed = [sum(column) for column in zip(*stats, strict=True)]
+        expected = sacrebleu.corpus_bleu(hypotheses, [references], tokenize=tokenize).score
+        assert internals.bleu_from_statistics(summed, tokenize) == pytest.approx(expected, abs=1e-9)

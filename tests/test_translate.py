@@ -146,6 +146,14 @@ def test_evaluate_reports_bleu_chrf_and_samples(tiny_run):
     assert metrics["decoding"] == "beam 2" and metrics["examples"] == 96
     assert 0 <= metrics["bleu"] <= 100 and 0 <= metrics["chrf"] <= 100 and len(metrics["samples"]) == 5
     assert metrics["unseen_references"] <= 96 and metrics["bleu_tokenizer"] == "13a"
+    # each sentence's BLEU statistics are stored beside (not printed): they sum to the corpus BLEU
+    from foundation import internals
+
+    assert "per_example" not in metrics
+    parts = run.per_example("test")["metrics"]["bleu"]
+    assert len(parts["bleu_stats"]) == 96 and parts["tokenize"] == "13a"
+    summed = [sum(column) for column in zip(*parts["bleu_stats"], strict=True)]
+    assert internals.bleu_from_statistics(summed, "13a") == pytest.approx(metrics["bleu"], abs=1e-6)
 
 
 def test_beam_is_refused_for_classifiers_and_a_mismatched_run(tiny_run):

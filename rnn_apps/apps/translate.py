@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from foundation import internals
 from foundation.errors import UserError
 from pipelines import batching, translation
 from pipelines import text as text_lib
@@ -323,6 +324,9 @@ class Translate(EncoderDecoderApp):
             "bleu_tokenizer": tokenize,
             "samples": [{"source": sources[i], "reference": references[i], "translation": hypotheses[i]}
                         for i in range(min(SAMPLES, len(references)))],
+            # each sentence's BLEU statistics: bench resamples sentences for a bootstrap interval
+            "per_example": {"bleu": {"bleu_stats": internals.bleu_statistics(hypotheses, references, tokenize),
+                                     "tokenize": tokenize}},
         }
 
     def predict(self, run, inputs, beam=None):
