@@ -140,6 +140,11 @@ def test_evaluate_reports_nats_bits_and_perplexity_over_every_character(tiny_run
     assert last["characters"] == 5999
     low, high = sorted(metrics[split]["nats_per_char"] for split in ("validation", "test"))
     assert low - 0.05 < last["nats_per_char"] < high + 0.05
+    # each READ_WINDOW's loss and characters are stored beside (bench's bootstrap): they sum to the figure
+    parts = run.per_example("test")["metrics"]["test.nats_per_char"]
+    assert sum(parts["count"]) == 2999 and all(c <= charlm.READ_WINDOW for c in parts["count"])
+    assert sum(parts["correct"]) / sum(parts["count"]) == pytest.approx(metrics["test"]["nats_per_char"], rel=1e-6)
+    assert "per_window" not in metrics["test"]
     # on validation (what choices are made on) it is not reported: it holds the test split
     validation = invoke("evaluate", run.dir, "--split", "validation", "--json").stdout.strip().splitlines()[-1]
     validation = json.loads(validation)

@@ -288,15 +288,19 @@ class CharLM(App):
             logits, states = reader(inputs, states)
             return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)), states
 
-        total, states = 0.0, reader.zero_states(1)
+        losses, counts, states = [], [], reader.zero_states(1)
         for start in range(0, len(ids) - 1, READ_WINDOW):
             chunk = ids[start: start + READ_WINDOW + 1]
             loss, states = window_loss(chunk[None, :-1], chunk[None, 1:], states)
-            total += float(loss)
-        carried = total / (len(ids) - 1)
+            losses.append(float(loss))
+            counts.append(len(chunk) - 1)
+        carried = sum(losses) / (len(ids) - 1)
         fresh = run.model.evaluate(self.dataset({"text": [text]}, run.preprocessing, run.config), verbose=0)
         return {"characters": len(ids) - 1, "nats_per_char": carried, "bits_per_char": carried / math.log(2),
-                "perplexity": math.exp(carried), "fresh_state_per_window_nats_per_char": float(fresh)}
+                "perplexity": math.exp(carried), "fresh_state_per_window_nats_per_char": float(fresh),
+                # each window's summed loss and characters: bench's bootstrap resamples windows
+                # (blocks of READ_WINDOW characters, the state carried into each)
+                "per_window": {"correct": losses, "count": counts}}
 
     def stream(self, run, prime: str, length: int, temperature: float, top_k: int, seed: int):
         """The generated characters one at a time, as the SavedModel's `generate` writes them for
@@ -325,6 +329,8 @@ class CharLM(App):
         if splits.test is not splits.validation:  # (Run.evaluate("validation") hands validation as test)
             # validation and test together: the last 10% of the text, the split nanoGPT reports
             result["last_10pct"] = self.read_split(run, splits.validation["text"][0] + splits.test["text"][0])
+        result["per_example"] = {f"{name}.nats_per_char": result[name].pop("per_window")
+                                 for name in ("validation", "test", "last_10pct") if name in result}
         return result
 
     def predict(self, run, inputs):
