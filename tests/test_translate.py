@@ -205,6 +205,10 @@ def test_saved_model_signatures_and_the_tflite_loop_agree_on_odd_input(tiny_expo
     assert cut["translation"][0] == cut["translation"][1]  # the tail was not read
     assert loaded.signatures["serving_default"](text=tf.constant([], tf.string))["translation"].shape == (0,)
     keras_out = app.generate(run, [b.decode("utf-8", "replace") for b in batch])
+    # no input at all: every output, empty, with its dtype (the family's generate)
+    nothing = app.generate(run, [])
+    assert {k: (v.shape, v.dtype.kind) for k, v in nothing.items()} == {
+        "translation": ((0,), "O"), "token_ids": ((0, 0), "i"), "lengths": ((0,), "i"), "source_truncated": ((0,), "b")}
     assert greedy["translation"].tolist() == keras_out["translation"].tolist()
     # Both run one decoding closure (eager, traced): check its ids against the plain reference loop
     # a phone runs (export/step_loop.py), one sentence at a time over the Keras model's own step.

@@ -119,9 +119,9 @@ class EncoderDecoderApp(App):
         if parts:
             return decoding.join_batches(parts, {})
         specs = self.serving_forms(run, None)[form][0]
-        empty = {k: np.zeros((0,) + tuple(v.shape[1:].as_list()), v.dtype.as_numpy_dtype)
-                 for k, v in tf.function(fn).get_concrete_function(*specs).structured_outputs.items()}
-        return {**empty, "token_ids": np.zeros((0, 0), np.int32), self.output_name: np.zeros(0, object)}
+        outputs = tf.function(fn).get_concrete_function(*specs).structured_outputs  # no rows: each output empty
+        return {k: np.zeros([0] + [d or 0 for d in v.shape[1:].as_list()], v.dtype.as_numpy_dtype)
+                for k, v in outputs.items()}
 
     def serving(self, run):
         greedy, beam = self.decoder(run), self.decoder(run, beam=run.config["beam_width"])
