@@ -64,8 +64,8 @@ class EncoderDecoderApp(App):
         raise NotImplementedError
 
     def tflite_encoder(self, run) -> tuple:
-        """-> (encode signature name, [input specs], the model whose layers it runs (the step's
-        too), {model card facts of the app's own}, {file name: text} shipped beside the .tflite)."""
+        """-> (encode signature name, [its one input spec], the model whose layers it runs (the
+        step's too), {model card facts of the app's own}, {file name: text} shipped beside the .tflite)."""
         raise NotImplementedError
 
     def phone_feed(self, run, raw) -> tuple:
@@ -164,8 +164,7 @@ class EncoderDecoderApp(App):
             "loop": [f"cache = {name}({', '.join(s.name for s in specs)})"] + step_loop.GREEDY_PSEUDOCODE[1:],
         }
         return [TFLiteModel(f"{self.name}.tflite", [
-            Endpoint(name, lambda *inputs: encode(inputs[0] if len(inputs) == 1 else list(inputs)), specs,
-                     track=[model]),
+            Endpoint(name, encode, specs, track=[model]),  # one input: an encoder reads one thing
             Endpoint(DECODE_STEP, decode_step, step_specs, track=[model]),
         ], assets={**files, "model_card.json": json.dumps(card, indent=2, ensure_ascii=False) + "\n"})]
 
