@@ -19,7 +19,9 @@ BENCHMARKS = {
         "metrics": {"accuracy": ("", "accuracy")},
     },
     "sentiment_rt_polarity": {
-        "app": "sentiment", "data": "rt_polarity", "seeds": 3,
+        # 8,530 training sentences, an eighth of SST-2's phrases: the default 2 epochs stop far short
+        # (63.1% test at seed 0); early stopping on validation picks the epoch (best 6-7 before)
+        "app": "sentiment", "data": "rt_polarity", "seeds": 3, "overrides": {"epochs": 20},
         "metrics": {"accuracy": ("", "accuracy")},
     },
     "translate": {
