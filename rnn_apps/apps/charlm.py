@@ -415,8 +415,8 @@ class CharLM(App):
                            "top_k": np.int32(0), "seed": np.int64(0)}
         generate = self.generator(run)[0]
         expected = call(generate, *[tf.constant(v) for v in generate_inputs.values()])
-        defaults = call(generate, tf.constant(generate_inputs["prime"]), np.int32(CONTINUATION), np.float32(0.0),
-                        np.int32(0), np.int64(0))
+        defaults = call(generate, tf.constant(generate_inputs["prime"]),
+                        *(np.asarray(v, generate_inputs[k].dtype) for k, v in SERVED_DEFAULTS.items()))
         snippets = [text[i: i + 300] for i in range(0, min(len(text), 2400), 300)] + ["", "a", "\u00e9\u4e2d?"]
         loss = [keras_loss(run.model, characters.ids_of(s, run.preprocessing.vocabulary)) for s in snippets]
         ids = [characters.ids_of(p, run.preprocessing.vocabulary) for p in primes]
