@@ -112,14 +112,13 @@ class EncoderDecoderApp(App):
 
     def generate(self, run, inputs, beam=None) -> dict:
         """Decode many raw inputs of the first form in batches -> numpy outputs (token_ids padded with 0)."""
-        form = next(iter(self.serving_forms(run, None)))
+        form, (specs, _) = next(iter(self.serving_forms(run, None).items()))
         fn = run.traced(("generate", beam), lambda: self.decoder(run, beam)[form])
         parts = [{k: v.numpy() for k, v in fn(tf.constant(inputs[i: i + self.decode_batch])).items()}
                  for i in range(0, len(inputs), self.decode_batch)]
         if parts:
             return decoding.join_batches(parts, {})
-        specs = self.serving_forms(run, None)[form][0]
-        outputs = tf.function(fn).get_concrete_function(*specs).structured_outputs  # no rows: each output empty
+        outputs = fn.get_concrete_function(*specs).structured_outputs  # no rows: each output empty
         return {k: np.zeros([0] + [d or 0 for d in v.shape[1:].as_list()], v.dtype.as_numpy_dtype)
                 for k, v in outputs.items()}
 
