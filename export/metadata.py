@@ -72,6 +72,7 @@ def _metadata(model, card: dict, assets: dict, version: str) -> bytes:
         described[card["input"].get("name", "")] = card["input"].get("layout") or card["input"].get("padding", "")
 
     image = card.get("input", {}).get("image") if isinstance(card.get("input"), dict) else None
+    tokenizer = card.get("input", {}).get("regex_tokenizer") if isinstance(card.get("input"), dict) else None
 
     def tensors(indices):
         out = []
@@ -87,6 +88,8 @@ def _metadata(model, card: dict, assets: dict, version: str) -> bytes:
                                           schema.FeaturePropertiesT())
             if image and tensor.name == card["input"]["name"]:
                 _describe_image(schema, tensor, image)
+            if tokenizer and tensor.name == card["input"]["name"]:
+                _describe_tokenizer(schema, tensor, tokenizer)
             out.append(tensor)
         return out
 
@@ -94,9 +97,11 @@ def _metadata(model, card: dict, assets: dict, version: str) -> bytes:
     graph.name = _name(signature.signatureKey) if signature else "main"
     graph.inputTensorMetadata = tensors(subgraph.inputs)
     graph.outputTensorMetadata = tensors(subgraph.outputs)
-    graph.associatedFiles = [_file(schema, name) for name in sorted(assets) if name not in LABEL_FILES] or None
+    tensor_files = set(LABEL_FILES) | ({tokenizer["vocabulary"]} if tokenizer else set())
+    graph.associatedFiles = [_file(schema, name) for name in sorted(assets) if name not in tensor_files] or None
     meta.subgraphMetadata = [graph]
-    meta.minParserVersion = "1.0.0"
+    # RegexTokenizerOptions came with metadata schema 1.2.1: an older parser would skip the tokenizer
+    meta.minParserVersion = "1.2.1" if tokenizer else "1.0.0"
     builder = flatbuffers.Builder(1024)
     builder.Finish(meta.Pack(builder), file_identifier=METADATA_IDENTIFIER)
     return bytes(builder.Output())
@@ -121,6 +126,20 @@ def _describe_image(schema, tensor, image: dict):
     tensor.processUnits = [normalization]
     tensor.stats = schema.StatsT()
     tensor.stats.min, tensor.stats.max = [float(image["range"][0])], [float(image["range"][1])]
+
+
+def _describe_tokenizer(schema, tensor, tokenizer: dict):
+    """Token ids as MediaPipe's TextClassifier makes them from raw text: its RegexTokenizer splits on
+    the pattern and looks each token up in the vocabulary file ("token id" lines)."""
+    tensor.content = _content(schema, schema.ContentProperties.FeatureProperties, schema.FeaturePropertiesT())
+    options = schema.RegexTokenizerOptionsT()
+    options.delimRegexPattern = tokenizer["delimiter"]
+    vocabulary = _file(schema, tokenizer["vocabulary"])
+    vocabulary.description = "a 'token id' line per spelling; <PAD> and <UNKNOWN> name ids 0 and 1"
+    options.vocabFile = [vocabulary]
+    unit = schema.ProcessUnitT()
+    unit.optionsType, unit.options = schema.ProcessUnitOptions.RegexTokenizerOptions, options
+    tensor.processUnits = [unit]
 
 
 def _file(schema, name: str):

@@ -154,7 +154,7 @@ def resolve(defaults: dict, presets: dict, preset: str | None = None, overrides:
 
 # Keys added after runs were first written, with the value that reproduces those runs' behaviour:
 # a stored config without one reads it as that value instead of being refused as damaged.
-ADDED_KEYS = {"lr_half_life_steps": 0, "tied_output": False}
+ADDED_KEYS = {"lr_half_life_steps": 0, "tied_output": False, "tokenisation": "ptb"}
 
 
 def check_stored(stored, defaults: dict, checks: dict, path: Path) -> dict:

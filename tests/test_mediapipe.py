@@ -60,3 +60,52 @@ def test_the_image_graph_preprocesses_as_the_saved_model_does():
                                images.to_pixels(pictures).numpy(), atol=1e-4)
     drawn = images.render(np.full((1, 64), 16.0), 16)
     assert drawn.shape == (1, 16, 16, 3) and drawn.dtype == np.uint8 and (drawn == 255).all()
+
+
+def test_regex_sentiment_runs_in_mediapipes_text_classifier(tmp_path, train_tiny):
+    """tokenisation=regex: MediaPipe's TextClassifier, given sentiment_text.tflite alone, tokenises
+    raw text by the file's metadata and gives the project's TFLite scores; the SavedModel agrees."""
+    text_tasks = pytest.importorskip("mediapipe.tasks.python.text")
+    from mediapipe.tasks.python.core import base_options
+
+    from export import exporter
+    from pipelines import text
+    from rnn_apps.apps import sentiment
+
+    run = train_tiny("sentiment", tmp_path / "run", tokenisation="regex")
+    vocabulary = run.preprocessing.vectorizer.get_vocabulary()
+    # PTB's "is n't" and "film 's" are joined back when read: no clitic is a word of its own
+    assert "n't" not in vocabulary and "'s" not in vocabulary and any(w.endswith("'s") for w in vocabulary)
+    root = tmp_path / "exports"
+    entry = exporter.export_run(run, root, echo=lambda *_: None)  # parity: Keras, SavedModel, both .tflite files
+    artefact = next(a for a in entry["artefacts"] if a["kind"] == "tflite" and a["card"] == sentiment.TEXT_CARD)
+    path = root / artefact["path"]
+    meta, packed = metadata.read(path)
+    tokens = meta.subgraphMetadata[0].inputTensorMetadata[0]
+    assert tokens.processUnits[0].options.delimRegexPattern.decode() == text.REGEX_DELIMITER
+    assert sorted(packed) == ["labels.txt", sentiment.TEXT_VOCABULARY] and meta.minParserVersion.decode() == "1.2.1"
+    label_names = packed["labels.txt"].split("\n")[:-1]
+
+    sentences = list(run.load_data().test["text"][:24]) + [
+        "It DOESN'T work, and the Film's cast is GOOD!", "McQueen's café: naïve 😀 fun", "", "!!! ???",
+        " ".join(["good"] * 100)]  # longer than max_length: both read the first tokens
+    ids = text.regex_ids(sentences, packed[sentiment.TEXT_VOCABULARY], run.config["max_length"])
+    runner = tflite.interpreter(path).get_signature_runner("serving_default")
+    options = text_tasks.TextClassifierOptions(base_options=base_options.BaseOptions(model_asset_path=str(path)),
+                                               max_results=-1)
+    with text_tasks.TextClassifier.create_from_options(options) as classifier:
+        for sentence, row in zip(sentences, ids, strict=True):
+            categories = classifier.classify(sentence).classifications[0].categories
+            ours = runner(token_ids=row[None])["probabilities"][0]
+            np.testing.assert_allclose([{c.index: c.score for c in categories}[i] for i in range(len(ours))], ours,
+                                       atol=1e-4, err_msg=sentence)
+            assert categories[0].category_name == label_names[int(np.argmax(ours))]
+    # the SavedModel, fed the raw sentences, tokenises them to the same ids and gives the same scores
+    np.testing.assert_array_equal(text.padded_ids(run.preprocessing.vectorizer, sentences, run.config["max_length"]),
+                                  ids)
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(root / entry["artefacts"][0]["path"])).signatures["serving_default"](
+        text=tf.constant(sentences))["probabilities"].numpy()
+    phone = np.concatenate([runner(token_ids=row[None])["probabilities"] for row in ids])
+    np.testing.assert_allclose(served, phone, atol=1e-5)

@@ -113,6 +113,28 @@ def test_odd_strings_tokenise_to_defined_ids():
     assert ids[4].numpy().tolist() == [layer.get_vocabulary().index("good")] * 16
 
 
+def test_regex_tokenisation_is_what_mediapipes_tokenizer_reads():
+    layer = text.adapt(text.detokenize_ptb(["it does n't work , the film 's cast -lrb- ok -rrb-", "McQueen rocks"]),
+                       max_tokens=100, tokenisation="regex")
+    vocabulary = layer.get_vocabulary()
+    assert {"doesn't", "film's", "McQueen"} <= set(vocabulary) and not {",", "n't", "-lrb-", "("} & set(vocabulary)
+    word = vocabulary.index
+    odd = ["It DOESN'T work!", "Cast, CAST, cast, cAST", "McQueen MCQUEEN mcqueen", "café😀ok_ok", b"\xff\xfe", "",
+           "work " * 50_000]
+    ids = text.padded_ids(layer, [t if isinstance(t, str) else t.decode("latin-1") for t in odd], 6)
+    assert ids[0].tolist() == [word("it"), word("doesn't"), word("work"), 0, 0, 0]
+    assert ids[1].tolist() == [word("cast")] * 3 + [1, 0, 0]  # three spellings of a word; "cAST" is unknown
+    assert ids[2].tolist() == [word("McQueen"), 1, 1, 0, 0, 0]  # a mixed-case word only as it was written
+    assert ids[3].tolist() == [1, 1, 0, 0, 0, 0] and ids[5].tolist() == [0] * 6 and ids[6].tolist() == [word("work")] * 6
+    # the vocabulary MediaPipe reads, and the Python phone client over it, give the same ids
+    lines = text.mediapipe_vocabulary(vocabulary)
+    assert lines.startswith("<PAD> 0\n<UNKNOWN> 1\n") and "DOESN'T %d\n" % word("doesn't") in lines
+    assert "MCQUEEN" not in lines and len(set(line.rsplit(" ", 1)[0] for line in lines.split("\n"))) == \
+        len(lines.split("\n"))
+    np.testing.assert_array_equal(text.regex_ids(odd[:2] + odd[2:4] + odd[5:], lines, 6),
+                                  np.delete(ids, 4, axis=0))
+
+
 def test_buckets_pad_only_to_the_bucket_boundary():
     assert batching.bucket_boundaries(64) == [9, 17, 33, 65]
     assert batching.bucket_boundaries(16) == [9, 17]

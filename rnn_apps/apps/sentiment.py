@@ -12,11 +12,14 @@ any CSV/TSV with text and label columns, or TFDS `imdb_reviews` online.
 Exports: SavedModel `serving_default(text: string[batch])` -> label, label_id, probability,
 probabilities (tokenisation in the graph); TFLite `sentiment.tflite`:
 `serving_default(token_ids: int32[batch, max_length])` -> probabilities, label_id, builtin ops only,
-with vocab.txt, labels.txt and model_card.json beside it.
+with vocab.txt, labels.txt and model_card.json beside it. Trained with `tokenisation=regex` (words
+split as MediaPipe's RegexTokenizer splits them), also `sentiment_text.tflite`, which MediaPipe
+Tasks' TextClassifier runs alone: its metadata carries the tokenizer, vocabulary and labels.
 
     rnn-apps train sentiment --data sst2 --data-root ../shared/data --out runs/sentiment
     rnn-apps predict runs/sentiment "a gorgeous , witty , seductive movie ."
     rnn-apps export runs/sentiment --out exports
+    rnn-apps train sentiment --data sst2 --data-root ../shared/data --set tokenisation=regex --out runs/sentiment_mp
 """
 
 import json
@@ -43,6 +46,8 @@ from rnn_apps.families.classify import (
 from rnn_apps.layers import FrozenTailEmbedding, MaskedPooling1D, find_layers, optional_dropout, simple_rnn_stack
 
 WORD_VECTORS_FILE = "word_vectors.json"
+# The MediaPipe TextClassifier variant (tokenisation=regex): one scores output, the tokenizer in its metadata.
+TEXT_FILE, TEXT_CARD, TEXT_VOCABULARY = "sentiment_text.tflite", "sentiment_text_card.json", "regex_vocab.txt"
 
 
 @dataclass
@@ -91,6 +96,11 @@ class Sentiment(ClassifierApp):
         "label_smoothing": 0.1,
         "pooling": "max",  # max | mean | max_mean (both, side by side) | last
         "max_length": 64,  # tokens; the TFLite input length
+        # "ptb": SST-2's own Penn Treebank tokens (punctuation and "n't" are tokens). "regex": words
+        # split as MediaPipe's RegexTokenizer splits them, PTB clitics joined back when the data is
+        # read ("does n't" -> "doesn't"), so MediaPipe's TextClassifier runs sentiment_text.tflite
+        # with the SavedModel's answers (pipelines/text.py).
+        "tokenisation": "ptb",
         "monitor": "val_accuracy",
         "patience": 2,
     }
@@ -104,6 +114,7 @@ class Sentiment(ClassifierApp):
         "word_dropout": config_lib.FRACTION,
         "output_dropout": config_lib.FRACTION,
         "pooling": config_lib.one_of("max", "mean", "max_mean", "last"),
+        "tokenisation": config_lib.one_of(*text.TOKENISATIONS),
     }
     presets = {
         "tiny": {"epochs": 1, "max_examples": 96, "batch_size": 16, "units": 8, "embedding_dim": 8,
@@ -112,14 +123,18 @@ class Sentiment(ClassifierApp):
     }
 
     def load_data(self, data, data_root, config, options):
-        return text_classification.load(
+        splits = text_classification.load(
             data, Path(data_root) if data_root else None, config["seed"],
             text_column=options.get("text_column", "text"), label_column=options.get("label_column", "label"),
             tfds_data_dir=options.get("tfds_data_dir"),
         )
+        if config["tokenisation"] == "regex":  # read as people write: "doesn't", not "does n't"
+            for split in (splits.train, splits.validation, splits.test):
+                split["text"] = text.detokenize_ptb(split["text"])
+        return splits
 
     def fit_preprocessing(self, splits, config, run_dir):
-        vectorizer = text.adapt(splits.train["text"], config["vocab_size"])
+        vectorizer = text.adapt(splits.train["text"], config["vocab_size"], tokenisation=config["tokenisation"])
         preprocessing = Preprocessing(vectorizer, list(splits.label_names), vectorizer.vocabulary_size())
         if config["word_vectors"]:
             self._fit_word_vectors(preprocessing, config, run_dir)
@@ -134,7 +149,8 @@ class Sentiment(ClassifierApp):
                             f"{config['word_vectors']!r} have {vectors.shape[1]} dimensions")
         unseen_words = config["word_vectors_unseen_words"]
         if unseen_words:
-            preprocessing.vectorizer = text.extend(preprocessing.vectorizer, words[:unseen_words])
+            preprocessing.vectorizer = text.extend(preprocessing.vectorizer, words[:unseen_words],
+                                                   config["tokenisation"])
         vocabulary = preprocessing.vectorizer.get_vocabulary()
         preprocessing.initial_embeddings, preprocessing.has_vector = word_vectors.embedding_matrix(
             vocabulary, words, vectors, config["word_vectors_std"], config["seed"])
@@ -145,7 +161,7 @@ class Sentiment(ClassifierApp):
 
     def load_preprocessing(self, run_dir, config):
         label_names = config_lib.load(Path(run_dir) / "run.json")["label_names"]
-        vectorizer = text.from_vocabulary(run_dir)
+        vectorizer = text.from_vocabulary(run_dir, config["tokenisation"])
         vectors_file = Path(run_dir) / WORD_VECTORS_FILE
         training_words = json.loads(vectors_file.read_text())["training_words"] if vectors_file.exists() \
             else vectorizer.vocabulary_size()
@@ -224,7 +240,9 @@ class Sentiment(ClassifierApp):
 
     def tflite_models(self, run):
         length, vocabulary = run.config["max_length"], text.load_vocabulary(run.dir)
+        tokenisation = run.config["tokenisation"]
         unrolled = self.unrolled_twin(run, length)
+        ids_spec = tf.TensorSpec([None, length], tf.int32, name="token_ids")
 
         def classify_ids(token_ids):
             return phone_outputs(unrolled(token_ids, training=False))
@@ -237,21 +255,55 @@ class Sentiment(ClassifierApp):
                                   "(the vocabulary size) is read as 1, unknown"},
             "outputs": {"probabilities": f"float32 [1, {len(run.label_names)}], order of labels.txt",
                         "label_id": "int32 [1], index into labels.txt"},
-            "tokenisation": text.TOKENISATION_RULES,
+            "tokenizer": tokenisation,
+            "tokenisation": text.rules(tokenisation),
             "vocabulary": "vocab.txt, UTF-8, line i holds the token with id i",
             "signature": "serving_default",
         }
-        return [TFLiteModel(f"{self.name}.tflite",
-                            [Endpoint("serving_default", classify_ids,
-                                      [tf.TensorSpec([None, length], tf.int32, name="token_ids")],
-                                      track=[unrolled])],
-                            assets={"vocab.txt": "\n".join(vocabulary) + "\n",
-                                    "labels.txt": "\n".join(run.label_names) + "\n",
-                                    "model_card.json": json.dumps(card, indent=2) + "\n"})]
+        labels = "\n".join(run.label_names) + "\n"
+        models = [TFLiteModel(f"{self.name}.tflite", [Endpoint("serving_default", classify_ids, [ids_spec],
+                                                               track=[unrolled])],
+                              assets={"vocab.txt": "\n".join(vocabulary) + "\n", "labels.txt": labels,
+                                      "model_card.json": json.dumps(card, indent=2) + "\n"})]
+        if tokenisation != "regex":
+            return models
+
+        # MediaPipe's TextClassifier reads the tokenizer (pattern, vocabulary) from the input's
+        # metadata and wants one output, the class scores, labelled by labels.txt.
+        def classify_text_ids(token_ids):
+            return {"probabilities": unrolled(token_ids, training=False)}
+
+        text_card = {
+            **card, "default_file": TEXT_FILE,
+            "about": "for MediaPipe Tasks' TextClassifier (and Android Studio's binding): give it the .tflite alone; "
+                     "the tokenizer, its vocabulary and the labels are in its metadata",
+            "input": {**card["input"], "regex_tokenizer": {"delimiter": text.REGEX_DELIMITER,
+                                                           "vocabulary": TEXT_VOCABULARY}},
+            "outputs": {"probabilities": card["outputs"]["probabilities"]},
+            "vocabulary": f"{TEXT_VOCABULARY}, MediaPipe's format: a 'token id' line per spelling",
+        }
+        models.append(TFLiteModel(TEXT_FILE, [Endpoint("serving_default", classify_text_ids, [ids_spec],
+                                                       track=[unrolled])],
+                                  assets={TEXT_VOCABULARY: text.mediapipe_vocabulary(vocabulary), "labels.txt": labels,
+                                          TEXT_CARD: json.dumps(text_card, indent=2) + "\n"},
+                                  card_file=TEXT_CARD, quality=self.text_quality))
+        return models
+
+    def text_quality(self, run, test, interpreter) -> float:
+        """Accuracy of the MediaPipe variant on the test texts, tokenised as MediaPipe tokenises them."""
+        ids = self._mediapipe_ids(run, list(test["text"]))
+        runner = interpreter.get_signature_runner("serving_default")
+        predicted = [int(np.argmax(runner(token_ids=row[None])["probabilities"])) for row in ids]
+        return float(np.mean(np.array(predicted) == np.asarray(test["label"])))
+
+    def _mediapipe_ids(self, run, texts) -> np.ndarray:
+        vocabulary = text.mediapipe_vocabulary(text.load_vocabulary(run.dir))
+        return text.regex_ids(texts, vocabulary, run.config["max_length"])
 
     def exported_inputs(self, inputs, tflite_dir):
-        length = json.loads((Path(tflite_dir) / "model_card.json").read_text())["input"]["shape"][1]
-        padded = text.padded_ids(text.from_vocabulary(tflite_dir), inputs, length)
+        card = json.loads((Path(tflite_dir) / "model_card.json").read_text())
+        vectorizer = text.from_vocabulary(tflite_dir, card.get("tokenizer", "ptb"))
+        padded = text.padded_ids(vectorizer, inputs, card["input"]["shape"][1])
         return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
             {"token_ids": padded}
 
@@ -259,9 +311,14 @@ class Sentiment(ClassifierApp):
         texts = list(examples["text"])
         ids = self._padded_ids(run, texts)
         expected = expected_outputs(run.model.predict(ids, verbose=0))
-        return [ParityCase("test sentences", expected,
-                           ("serving_default", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)}),
-                           f"{self.name}.tflite", ["probabilities", "label_id"], tflite_inputs={"token_ids": ids})]
+        served = ("serving_default", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)})
+        cases = [ParityCase("test sentences", expected, served, f"{self.name}.tflite", ["probabilities", "label_id"],
+                            tflite_inputs={"token_ids": ids})]
+        if run.config["tokenisation"] == "regex":
+            # the ids MediaPipe's tokenizer makes, in plain Python, through the MediaPipe variant
+            cases.append(ParityCase("test sentences, MediaPipe's tokenizer", expected, served, TEXT_FILE,
+                                    ["probabilities"], tflite_inputs={"token_ids": self._mediapipe_ids(run, texts)}))
+        return cases
 
 
 APP = Sentiment()
