@@ -34,7 +34,8 @@ TOKENISATIONS = ("ptb", "regex")
 REGEX_DELIMITER = r"[^\w']+"
 REGEX_RULES = """MediaPipe's RegexTokenizer, as the .tflite's metadata declares it:
   1. keep the first MAX_BYTES_PER_TOKEN * max_length bytes (MediaPipe: the whole text; the same first tokens);
-  2. split on the RE2 pattern DELIMITER (\\w: ASCII letters, digits, _): punctuation and non-ASCII letters separate words;
+  2. split on the RE2 pattern DELIMITER (\\w: ASCII letters, digits, _): punctuation and non-ASCII
+     letters separate words;
   3. look each token up exactly in the vocabulary, which lists every lower-case word also Capitalised and
      in UPPER case with the same id (the SavedModel folds those three spellings to lower case); any other
      token is 1, unknown; keep the first max_length ids and right-pad with 0.""".replace(

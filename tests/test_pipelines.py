@@ -125,11 +125,13 @@ def test_regex_tokenisation_is_what_mediapipes_tokenizer_reads():
     assert ids[0].tolist() == [word("it"), word("doesn't"), word("work"), 0, 0, 0]
     assert ids[1].tolist() == [word("cast")] * 3 + [1, 0, 0]  # three spellings of a word; "cAST" is unknown
     assert ids[2].tolist() == [word("McQueen"), 1, 1, 0, 0, 0]  # a mixed-case word only as it was written
-    assert ids[3].tolist() == [1, 1, 0, 0, 0, 0] and ids[5].tolist() == [0] * 6 and ids[6].tolist() == [word("work")] * 6
+    assert ids[3].tolist() == [1, 1, 0, 0, 0, 0] and ids[5].tolist() == [0] * 6
+    assert ids[6].tolist() == [word("work")] * 6
     # the vocabulary MediaPipe reads, and the Python phone client over it, give the same ids
     lines = text.mediapipe_vocabulary(vocabulary)
-    assert lines.startswith("<PAD> 0\n<UNKNOWN> 1\n") and "DOESN'T %d\n" % word("doesn't") in lines
-    assert "MCQUEEN" not in lines and len(set(line.rsplit(" ", 1)[0] for line in lines.split("\n"))) == \
+    doesnt = word("doesn't")
+    assert lines.startswith("<PAD> 0\n<UNKNOWN> 1\n") and f"DOESN'T {doesnt}\n" in lines
+    assert "MCQUEEN" not in lines and len({line.rsplit(" ", 1)[0] for line in lines.split("\n")}) == \
         len(lines.split("\n"))
     np.testing.assert_array_equal(text.regex_ids(odd[:2] + odd[2:4] + odd[5:], lines, 6),
                                   np.delete(ids, 4, axis=0))
