@@ -383,5 +383,19 @@ def query(export_root, inputs, model_name, as_json):
         click.echo(json.dumps(row, ensure_ascii=False) if as_json else app.format_query(row))
 
 
+@main.command()
+@click.argument("export_roots", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder to write the page into.")
+def demo(export_roots, out_dir):
+    """Write a static web page that runs the exported .tflite files in the browser (LiteRT.js):
+    sentiment, digits (draw one), translate (step by step) and the character model. Serve the folder
+    with `python -m http.server -d OUT` and open http://127.0.0.1:8000/."""
+    from export import demo as demo_lib
+
+    apps = demo_lib.write(list(export_roots), out_dir)
+    click.echo(f"page written to {out_dir}/index.html ({', '.join(apps)}); serve it with "
+               f"`python -m http.server -d {out_dir}` and open http://127.0.0.1:8000/")
+
+
 if __name__ == "__main__":
     main()
