@@ -1,7 +1,7 @@
 """`rnn-apps demo EXPORT_ROOT --out DIR`: a static folder that runs the exported .tflite files in a
 browser with LiteRT.js (`@litertjs/core`, WebAssembly): type a review and see its sentiment, a
 Spanish sentence and see it translated step by step through `encode` / `decode_step`, watch the
-character model write, draw a digit.
+character model write, tag a sentence, draw a digit.
 
 The folder holds the page (export/web/index.html, demo.js), each app's newest float .tflite with
 the files shipped beside it, and the runtime's files: nothing is fetched from the internet when it
@@ -26,7 +26,7 @@ PAGE_FILES = ("index.html", "demo.js")
 RUNTIME = WEB / "node_modules" / "@litertjs"
 RUNTIME_PACKAGES = {"core": ("dist", "wasm"), "wasm-utils": ("dist",)}
 # the apps demo.js has a client for, and the files each reads beside its .tflite
-BROWSER_APPS = ("sentiment", "digits", "translate", "charlm")
+BROWSER_APPS = ("sentiment", "digits", "translate", "charlm", "tagger")
 
 
 def install_runtime() -> Path:

@@ -388,7 +388,7 @@ def query(export_root, inputs, model_name, as_json):
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder to write the page into.")
 def demo(export_roots, out_dir):
     """Write a static web page that runs the exported .tflite files in the browser (LiteRT.js):
-    sentiment, digits (draw one), translate (step by step) and the character model. Serve the folder
+    sentiment, digits (draw one), translate (step by step), the character model and the tagger. Serve the folder
     with `python -m http.server -d OUT` and open http://127.0.0.1:8000/."""
     from export import demo as demo_lib
 

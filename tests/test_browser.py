@@ -65,6 +65,7 @@ def test_the_page_gives_the_python_phone_clients_outputs(tmp_path, tiny_export, 
         "translate": [str(t) for t in tiny_run("translate").load_data().test["source"][:4]]
         + ["", "¿Dónde está «la» biblioteca?"],
         "charlm": ["ROMEO:", "", "héllo\n\tthere"],
+        "tagger": ["I didn't see the 3 dogs in New-York.", "", "ÉCOLE d'été: Ça VA?! (x-1)", "word " * 200],
     }
     apps = demo.write(list(roots.values()), tmp_path / "page", test_inputs=inputs)
     assert apps == list(demo.BROWSER_APPS)
@@ -82,7 +83,15 @@ def test_the_page_gives_the_python_phone_clients_outputs(tmp_path, tiny_export, 
             continue
         _, _, phone_inputs = app.exported_inputs(items, folder)
         expected = app.run_tflite(interpreter, phone_inputs, folder)
-        if app_name == "sentiment":
+        if app_name == "tagger":  # the same ids per token, and the same probabilities where a token is
+            for i, row in enumerate(got):
+                n = len(row["tokens"])
+                for key in ("word_ids", "suffix_ids", "shape_ids"):
+                    assert row[key] == phone_inputs[key][i][:n].tolist() and not phone_inputs[key][i][n:].any(), key
+                tags = expected["probabilities"].shape[-1]
+                np.testing.assert_allclose(np.reshape(row["probabilities"], (n, tags)),
+                                           expected["probabilities"][i][:n], atol=1e-5)
+        elif app_name == "sentiment":
             np.testing.assert_array_equal([g["token_ids"] for g in got], phone_inputs["token_ids"])
             np.testing.assert_allclose([g["probabilities"] for g in got], expected["probabilities"], atol=1e-5)
         else:  # the decoders: the same ids, token for token, and the same text

@@ -193,7 +193,41 @@ const charlm = {
   show: (out) => out.text,
 };
 
-const CLIENTS = {sentiment, digits, translate, charlm};
+// --- tagger (many-to-many, per step) --------------------------------------------------------
+const MAX_TEXT_BYTES = 65536, SUFFIX_LENGTH = 3;
+const SHAPE_BITS = [/^\p{Lu}/u, /^[^\p{Ll}]*\p{Lu}[^\p{Ll}]*$/u, /\d/, /-/, /^[^\p{L}\d]+$/u];
+
+const tagger = {
+  title: 'Part-of-speech tagger', placeholder: "I didn't see the 3 dogs in New-York.",
+  async load(folder, file, card) {
+    const [words, suffixes, tags] = await Promise.all(['words.txt', 'suffixes.txt', 'tags.txt']
+      .map(async (name) => fileLines(await fetchText(`${folder}/${name}`))));
+    return {card, words: indexOf(words), suffixes: indexOf(suffixes), tags,
+            model: await loadAndCompile(`${folder}/${file}`, {accelerator: 'wasm'})};
+  },
+  tokens(text) {  // UD English style: clitics and punctuation split off (the card's tokenisation)
+    return cutBytes(text, MAX_TEXT_BYTES).replace(/(n't)\b/gi, ' $1').replace(/('(s|re|ve|ll|d|m))\b/gi, ' $1')
+      .replace(/([.,!?;:()"])/g, ' $1 ').trim().split(WHITESPACE).filter((t) => t);
+  },
+  async run(client, text) {
+    const length = client.card.max_length;
+    const tokens = this.tokens(text).slice(0, length);
+    const lowered = tokens.map((t) => t.toLowerCase());
+    const inputs = {
+      word_ids: lowered.map((t) => client.words.get(t) ?? 1),
+      suffix_ids: lowered.map((t) => client.suffixes.get(Array.from(t).slice(-SUFFIX_LENGTH).join('')) ?? 1),
+      shape_ids: tokens.map((t) => 1 + SHAPE_BITS.reduce((bits, re, i) => bits + (re.test(t) ? 1 << i : 0), 0)),
+    };
+    const fed = Object.fromEntries(Object.entries(inputs).map(([n, ids]) => [n, [padded(ids, length), [1, length]]]));
+    const out = await call(client.model, 'serving_default', fed);
+    const classes = client.tags.length;
+    const rows = tokens.map((_, i) => Array.from(out.probabilities.slice(i * classes, (i + 1) * classes)));
+    return {tokens, ...inputs, tags: rows.map((row) => client.tags[argmax(row)]), probabilities: rows};
+  },
+  show: (out) => out.tokens.map((t, i) => `${t}/${out.tags[i]}`).join(' '),
+};
+
+const CLIENTS = {sentiment, digits, translate, charlm, tagger};
 
 // --- the page --------------------------------------------------------------------------------
 function drawingPad(section, onDone) {
@@ -250,6 +284,7 @@ function section(name, client, clientCode) {
     button.textContent = 'run';
     button.onclick = () => show(input.value);
     box.append(input, button);
+    show(input.value);  // an answer at once, for the example in the box
   }
   box.append(result);
   document.getElementById('apps').append(box);
