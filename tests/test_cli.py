@@ -394,3 +394,23 @@ def test_sentiment_says_when_it_read_only_the_first_max_length_tokens(tiny_expor
     assert [r["truncated"] for r in rows] == [True, False]
     said = invoke("predict", run.dir, long, short).stdout.strip("\n").split("\n")
     assert said[0].endswith("[cut: only the first max_length tokens were read]") and "[cut" not in said[1]
+
+
+def test_demo_writes_the_page_or_says_in_one_line_why_not(tiny_export, tmp_path, monkeypatch):
+    from export import demo
+
+    assert_one_line_error(invoke("demo", tmp_path / "nothing", "--out", tmp_path / "page"), "manifest.json is missing")
+    frames_root, _ = tiny_export("frames")  # an export the page has no client for
+    assert_one_line_error(invoke("demo", frames_root, "--out", tmp_path / "page"), "no export of sentiment")
+    root, entry = tiny_export("sentiment")
+    result = invoke("demo", frames_root, root, "--out", tmp_path / "page")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "page" / "apps.json").read_text()) == [
+        {"app": "sentiment", "version": entry["version"], "folder": "models/sentiment", "file": "sentiment.tflite"}]
+    assert sorted(p.name for p in (tmp_path / "page" / "models" / "sentiment").iterdir()) == \
+        ["labels.txt", "model_card.json", "sentiment.tflite", "vocab.txt"]
+    assert (tmp_path / "page" / "litertjs" / "core" / "wasm").is_dir() and (tmp_path / "page" / "index.html").exists()
+    # without the runtime and without npm: a clear line, not a traceback
+    monkeypatch.setattr(demo, "RUNTIME", tmp_path / "no_runtime")
+    monkeypatch.setattr(demo.shutil, "which", lambda name: None)
+    assert_one_line_error(invoke("demo", root, "--out", tmp_path / "page2"), "npm is not installed")
