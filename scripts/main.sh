@@ -23,4 +23,6 @@ $rnn query exports --name sentiment \
   "the plot is nothing but boilerplate clichés from start to finish ." \
   "It isn't the worst film of the year, but it's close." \
   "an utterly charming and hilarious film that reminded me why i love movies"
-echo "== done: run folder $run_dir, exports in exports/ (see exports/manifest.json)"
+echo "== the browser page: the same .tflite in LiteRT.js (open it as printed; needs npm, else skipped)"
+$rnn demo exports --out demo || echo "no browser page (see the line above); the exports are complete"
+echo "== done: run folder $run_dir, exports in exports/ (see exports/manifest.json), page in demo/"
