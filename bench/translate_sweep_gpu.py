@@ -134,32 +134,34 @@ def schedule(recipe: dict):
 
 
 def greedy(model, source: np.ndarray, config: dict) -> np.ndarray:
-    """The app's greedy loop (rnn_apps/decoding.py) in NumPy over the trained layers' step, with its
-    length rule (Translate.limits) from the app's config."""
+    """Greedy translations as ids [rows, target_length] (0 after the end): the app's own loop,
+    `rnn_apps/decoding.py` (keras.ops, so it runs here on JAX), over the trained layers' step as
+    Translate.step writes it, with the app's length rule (Translate.limits) from its config."""
     import keras
+    from keras import ops
+
+    from rnn_apps import decoding
 
     encoder = keras.Model(model.inputs[0], [model.get_layer("attention").input[1], model.get_layer("bridge").output])
     embedding, cell = model.get_layer("target_embedding"), model.get_layer("decoder_rnn").cell
     attention = model.get_layer("attention")
     logits = functools.partial(embedding, reverse=True) if embedding.reversible else model.get_layer("logits")
+    never = decoding.never_written(embedding.input_dim, (PADDING_ID, UNKNOWN_ID, START_ID))
     mask = (source != PADDING_ID).astype(np.float32)
-    max_length = config["target_length"]
-    limits = np.minimum(np.ceil(config["length_ratio"] * mask.sum(1)) + config["length_extra"], max_length).astype(int)
+    limits = np.minimum(np.ceil(config["length_ratio"] * mask.sum(1)) + config["length_extra"],
+                        config["target_length"]).astype(np.int32)
     encoder_outputs, state = encoder(source)
-    tokens = np.full(len(source), START_ID, np.int32)
-    out = np.zeros((len(source), max_length), np.int32)
-    done = np.zeros(len(source), bool)
-    for t in range(max_length):
-        output, new_state = cell(embedding(tokens), [state])
-        state = new_state[0]
-        scores = np.array(logits(attention(output[:, None, :], encoder_outputs, mask)[:, 0, :]))
-        scores[:, [PADDING_ID, UNKNOWN_ID, START_ID]] = -1e9  # as Translate.step: never written
-        tokens = scores.argmax(-1).astype(np.int32)
-        done |= t >= limits
-        out[:, t] = np.where(done, 0, tokens)
-        done |= tokens == END_ID
-        if done.all():
-            break
+
+    def step(tokens, cache):
+        output, new_state = cell(embedding(tokens), [cache["state"]])
+        scores = logits(attention(output[:, None, :], cache["encoder_outputs"], cache["mask"])[:, 0, :])
+        return ops.log_softmax(scores + never), {**cache, "state": new_state[0]}
+
+    ids, _ = decoding.greedy(step, {"encoder_outputs": encoder_outputs, "state": state, "mask": mask},
+                             START_ID, END_ID, limits)
+    out = np.zeros((len(source), config["target_length"]), np.int32)
+    ids = ops.convert_to_numpy(ids)
+    out[:, :ids.shape[1]] = ids
     return out
 
 

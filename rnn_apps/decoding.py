@@ -1,27 +1,32 @@
-"""One decoding loop for every model that writes a sequence (translate, charlm; caption next).
+"""One decoding loop for every model that writes a sequence (translate, caption, charlm).
 
 A model supplies only its next step, keras-hub `samplers/` style:
 
     step(tokens: int32 [rows], cache: dict of [rows, ...] tensors) -> (log_probabilities [rows, vocab], cache)
 
 and the loops here drive it: `greedy`, `sample` (temperature, top-k, a seed) and `beam_search`,
-each a `tf.while_loop` with a bounded number of steps, used by `predict`, `evaluate` and the
-SavedModel signatures alike (eagerly or inside a tf.function); `stream` is `sample` one token at a
-time for a CLI that prints as it goes, with the same choices. `start` is the first token fed (START
-for a decoder; a prime's last character for a language model), one for all rows or one per row.
-Every row stops at `end_id` (None: never) or at its own `limits` entry (a maximum output length).
-What a phone runs over the TFLite step signature is the reference loop in `export/step_loop.py`,
-checked against `greedy` token for token.
+each a bounded while loop written with `keras.ops`, so one module decodes on every Keras backend:
+`predict`, `evaluate` and the SavedModel signatures on TensorFlow (eagerly or inside a tf.function),
+a JAX step on JAX. `stream` is `sample` one token at a time for a CLI that prints as it goes, with
+the same choices. `start` is the first token fed (START for a decoder; a prime's last character
+for a language model), one for all rows or one per row. Every row stops at `end_id` (None: never)
+or at its own `limits` entry (a maximum output length). What a phone runs over the TFLite step
+signature is the reference loop in `export/step_loop.py`, checked against `greedy` token for token.
+
+Two things differ by backend, each in one function at the end: the loop (`_while_loop`: TensorFlow
+needs the cache's row count left loose) and the sampling noise (`_uniform_noise`: each backend's
+own stateless generator, so a seed writes the same text every time on one backend, another text on
+the other). Outputs are written into a buffer as wide as the longest limit (a scatter per step, no
+growing tensor: charlm writing 10,000 characters for 256 rows once peaked at over a gigabyte).
 
 Outputs: token ids [batch, longest output] (the end token excluded, 0 after it) and lengths [batch].
 """
 
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 NO_END = -1  # an id no model writes: rows run to their limit
-
-
 MAX_TEMPERATURE = 100.0  # softmax(x / 100) is already near uniform: a higher one means nothing more
 
 
@@ -30,10 +35,10 @@ def sampling_options(length, temperature, top_k, max_length: int) -> dict:
     (issue 30: no value may take another meaning silently): `length` clipped to [0, max_length];
     `temperature` NaN or <= 0 -> 0 (greedy), above MAX_TEMPERATURE (inf too) -> MAX_TEMPERATURE;
     `top_k` < 0 -> 0 (every token). The signature returns the values it applied."""
-    temperature = tf.cast(temperature, tf.float32)
-    temperature = tf.where(tf.math.is_nan(temperature), 0.0, tf.clip_by_value(temperature, 0.0, MAX_TEMPERATURE))
-    return {"length": tf.clip_by_value(tf.cast(length, tf.int32), 0, max_length), "temperature": temperature,
-            "top_k": tf.maximum(tf.cast(top_k, tf.int32), 0)}
+    temperature = ops.cast(temperature, "float32")
+    temperature = ops.where(ops.isnan(temperature), 0.0, ops.clip(temperature, 0.0, MAX_TEMPERATURE))
+    return {"length": ops.clip(ops.cast(length, "int32"), 0, max_length), "temperature": temperature,
+            "top_k": ops.maximum(ops.cast(top_k, "int32"), 0)}
 
 
 def never_written(vocabulary_size: int, ids) -> np.ndarray:
@@ -51,55 +56,47 @@ def choose(log_probabilities, position, temperature=0.0, top_k=0, seed=0):
     Sampling is the Gumbel-max trick with noise drawn from (seed, position) alone, one draw per
     vocabulary entry shared by all rows: the same prime and seed give the same text in any row
     of any batch, in the graph and eagerly."""
-    greedy_ = tf.argmax(log_probabilities, axis=-1, output_type=tf.int32)
+    greedy_ = ops.cast(ops.argmax(log_probabilities, axis=-1), "int32")
     if isinstance(temperature, (int, float)) and temperature <= 0:
         return greedy_  # known when tracing: no sampling ops in a greedy graph
-    vocab = tf.shape(log_probabilities)[-1]
-    temperature = tf.cast(temperature, tf.float32)
-    top_k = tf.cast(top_k, tf.int32)
-    allowed = tf.cond(top_k > 0, lambda: _top_k_only(log_probabilities, tf.minimum(top_k, vocab)),
-                      lambda: log_probabilities)
-    uniform = tf.random.stateless_uniform([vocab], seed=tf.stack([tf.cast(seed, tf.int64),
-                                                                  tf.cast(position, tf.int64)]),
-                                          minval=1e-7, maxval=1.0)
-    gumbel = -tf.math.log(-tf.math.log(uniform))
-    sampled = tf.argmax(allowed / tf.maximum(temperature, 1e-6) + gumbel[None], axis=-1, output_type=tf.int32)
-    return tf.where(temperature > 0, sampled, greedy_)
+    temperature = ops.cast(temperature, "float32")
+    allowed = _top_k_only(log_probabilities, ops.cast(top_k, "int32"))
+    gumbel = -ops.log(-ops.log(_uniform_noise(seed, position, ops.shape(log_probabilities)[-1])))
+    sampled = ops.cast(ops.argmax(allowed / ops.maximum(temperature, 1e-6) + gumbel[None], axis=-1), "int32")
+    return ops.where(temperature > 0, sampled, greedy_)
 
 
-def _top_k_only(log_probabilities, k):
-    kth_best = tf.math.top_k(log_probabilities, k=k).values[:, -1:]
-    return tf.where(log_probabilities >= kth_best, log_probabilities, -1e9)
+def _top_k_only(log_probabilities, top_k):
+    """-1e9 below each row's top_k-th best entry; top_k <= 0 keeps every entry. The k-th best is read
+    from a sort, so top_k may be a tensor on every backend (`ops.top_k` wants it static on JAX)."""
+    vocab = ops.shape(log_probabilities)[-1]
+    k = ops.clip(top_k, 1, vocab)
+    kth_best = ops.take(ops.sort(log_probabilities, axis=-1), vocab - k, axis=-1)[:, None]
+    return ops.where((top_k > 0) & (log_probabilities < kth_best), -1e9, log_probabilities)
 
 
-def greedy(step, cache: dict, start, end_id, limits: tf.Tensor):
+def greedy(step, cache: dict, start, end_id, limits):
     """Take the most likely token at every step."""
     return sample(step, cache, start, end_id, limits, temperature=0.0)
 
 
-def sample(step, cache: dict, start, end_id, limits: tf.Tensor, temperature=0.0, top_k=0, seed=0):
+def sample(step, cache: dict, start, end_id, limits, temperature=0.0, top_k=0, seed=0):
     """Choose each token with `choose` (greedy at temperature 0)."""
-    limits = tf.cast(limits, tf.int32)
-    rows = tf.shape(limits)[0]
-    steps = tf.reduce_max(tf.concat([limits, [0]], 0))
+    limits = ops.cast(limits, "int32")
+    rows, steps = _rows_and_steps(limits)
     end_id = NO_END if end_id is None else end_id
 
     def body(i, tokens, cache, done, written):
         log_probabilities, cache = step(tokens, cache)
         tokens = choose(log_probabilities, i, temperature, top_k, seed)
         done = done | (tokens == end_id) | (i >= limits)
-        return i + 1, tokens, cache, done, written.write(i, tf.where(done, 0, tokens))
+        return i + 1, tokens, cache, done, _write_column(written, i, ops.where(done, 0, tokens))
 
-    # Each step's tokens go into a TensorArray, not a tensor re-concatenated one column wider every
-    # step: that allocated a new, larger buffer each step, which the allocator could not reuse
-    # (charlm writing 10,000 characters for 256 rows peaked at over a gigabyte).
-    _, _, _, _, written = tf.while_loop(
-        lambda i, tokens, cache, done, written: (i < steps) & ~tf.reduce_all(done), body,
-        (tf.constant(0), _starts(start, rows), cache, tf.zeros([rows], tf.bool),
-         tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])),
-        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None]), tf.nest.map_structure(_loose, cache),
-                          tf.TensorShape([None]), None))
-    return _finish(_columns(written, rows))
+    *_, written = _while_loop(
+        lambda i, tokens, cache, done, written: (i < steps) & ~ops.all(done), body,
+        (ops.convert_to_tensor(0, "int32"), _starts(start, rows), cache, ops.zeros((rows,), "bool"),
+         ops.zeros((rows, steps), "int32")))
+    return _finish(written)
 
 
 def stream(step, cache: dict, start, length: int, temperature=0.0, top_k=0, seed=0):
@@ -107,78 +104,101 @@ def stream(step, cache: dict, start, length: int, temperature=0.0, top_k=0, seed
     token = _starts(start, 1)
     for i in range(length):
         log_probabilities, cache = step(token, cache)
-        token = choose(log_probabilities, tf.constant(i), temperature, top_k, seed)
-        yield int(token[0])
+        token = choose(log_probabilities, ops.convert_to_tensor(i, "int32"), temperature, top_k, seed)
+        yield int(ops.convert_to_numpy(token)[0])
 
 
-def _starts(start, rows) -> tf.Tensor:
-    start = tf.cast(start, tf.int32)
-    return tf.fill([rows], start) if start.shape.rank == 0 else start
-
-
-def beam_search(step, cache: dict, start_id: int, end_id: int, limits: tf.Tensor, width: int,
-                length_penalty: float = 1.0):
+def beam_search(step, cache: dict, start_id: int, end_id: int, limits, width: int, length_penalty: float = 1.0):
     """Keep the `width` most likely prefixes of each row; pick the finished one whose
     log-probability divided by length ** length_penalty is highest (length normalisation: without
     it, short outputs win)."""
-    limits = tf.cast(limits, tf.int32)
-    rows = tf.shape(limits)[0]
-    steps = tf.reduce_max(tf.concat([limits, [0]], 0))
-    cache = tf.nest.map_structure(lambda t: tf.repeat(t, width, axis=0), cache)  # [rows * width, ...]
-    beam_limits = tf.repeat(limits, width)
+    limits = ops.cast(limits, "int32")
+    rows, steps = _rows_and_steps(limits)
+    cache = keras.tree.map_structure(lambda t: ops.repeat(t, width, axis=0), cache)  # [rows * width, ...]
+    beam_limits = ops.repeat(limits, width)
     # Only the first beam of each row is alive at the start, so the first step does not pick the
     # same token `width` times.
-    scores = tf.tile(tf.concat([[0.0], tf.fill([width - 1], -1e9)], 0)[None], [rows, 1])
+    scores = ops.tile(ops.convert_to_tensor([[0.0] + [-1e9] * (width - 1)]), (rows, 1))
 
     def body(i, tokens, cache, scores, done, sequences, lengths):
         log_probabilities, cache = step(tokens, cache)
-        vocab = tf.shape(log_probabilities)[-1]
+        vocab = ops.shape(log_probabilities)[-1]
         # A finished beam continues only with padding, at no cost, so it keeps its score.
-        finished_row = tf.one_hot(0, vocab, on_value=0.0, off_value=-1e9)
-        log_probabilities = tf.where(done[:, None], finished_row[None], log_probabilities)
-        total = tf.reshape(tf.reshape(scores, [-1])[:, None] + log_probabilities, [rows, width * vocab])
-        scores, flat = tf.math.top_k(total, k=width)
-        origin = tf.reshape(flat // vocab + tf.range(rows)[:, None] * width, [-1])  # rows of the old beams
-        tokens = tf.reshape(flat % vocab, [-1])
-        cache = tf.nest.map_structure(lambda t: tf.gather(t, origin), cache)
-        was_done, lengths = tf.gather(done, origin), tf.gather(lengths, origin)
-        tokens = tf.where(was_done, 0, tokens)
+        finished_row = ops.where(ops.arange(vocab) == 0, 0.0, -1e9)
+        log_probabilities = ops.where(done[:, None], finished_row[None], log_probabilities)
+        total = ops.reshape(ops.reshape(scores, (-1,))[:, None] + log_probabilities, (-1, width * vocab))
+        scores, flat = ops.top_k(total, k=width)
+        flat = ops.cast(flat, "int32")
+        origin = ops.reshape(flat // vocab + ops.arange(rows, dtype="int32")[:, None] * width, (-1,))  # old beams
+        tokens = ops.reshape(flat % vocab, (-1,))
+        cache = keras.tree.map_structure(lambda t: ops.take(t, origin, axis=0), cache)
+        was_done, lengths = ops.take(done, origin, axis=0), ops.take(lengths, origin, axis=0)
+        tokens = ops.where(was_done, 0, tokens)
         done = was_done | (tokens == end_id) | (i >= beam_limits)
-        lengths = lengths + tf.cast(~was_done, tf.int32)
-        written = tf.where(done, 0, tokens)
-        sequences = tf.concat([tf.gather(sequences, origin), written[:, None]], axis=1)
+        lengths = lengths + ops.cast(~was_done, "int32")
+        sequences = _write_column(ops.take(sequences, origin, axis=0), i, ops.where(done, 0, tokens))
         return i + 1, tokens, cache, scores, done, sequences, lengths
 
     beams = rows * width
-    _, _, _, scores, done, sequences, lengths = tf.while_loop(
-        lambda i, tokens, cache, scores, done, sequences, lengths: (i < steps) & ~tf.reduce_all(done), body,
-        (tf.constant(0), tf.repeat(_starts(start_id, rows), width), cache, scores, tf.zeros([beams], tf.bool),
-         tf.zeros([beams, 0], tf.int32), tf.zeros([beams], tf.int32)),
-        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None]), tf.nest.map_structure(_loose, cache),
-                          tf.TensorShape([None, width]), tf.TensorShape([None]), tf.TensorShape([None, None]),
-                          tf.TensorShape([None])))
-    normalised = scores / tf.pow(tf.cast(tf.maximum(tf.reshape(lengths, [rows, width]), 1), tf.float32),
-                                 length_penalty)
-    best = tf.argmax(normalised, axis=-1, output_type=tf.int32) + tf.range(rows) * width
-    return _finish(tf.gather(sequences, best))
+    _, _, _, scores, done, sequences, lengths = _while_loop(
+        lambda i, tokens, cache, scores, done, sequences, lengths: (i < steps) & ~ops.all(done), body,
+        (ops.convert_to_tensor(0, "int32"), ops.repeat(_starts(start_id, rows), width), cache, scores,
+         ops.zeros((beams,), "bool"), ops.zeros((beams, steps), "int32"), ops.zeros((beams,), "int32")))
+    normalised = scores / ops.power(ops.cast(ops.maximum(ops.reshape(lengths, (-1, width)), 1), "float32"),
+                                    length_penalty)
+    best = ops.cast(ops.argmax(normalised, axis=-1), "int32") + ops.arange(rows, dtype="int32") * width
+    return _finish(ops.take(sequences, best, axis=0))
 
 
-def _columns(written: tf.TensorArray, rows) -> tf.Tensor:
-    """A TensorArray of [rows] token vectors, one per step -> [rows, steps] (steps may be 0: an empty
-    TensorArray cannot stack a row length it never saw)."""
-    return tf.cond(written.size() > 0, lambda: tf.transpose(written.stack()), lambda: tf.zeros([rows, 0], tf.int32))
+def _rows_and_steps(limits):
+    """The batch's rows, and the most steps any row may take (the output buffer's width)."""
+    return ops.shape(limits)[0], ops.max(ops.concatenate([limits, ops.zeros((1,), "int32")]))
 
 
-def _loose(t: tf.Tensor) -> tf.TensorShape:
-    """The shape invariant of a cache tensor: any number of rows, the rest as it is."""
-    return tf.TensorShape([None]).concatenate(t.shape[1:])
+def _starts(start, rows):
+    start = ops.cast(start, "int32")
+    return ops.full((rows,), start, dtype="int32") if len(start.shape) == 0 else start
 
 
-def _finish(sequences: tf.Tensor) -> tuple:
+def _write_column(written, i, values):
+    """written[:, i] = values, one scatter (written: [rows, steps])."""
+    rows = ops.shape(written)[0]
+    where = ops.stack([ops.arange(rows, dtype="int32"), ops.full((rows,), i, dtype="int32")], axis=1)
+    return ops.scatter_update(written, where, values)
+
+
+def _finish(sequences):
     """Token ids with 0 after the end -> (ids [batch, longest output], lengths [batch]): as wide
     as the longest output, however many steps the loop ran, so every runner's ids compare."""
-    lengths = tf.reduce_sum(tf.math.cumprod(tf.cast(sequences != 0, tf.int32), axis=1), axis=1)
-    return sequences[:, :tf.reduce_max(tf.concat([lengths, [0]], 0))], lengths
+    lengths = ops.sum(ops.cumprod(ops.cast(sequences != 0, "int32"), axis=1), axis=1)
+    return sequences[:, :ops.max(ops.concatenate([lengths, ops.zeros((1,), "int32")]))], lengths
+
+
+def _while_loop(cond, body, loop_vars):
+    """keras.ops.while_loop, but on TensorFlow every loop variable may change its number of rows
+    (a cache entering with a known batch comes back with an unknown one from a traced step)."""
+    if keras.backend.backend() != "tensorflow":
+        return ops.while_loop(cond, body, loop_vars)
+    import tensorflow as tf
+
+    def loose(t):  # any number of rows, the rest as it is (a Dense layer in the step needs its width)
+        return tf.TensorShape([None, *t.shape[1:]]) if t.shape.rank else tf.TensorShape([])
+
+    loop_vars = tf.nest.map_structure(tf.convert_to_tensor, loop_vars)
+    return tf.while_loop(cond, body, loop_vars, shape_invariants=tf.nest.map_structure(loose, loop_vars))
+
+
+def _uniform_noise(seed, position, size):
+    """[size] uniform draws in (1e-7, 1), a pure function of (seed, position)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        key = jax.random.fold_in(jax.random.PRNGKey(ops.cast(seed, "uint32")), position)
+        return jax.random.uniform(key, (size,), minval=1e-7, maxval=1.0)
+    import tensorflow as tf
+
+    return tf.random.stateless_uniform([size], seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(position, tf.int64)]),
+                                       minval=1e-7, maxval=1.0)
 
 
 def join_batches(parts: list, empty: dict) -> dict:
