@@ -9,6 +9,7 @@ import pytest
 from export import metadata, tflite
 from pipelines import images
 from rnn_apps.apps import digits
+from rnn_apps.families.classify import MEDIAPIPE_VOCABULARY
 
 
 def test_digits_image_variant_runs_in_mediapipes_image_classifier(tiny_export, tiny_run):
@@ -78,18 +79,20 @@ def test_regex_sentiment_runs_in_mediapipes_text_classifier(tmp_path, train_tiny
     assert "n't" not in vocabulary and "'s" not in vocabulary and any(w.endswith("'s") for w in vocabulary)
     root = tmp_path / "exports"
     entry = exporter.export_run(run, root, echo=lambda *_: None)  # parity: Keras, SavedModel, both .tflite files
-    artefact = next(a for a in entry["artefacts"] if a["kind"] == "tflite" and a["card"] == sentiment.TEXT_CARD)
+    text_file, text_card = sentiment.APP.mediapipe_text_files()
+    assert text_file == "sentiment_text.tflite"
+    artefact = next(a for a in entry["artefacts"] if a["kind"] == "tflite" and a["card"] == text_card)
     path = root / artefact["path"]
     meta, packed = metadata.read(path)
     tokens = meta.subgraphMetadata[0].inputTensorMetadata[0]
     assert tokens.processUnits[0].options.delimRegexPattern.decode() == text.REGEX_DELIMITER
-    assert sorted(packed) == ["labels.txt", sentiment.TEXT_VOCABULARY] and meta.minParserVersion.decode() == "1.2.1"
+    assert sorted(packed) == ["labels.txt", MEDIAPIPE_VOCABULARY] and meta.minParserVersion.decode() == "1.2.1"
     label_names = packed["labels.txt"].split("\n")[:-1]
 
     sentences = list(run.load_data().test["text"][:24]) + [
         "It DOESN'T work, and the Film's cast is GOOD!", "McQueen's café: naïve 😀 fun", "", "!!! ???",
         " ".join(["good"] * 100)]  # longer than max_length: both read the first tokens
-    ids = text.regex_ids(sentences, packed[sentiment.TEXT_VOCABULARY], run.config["max_length"])
+    ids = text.regex_ids(sentences, packed[MEDIAPIPE_VOCABULARY], run.config["max_length"])
     runner = tflite.interpreter(path).get_signature_runner("serving_default")
     options = text_tasks.TextClassifierOptions(base_options=base_options.BaseOptions(model_asset_path=str(path)),
                                                max_results=-1)

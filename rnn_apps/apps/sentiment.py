@@ -46,8 +46,6 @@ from rnn_apps.families.classify import (
 from rnn_apps.layers import FrozenTailEmbedding, MaskedPooling1D, find_layers, optional_dropout, simple_rnn_stack
 
 WORD_VECTORS_FILE = "word_vectors.json"
-# The MediaPipe TextClassifier variant (tokenisation=regex): one scores output, the tokenizer in its metadata.
-TEXT_FILE, TEXT_CARD, TEXT_VOCABULARY = "sentiment_text.tflite", "sentiment_text_card.json", "regex_vocab.txt"
 
 
 @dataclass
@@ -265,40 +263,9 @@ class Sentiment(ClassifierApp):
                                                                track=[unrolled])],
                               assets={"vocab.txt": "\n".join(vocabulary) + "\n", "labels.txt": labels,
                                       "model_card.json": json.dumps(card, indent=2) + "\n"})]
-        if tokenisation != "regex":
-            return models
-
-        # MediaPipe's TextClassifier reads the tokenizer (pattern, vocabulary) from the input's
-        # metadata and wants one output, the class scores, labelled by labels.txt.
-        def classify_text_ids(token_ids):
-            return {"probabilities": unrolled(token_ids, training=False)}
-
-        text_card = {
-            **card, "default_file": TEXT_FILE,
-            "about": "for MediaPipe Tasks' TextClassifier (and Android Studio's binding): give it the .tflite alone; "
-                     "the tokenizer, its vocabulary and the labels are in its metadata",
-            "input": {**card["input"], "regex_tokenizer": {"delimiter": text.REGEX_DELIMITER,
-                                                           "vocabulary": TEXT_VOCABULARY}},
-            "outputs": {"probabilities": card["outputs"]["probabilities"]},
-            "vocabulary": f"{TEXT_VOCABULARY}, MediaPipe's format: a 'token id' line per spelling",
-        }
-        models.append(TFLiteModel(TEXT_FILE, [Endpoint("serving_default", classify_text_ids, [ids_spec],
-                                                       track=[unrolled])],
-                                  assets={TEXT_VOCABULARY: text.mediapipe_vocabulary(vocabulary), "labels.txt": labels,
-                                          TEXT_CARD: json.dumps(text_card, indent=2) + "\n"},
-                                  card_file=TEXT_CARD, quality=self.text_quality))
+        if tokenisation == "regex":  # words as MediaPipe's tokenizer splits them: a file its TextClassifier runs
+            models.append(self.mediapipe_text_model(run, unrolled, ids_spec, card, vocabulary))
         return models
-
-    def text_quality(self, run, test, interpreter) -> float:
-        """Accuracy of the MediaPipe variant on the test texts, tokenised as MediaPipe tokenises them."""
-        ids = self._mediapipe_ids(run, list(test["text"]))
-        runner = interpreter.get_signature_runner("serving_default")
-        predicted = [int(np.argmax(runner(token_ids=row[None])["probabilities"])) for row in ids]
-        return float(np.mean(np.array(predicted) == np.asarray(test["label"])))
-
-    def _mediapipe_ids(self, run, texts) -> np.ndarray:
-        vocabulary = text.mediapipe_vocabulary(text.load_vocabulary(run.dir))
-        return text.regex_ids(texts, vocabulary, run.config["max_length"])
 
     def exported_inputs(self, inputs, tflite_dir):
         card = json.loads((Path(tflite_dir) / "model_card.json").read_text())
@@ -315,9 +282,7 @@ class Sentiment(ClassifierApp):
         cases = [ParityCase("test sentences", expected, served, f"{self.name}.tflite", ["probabilities", "label_id"],
                             tflite_inputs={"token_ids": ids})]
         if run.config["tokenisation"] == "regex":
-            # the ids MediaPipe's tokenizer makes, in plain Python, through the MediaPipe variant
-            cases.append(ParityCase("test sentences, MediaPipe's tokenizer", expected, served, TEXT_FILE,
-                                    ["probabilities"], tflite_inputs={"token_ids": self._mediapipe_ids(run, texts)}))
+            cases.append(self.mediapipe_text_parity(run, texts, expected, served))
         return cases
 
 

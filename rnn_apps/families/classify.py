@@ -4,19 +4,25 @@ softmax probabilities. `digits` and `sentiment` are its apps.
 The family writes once: compile (AdamW, smoothed cross-entropy, accuracy), evaluate (accuracy, loss,
 confusion matrix), the named outputs of every classifier signature (SavedModel: label, label_id,
 probability, probabilities; TFLite: probabilities, label_id), parity's expected outputs, the rows
-of predict and query, and phone quality. An app writes its data, preprocessing, model, serving and
-TFLite endpoints, parity cases and `exported_inputs` (its phone client: raw input -> .tflite inputs).
+of predict and query, and phone quality; for a text classifier whose words are split as MediaPipe's
+RegexTokenizer splits them, the `.tflite` MediaPipe Tasks' TextClassifier runs alone
+(`mediapipe_text_model`). An app writes its data, preprocessing, model, serving and TFLite
+endpoints, parity cases and `exported_inputs` (its phone client: raw input -> .tflite inputs).
 """
 
+import json
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from pipelines import text
 from rnn_apps import config as config_lib
-from rnn_apps.app import App
+from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
 from rnn_apps.layers import SparseCrossentropy
+
+MEDIAPIPE_VOCABULARY = "regex_vocab.txt"  # MediaPipe's "token id" lines (text.mediapipe_vocabulary)
 
 
 class ClassifierApp(App):
@@ -51,6 +57,51 @@ class ClassifierApp(App):
 
         probabilities = parity.phone_outputs(self.parity_cases(run, test)[0], interpreter)["probabilities"]
         return float(np.mean(probabilities.argmax(-1) == np.asarray(test["label"])))
+
+    # --- a text classifier in MediaPipe Tasks' TextClassifier ---------------------------------
+    def mediapipe_text_files(self) -> tuple:
+        return f"{self.name}_text.tflite", f"{self.name}_text_card.json"
+
+    def mediapipe_text_model(self, run, unrolled, ids_spec, card: dict, vocabulary: list) -> TFLiteModel:
+        """The file MediaPipe's TextClassifier runs alone: the same unrolled model with one output,
+        the class scores labelled by labels.txt, and the tokenizer (pattern, vocabulary) in its input's
+        metadata; `card` is the app's own .tflite card, of a run with the "regex" tokenisation."""
+        file, card_file = self.mediapipe_text_files()
+
+        def classify_text_ids(token_ids):
+            return {"probabilities": unrolled(token_ids, training=False)}
+
+        text_card = {
+            **card, "default_file": file,
+            "about": "for MediaPipe Tasks' TextClassifier (and Android Studio's binding): give it the .tflite alone; "
+                     "the tokenizer, its vocabulary and the labels are in its metadata",
+            "input": {**card["input"], "regex_tokenizer": {"delimiter": text.REGEX_DELIMITER,
+                                                           "vocabulary": MEDIAPIPE_VOCABULARY}},
+            "outputs": {"probabilities": card["outputs"]["probabilities"]},
+            "vocabulary": f"{MEDIAPIPE_VOCABULARY}, MediaPipe's format: a 'token id' line per spelling",
+        }
+        return TFLiteModel(file, [Endpoint("serving_default", classify_text_ids, [ids_spec], track=[unrolled])],
+                           assets={MEDIAPIPE_VOCABULARY: text.mediapipe_vocabulary(vocabulary),
+                                   "labels.txt": "\n".join(run.label_names) + "\n",
+                                   card_file: json.dumps(text_card, indent=2) + "\n"},
+                           card_file=card_file, quality=self.mediapipe_text_quality)
+
+    def mediapipe_text_ids(self, run, texts: list) -> np.ndarray:
+        """The ids MediaPipe's tokenizer makes of raw texts (text.regex_ids, plain Python)."""
+        vocabulary = text.mediapipe_vocabulary(text.load_vocabulary(run.dir))
+        return text.regex_ids(texts, vocabulary, run.config["max_length"])
+
+    def mediapipe_text_quality(self, run, test, interpreter) -> float:
+        """Accuracy of the MediaPipe file on the test texts, tokenised as MediaPipe tokenises them."""
+        runner = interpreter.get_signature_runner("serving_default")
+        predicted = [int(np.argmax(runner(token_ids=row[None])["probabilities"]))
+                     for row in self.mediapipe_text_ids(run, list(test["text"]))]
+        return float(np.mean(np.array(predicted) == np.asarray(test["label"])))
+
+    def mediapipe_text_parity(self, run, texts: list, expected: dict, served: tuple) -> ParityCase:
+        """Keras's probabilities again through the MediaPipe file, fed the ids MediaPipe's tokenizer makes."""
+        return ParityCase("test sentences, MediaPipe's tokenizer", expected, served, self.mediapipe_text_files()[0],
+                          ["probabilities"], tflite_inputs={"token_ids": self.mediapipe_text_ids(run, texts)})
 
     def compile(self, model, config):
         model.compile(
