@@ -7,6 +7,8 @@ import json
 import shutil
 import subprocess
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,12 +43,18 @@ def run_page(folder, profile, timeout: float = 300) -> dict:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    browser = subprocess.Popen(
-        [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",
-         f"http://127.0.0.1:{server.server_port}/index.html?test=1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = Path(profile).with_suffix(".log")
+    with open(log, "w") as errors:
+        browser = subprocess.Popen(
+            [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             f"--user-data-dir={profile}", f"http://127.0.0.1:{server.server_port}/index.html?test=1"],
+            stdout=subprocess.DEVNULL, stderr=errors)
     try:
-        assert done.wait(timeout), f"the page posted nothing within {timeout} s"
+        deadline = time.monotonic() + timeout
+        while not done.wait(1) and browser.poll() is None and time.monotonic() < deadline:
+            pass
+        why = "Chromium exited" if browser.poll() is not None else f"nothing within {timeout} s"
+        assert done.is_set(), f"the page posted nothing ({why}); Chromium's last lines: {log.read_text()[-2000:]}"
     finally:
         browser.kill()
         browser.wait()
