@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from keras import ops
 
 from rnn_apps import decoding
@@ -46,6 +47,7 @@ def outputs() -> dict:
     return found
 
 
+@pytest.mark.slow  # starts a JAX process
 def test_the_loops_decode_the_same_on_jax_as_on_tensorflow():
     on_tensorflow = outputs()
     # greedy: START -> 4 (0.5) -> END (0.4); the beam finds the loop on 5, likelier per token
