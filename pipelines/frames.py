@@ -17,6 +17,10 @@ Each split holds fixed-width columns, padded with zeros past each sequence's len
   sequence  str [N]: the recording it came from (fall-01, adl-12) or the clip's index
   is_fall   bool [N]: the recording is a staged fall (UR Fall's fall-* files)
 
+Also here: a run's `FrameStatistics` (kind, frame shape, labels, the training split's feature mean
+and standard deviation: fitted once, stored as frame_statistics.json, read back checked), and the
+reading of the files a user labels (`read_sequence_files`: CSV rows or .npy arrays).
+
 Splits are by sequence, never by frame (neighbouring frames are near copies, so a frame split
 would leak the test set into training): for UR Fall, `split_seed` picks a seeded 80/20
 train/test split of the 70 recordings, stratified by fall/activity, and 15% of the training
@@ -24,6 +28,8 @@ recordings (stratified the same way) validate. UCF101 has its own train/test lis
 """
 
 import csv
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +146,140 @@ def _tfds(name: str, seed: int, clip_frames: int, frame_size: int, data_dir) -> 
 
     return tfds_source.load(name, seed, convert, data_dir, note=f", {clip_frames} frames of {frame_size}x{frame_size} "
                             "per clip", each=each)
+
+
+# --- a run's frame statistics: fitted on the training split, stored in the run, read back --------
+STATISTICS = "frame_statistics.json"
+
+
+@dataclass
+class FrameStatistics:
+    kind: str  # "features" or "video"
+    frame_shape: tuple  # (F,) or (H, W, 3)
+    label_names: list
+    mean: list | None = None  # per feature, over the training split's real frames
+    std: list | None = None
+
+    @classmethod
+    def fit(cls, train: dict, label_names: list) -> "FrameStatistics":
+        frames, length = train["frames"], train["length"]
+        kind, shape = ("video" if frames.ndim == 5 else "features"), tuple(frames.shape[2:])
+        if kind == "video":
+            return cls(kind, shape, list(label_names))
+        real = np.concatenate([frames[i, :n] for i, n in enumerate(length)]).astype(np.float64)
+        return cls(kind, shape, list(label_names), real.mean(0).tolist(), real.std(0).tolist())
+
+    def save(self, path: Path):
+        stored = {"kind": self.kind, "frame_shape": list(self.frame_shape), "label_names": self.label_names}
+        if self.kind == "features":
+            stored.update(mean=self.mean, std=self.std)
+        Path(path).write_text(json.dumps(stored, indent=2) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> "FrameStatistics":
+        """Checked whole: an edited file must be blamed here, not on the CSV or the recording that
+        a later step would fail on."""
+        try:
+            s = json.loads(Path(path).read_text())
+            found = cls(s["kind"], tuple(s["frame_shape"]), s["label_names"], s.get("mean"), s.get("std"))
+        except FileNotFoundError:
+            raise UserError(f"{path} is missing; the run folder is damaged") from None
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{path} is unreadable; the run folder is damaged") from None
+        size = int(np.prod(found.frame_shape)) if found.frame_shape else 0
+        problem = (
+            "kind is neither features nor video" if found.kind not in ("features", "video") else
+            "frame_shape is not a list of positive integers"
+            if not found.frame_shape or not all(isinstance(d, int) and d > 0 for d in found.frame_shape) else
+            "label_names is not a list of two or more names"
+            if not isinstance(found.label_names, list) or len(found.label_names) < 2
+            or not all(isinstance(n, str) and n for n in found.label_names) else
+            f"mean and std are not {size} finite numbers each (std > 0)"
+            if found.kind == "features" and not _finite_statistics(found.mean, found.std, size) else None)
+        if problem:
+            raise UserError(f"{path}: {problem}; the run folder is damaged (restore the file or retrain)")
+        return found
+
+    def card(self) -> dict:
+        """What a model card says of the frames a client feeds."""
+        out = {"kind": self.kind, "frame_shape": list(self.frame_shape)}
+        if self.kind == "features":
+            names = UR_FALL_FEATURES if len(self.mean) == len(UR_FALL_FEATURES) else None
+            out.update(feature_names=names, mean=self.mean, std=self.std)
+        return out
+
+
+def _finite_statistics(mean, std, size: int) -> bool:
+    try:
+        mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    except (TypeError, ValueError):
+        return False
+    return mean.shape == std.shape == (size,) and np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()
+
+
+# --- sequences a user gives (predict, query) ------------------------------------------------------
+def read_sequence_files(paths: list, frame_shape, max_frames: int) -> tuple:
+    """Files -> (names, [frames float32 [T, ...]]). A CSV file holds one frame per row: F numbers,
+    or UR Fall's layout (sequence, frame, label, F features: one sequence per name); a .npy file
+    holds one sequence [T, *frame_shape]. Malformed files fail with one line naming them."""
+    names, sequences = [], []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            raise UserError(f"{item}: a folder; give CSV files (one frame per row) or .npy arrays [frames, ...]")
+        if not path.is_file():
+            raise UserError(f"{item}: no such file; give CSV files (one frame per row) or .npy arrays [frames, ...]")
+        if path.suffix == ".npy":
+            try:
+                array = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise UserError(f"{item}: not a readable .npy array ({e})") from None
+            if tuple(array.shape[1:]) != tuple(frame_shape) or not np.issubdtype(array.dtype, np.number):
+                raise UserError(f"{item}: expected an array of shape [frames, {', '.join(map(str, frame_shape))}], "
+                                f"got {list(array.shape)} ({array.dtype})")
+            named = [(str(item), array.astype(np.float32))]
+        else:
+            named = _frame_rows(path, frame_shape)
+        for name, frames in named:
+            if not len(frames):
+                raise UserError(f"{item}: holds no frames")
+            if len(frames) > max_frames:
+                raise UserError(f"{item}: {len(frames):,} frames; at most {max_frames:,} are labelled per sequence")
+            if not np.isfinite(frames).all():
+                raise UserError(f"{item}: holds NaN or infinite values; give finite numbers")
+            names.append(name)
+            sequences.append(frames)
+    return names, sequences
+
+
+def _frame_rows(path: Path, frame_shape) -> list:
+    if len(frame_shape) != 1:
+        raise UserError(f"{path}: this run labels video frames; give .npy arrays [frames, "
+                        f"{', '.join(map(str, frame_shape))}]")
+    features = frame_shape[0]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file") from None
+    rows = [line.split(",") for line in lines if line.strip()]
+    if rows and len(rows[0]) == features + LEADING_COLUMNS:
+        return [(f"{path}:{name}", frames) for name, frames, _ in read_csv_sequences(path)]
+    values = []
+    for number, row in enumerate(rows, start=1):
+        if len(row) != features:
+            raise UserError(f"{path} line {number}: expected {features} features per row (or UR Fall's "
+                            f"{features + LEADING_COLUMNS} columns), got {len(row)}")
+        try:
+            values.append([float(v) for v in row])
+        except ValueError:
+            raise UserError(f"{path} line {number}: not a number in {','.join(row)[:80]!r}") from None
+    return [(str(path), np.array(values, np.float32).reshape(-1, features))]
+
+
+def pad(sequences: list, frame_shape) -> tuple:
+    """[frames [T_i, ...]] -> (float32 [N, max T, ...], lengths int32 [N])."""
+    width = max((len(s) for s in sequences), default=0)
+    frames = np.zeros((len(sequences), width, *frame_shape), np.float32)
+    for i, s in enumerate(sequences):
+        frames[i, :len(s)] = s
+    return frames, np.array([len(s) for s in sequences], np.int32)

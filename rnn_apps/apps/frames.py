@@ -32,7 +32,6 @@ max_frames, F], length: int32[1])` -> probabilities [1, max_frames, classes]. Mo
 """
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -47,20 +46,11 @@ from rnn_apps import config as config_lib
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
 from rnn_apps.layers import FiniteClip, PerFrame, StepDifference, rnn_layers, simple_rnn_stack
 
-STATISTICS = "frame_statistics.json"
+STATISTICS = frame_data.STATISTICS
 FEATURE_LIMIT = 10.0  # normalised features are clipped to this many standard deviations
 MAX_FRAMES = 108_000  # frames labelled per sequence by the SavedModel: an hour at 30 frames/s
 EVENT_TOLERANCE = 15  # frames (0.5 s at 30 frames/s) a detection may come before or after a fall
 FALLING = "falling"
-
-
-@dataclass
-class Preprocessing:
-    kind: str  # "features" or "video"
-    frame_shape: tuple  # (F,) or (H, W, 3)
-    label_names: list
-    mean: list | None = None  # per feature, over the training split's real frames
-    std: list | None = None
 
 
 class Frames(App):
@@ -127,17 +117,11 @@ class Frames(App):
                                options.get("tfds_data_dir"))
 
     def fit_preprocessing(self, splits, config, run_dir):
-        frames, length = splits.train["frames"], splits.train["length"]
-        statistics = {"kind": "video" if frames.ndim == 5 else "features", "frame_shape": list(frames.shape[2:]),
-                      "label_names": list(splits.label_names)}
-        if statistics["kind"] == "features":
-            real = np.concatenate([frames[i, :n] for i, n in enumerate(length)]).astype(np.float64)
-            statistics.update(mean=real.mean(0).tolist(), std=real.std(0).tolist())
-        (Path(run_dir) / STATISTICS).write_text(json.dumps(statistics, indent=2) + "\n")
+        frame_data.FrameStatistics.fit(splits.train, splits.label_names).save(Path(run_dir) / STATISTICS)
         return self.load_preprocessing(run_dir, config)
 
     def load_preprocessing(self, run_dir, config):
-        return read_statistics(Path(run_dir) / STATISTICS)
+        return frame_data.FrameStatistics.read(Path(run_dir) / STATISTICS)
 
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
         frames, length, labels = columns["frames"].astype(np.float32), columns["length"], columns["labels"]
@@ -290,10 +274,10 @@ class Frames(App):
         return result
 
     def predict(self, run, inputs):
-        names, sequences = read_inputs(inputs, run.preprocessing.frame_shape)
+        names, sequences = frame_data.read_sequence_files(inputs, run.preprocessing.frame_shape, MAX_FRAMES)
         if not sequences:
             return []
-        frames, lengths = pad(sequences, run.preprocessing.frame_shape)
+        frames, lengths = frame_data.pad(sequences, run.preprocessing.frame_shape)
         out = self.label_sequences(run, frames, lengths)
         rows = []
         for i, name in enumerate(names):
@@ -322,7 +306,7 @@ class Frames(App):
                                                  "normalises them; NaN reads as the training mean, values past "
                                                  f"+-{FEATURE_LIMIT:g} standard deviations are clipped)"
                                                  if preprocessing.kind == "features" else "RGB pixels 0..255"),
-                "statistics": statistics_card(preprocessing)}
+                "statistics": preprocessing.card()}
         if config["bidirectional"]:
             length = config["max_frames"]
             unrolled = self.unrolled_twin(run, length)
@@ -432,8 +416,8 @@ class Frames(App):
     def exported_inputs(self, inputs, tflite_dir):
         card = json.loads((Path(tflite_dir) / "model_card.json").read_text())
         shape = tuple(card["statistics"]["frame_shape"])
-        names, sequences = read_inputs(inputs, shape)
-        frames, lengths = pad(sequences, shape)
+        names, sequences = frame_data.read_sequence_files(inputs, shape, MAX_FRAMES)
+        frames, lengths = frame_data.pad(sequences, shape)
         served = {"frames": frames.astype(np.uint8 if card["statistics"]["kind"] == "video" else np.float32),
                   "lengths": lengths}
         return names, served, {"frames": frames, "lengths": lengths}
@@ -513,114 +497,6 @@ def delayed(lookahead: int):
                 tf.concat([tf.zeros([lookahead]), tf.ones([length])], 0))
 
     return delay
-
-
-def read_statistics(path: Path) -> Preprocessing:
-    """The run's frame statistics, checked whole: an edited file must be blamed here, not on the
-    CSV or the recording that a later step would fail on."""
-    try:
-        s = json.loads(Path(path).read_text())
-        found = Preprocessing(s["kind"], tuple(s["frame_shape"]), s["label_names"], s.get("mean"), s.get("std"))
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing; the run folder is damaged") from None
-    except (KeyError, TypeError, ValueError):
-        raise UserError(f"{path} is unreadable; the run folder is damaged") from None
-    size = int(np.prod(found.frame_shape)) if found.frame_shape else 0
-    problem = (
-        "kind is neither features nor video" if found.kind not in ("features", "video") else
-        "frame_shape is not a list of positive integers"
-        if not found.frame_shape or not all(isinstance(d, int) and d > 0 for d in found.frame_shape) else
-        "label_names is not a list of two or more names"
-        if not isinstance(found.label_names, list) or len(found.label_names) < 2
-        or not all(isinstance(n, str) and n for n in found.label_names) else
-        f"mean and std are not {size} finite numbers each (std > 0)"
-        if found.kind == "features" and not _finite_statistics(found.mean, found.std, size) else None)
-    if problem:
-        raise UserError(f"{path}: {problem}; the run folder is damaged (restore the file or retrain)")
-    return found
-
-
-def _finite_statistics(mean, std, size: int) -> bool:
-    try:
-        mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
-    except (TypeError, ValueError):
-        return False
-    return mean.shape == std.shape == (size,) and np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()
-
-
-def statistics_card(preprocessing) -> dict:
-    out = {"kind": preprocessing.kind, "frame_shape": list(preprocessing.frame_shape)}
-    if preprocessing.kind == "features":
-        names = frame_data.UR_FALL_FEATURES if len(preprocessing.mean) == len(frame_data.UR_FALL_FEATURES) else None
-        out.update(feature_names=names, mean=preprocessing.mean, std=preprocessing.std)
-    return out
-
-
-def read_inputs(paths: list, frame_shape) -> tuple:
-    """CLI inputs -> (names, [frames [T, ...]]). A CSV file holds one frame per row: F numbers, or
-    UR Fall's layout (sequence, frame, label, F features: one sequence per name); a .npy file holds
-    one sequence [T, *frame_shape]. Malformed files fail with one line naming them."""
-    names, sequences = [], []
-    for item in paths:
-        path = Path(item)
-        if path.is_dir():
-            raise UserError(f"{item}: a folder; give CSV files (one frame per row) or .npy arrays [frames, ...]")
-        if not path.is_file():
-            raise UserError(f"{item}: no such file; give CSV files (one frame per row) or .npy arrays [frames, ...]")
-        if path.suffix == ".npy":
-            try:
-                array = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise UserError(f"{item}: not a readable .npy array ({e})") from None
-            if tuple(array.shape[1:]) != tuple(frame_shape) or not np.issubdtype(array.dtype, np.number):
-                raise UserError(f"{item}: expected an array of shape [frames, {', '.join(map(str, frame_shape))}], "
-                                f"got {list(array.shape)} ({array.dtype})")
-            named = [(str(item), array.astype(np.float32))]
-        else:
-            named = read_csv(path, frame_shape)
-        for name, frames in named:
-            if not len(frames):
-                raise UserError(f"{item}: holds no frames")
-            if len(frames) > MAX_FRAMES:
-                raise UserError(f"{item}: {len(frames):,} frames; at most {MAX_FRAMES:,} are labelled per sequence")
-            if not np.isfinite(frames).all():
-                raise UserError(f"{item}: holds NaN or infinite values; give finite numbers")
-            names.append(name)
-            sequences.append(frames)
-    return names, sequences
-
-
-def read_csv(path: Path, frame_shape) -> list:
-    if len(frame_shape) != 1:
-        raise UserError(f"{path}: this run labels video frames; give .npy arrays [frames, "
-                        f"{', '.join(map(str, frame_shape))}]")
-    features = frame_shape[0]
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a UTF-8 text file") from None
-    rows = [line.split(",") for line in lines if line.strip()]
-    if rows and len(rows[0]) == features + frame_data.LEADING_COLUMNS:
-        return [(f"{path}:{name}", frames) for name, frames, _ in frame_data.read_csv_sequences(path)]
-    values = []
-    for number, row in enumerate(rows, start=1):
-        if len(row) != features:
-            raise UserError(f"{path} line {number}: expected {features} features per row (or UR Fall's "
-                            f"{features + frame_data.LEADING_COLUMNS} columns), got {len(row)}")
-        try:
-            values.append([float(v) for v in row])
-        except ValueError:
-            raise UserError(f"{path} line {number}: not a number in {','.join(row)[:80]!r}") from None
-    return [(str(path), np.array(values, np.float32).reshape(-1, features))]
-
-
-def pad(sequences: list, frame_shape) -> tuple:
-    """[frames [T_i, ...]] -> (float32 [N, max T, ...], lengths int32 [N])."""
-    width = max((len(s) for s in sequences), default=0)
-    frames = np.zeros((len(sequences), width, *frame_shape), np.float32)
-    for i, s in enumerate(sequences):
-        frames[i, :len(s)] = s
-    return frames, np.array([len(s) for s in sequences], np.int32)
 
 
 def runs(labels: list) -> list:
