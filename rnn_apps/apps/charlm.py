@@ -49,7 +49,8 @@ from foundation.errors import UserError
 from pipelines import characters
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
-from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
+from rnn_apps.app import Endpoint, ParityCase, TFLiteModel, float32_twin
+from rnn_apps.families.generate import GeneratingApp
 from rnn_apps.layers import FrozenTailEmbedding, rnn_layers, simple_rnn_stack
 
 VOCABULARY = "vocabulary.json"
@@ -82,12 +83,14 @@ class Preprocessing:
         return characters.lookup(self.vocabulary)
 
 
-class CharLM(App):
+class CharLM(GeneratingApp):
     name = "charlm"
     topology = "many-to-many / one-to-many"
     task = "character language model"
     default_data = ("tiny_shakespeare",)
     phone_metric = ("nats_per_char", False, 0.02)
+    # the phone loop (families/generate.py): `step` from the prime's state, no end character
+    output_name, query_key, step_signature, end_id = "text", "continuation", "step", None
     config = {
         **config_lib.COMMON,
         # Issue 9's prototype: Embedding 64 -> SimpleRNN 512 -> SimpleRNN 512, windows of 128,
@@ -419,11 +422,11 @@ class CharLM(App):
                         *(np.asarray(v, generate_inputs[k].dtype) for k, v in SERVED_DEFAULTS.items()))
         snippets = [text[i: i + 300] for i in range(0, min(len(text), 2400), 300)] + ["", "a", "\u00e9\u4e2d?"]
         loss = [keras_loss(run.model, characters.ids_of(s, run.preprocessing.vocabulary)) for s in snippets]
-        ids = [characters.ids_of(p, run.preprocessing.vocabulary) for p in primes]
         vocabulary = run.preprocessing.vocabulary
+        feeds = [prime_ids(p, vocabulary) for p in primes]
 
         def loop(interpreter):
-            return greedy_on_phone(interpreter, ids, PARITY_LENGTH, vocabulary)
+            return self.on_phone(interpreter, feeds, [PARITY_LENGTH] * len(feeds), vocabulary)
 
         return [
             ParityCase("greedy continuations of test primes", expected, ("generate", generate_inputs),
@@ -453,22 +456,25 @@ class CharLM(App):
             cache.update(result)
         return float(np.mean(losses)) if losses else 0.0
 
+    # --- the phone client: read the prime through `step`, then the shared greedy loop --------
     def exported_inputs(self, inputs, tflite_dir):
         vocabulary = characters.load_vocabulary(Path(tflite_dir) / VOCABULARY)
         served = {"prime": np.array([p.encode("utf-8") for p in inputs], dtype=object)}  # SERVED_DEFAULTS
-        return list(inputs), served, {"ids": [characters.ids_of(p[-MAX_PRIME:], vocabulary) for p in inputs]}
+        return list(inputs), served, {"feeds": [prime_ids(p, vocabulary) for p in inputs],
+                                      "limits": [CONTINUATION] * len(inputs)}
 
-    def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
-        vocabulary = characters.load_vocabulary(Path(tflite_dir) / VOCABULARY)
-        return greedy_on_phone(interpreter, tflite_inputs["ids"], CONTINUATION, vocabulary)
+    def phone_vocabulary(self, tflite_dir):
+        return characters.load_vocabulary(Path(tflite_dir) / VOCABULARY), None
 
-    def query_rows(self, names, served, on_phone, tflite_dir):
-        return [{"input": name, "saved_model": {"continuation": served["text"][i].decode("utf-8")},
-                 "tflite": {"continuation": on_phone["text"][i].decode("utf-8")}} for i, name in enumerate(names)]
+    def phone_start(self, interpreter, ids):
+        """Every character of the prime but the last read through `step` from zero states."""
+        return step_loop.read(interpreter, ids[:-1], step_loop.zero_state(interpreter, "step")), int(ids[-1])
 
-    def format_query(self, row):
-        return (f"SavedModel v{row['version']}: {one_line(row['saved_model']['continuation'])}  "
-                f"TFLite: {one_line(row['tflite']['continuation'])}  <- {one_line(row['input'])}")
+    def phone_text(self, token_ids, words, language):
+        return np.array(["".join(words[t] for t in row).encode("utf-8") for row in token_ids], dtype=object)
+
+    def shown(self, text):
+        return one_line(text)
 
 
 class Reader:
@@ -491,18 +497,9 @@ class Reader:
         return self.logits(x), new
 
 
-def greedy_on_phone(interpreter, primes: list, length: int, vocabulary: list) -> dict:
-    """What a phone computes: each prime (character ids; an empty one reads as EMPTY_PRIME) read
-    through `step` from zero states, then the reference greedy loop; outputs shaped like the
-    SavedModel's."""
-    rows = []
-    for ids in primes:
-        ids = ids if len(ids) else characters.ids_of(EMPTY_PRIME, vocabulary)
-        state = step_loop.read(interpreter, ids[:-1], step_loop.zero_state(interpreter, "step"))
-        rows.append(step_loop.greedy(interpreter, state, int(ids[-1]), None, length, signature="step"))
-    token_ids, lengths = step_loop.padded(rows)  # all of `length`: no end token
-    return {"token_ids": token_ids, "lengths": lengths,
-            "text": np.array(["".join(vocabulary[t] for t in r).encode("utf-8") for r in rows], dtype=object)}
+def prime_ids(prime: str, vocabulary: list) -> np.ndarray:
+    """A prime as the phone feeds it: the ids of its last MAX_PRIME characters (EMPTY_PRIME if empty)."""
+    return characters.ids_of((prime or EMPTY_PRIME)[-MAX_PRIME:], vocabulary)
 
 
 def keras_loss(model, ids: np.ndarray) -> float:

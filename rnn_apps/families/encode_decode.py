@@ -11,8 +11,9 @@ Written once here, for every app of the family:
   - `tflite_models`: one .tflite with the app's encode signature and `decode_step`, whose inputs are
     `token` plus every output of encode (export/step_loop.py's convention), and the model card's
     signature entries, derived from the functions themselves;
-  - the phone client's loop (`on_phone`: encode, then the greedy step loop, detokenised), and with
-    it parity (Keras = SavedModel = the phone loop, word for word), `query` and phone quality.
+  - the phone client's start (`phone_start`: the encode signature, then START) and text (detokenised)
+    for the loop every generating app shares (families/generate.py: `on_phone`, `query`), and with
+    it parity (Keras = SavedModel = the phone loop, word for word) and phone quality.
 
 An app writes what is its own: its data, preprocessing and Keras model, and
   - `output_name` ("translation", "caption"), `output_words(run)` and `output_language(run)`;
@@ -34,14 +35,16 @@ import tensorflow as tf
 from export import step_loop
 from pipelines import translation
 from rnn_apps import decoding
-from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
+from rnn_apps.app import Endpoint, ParityCase, TFLiteModel
+from rnn_apps.families.generate import GeneratingApp
 
 START_ID, END_ID = translation.START_ID, translation.END_ID
 DECODE_STEP = "decode_step"
 
 
-class EncoderDecoderApp(App):
+class EncoderDecoderApp(GeneratingApp):
     beam_search = True
+    step_signature, end_id = DECODE_STEP, END_ID
     output_name: str  # the decoded text's output name: "translation", "caption"
     decode_batch = 64  # raw inputs per call when `generate` decodes many
 
@@ -70,10 +73,6 @@ class EncoderDecoderApp(App):
 
     def phone_feed(self, run, raw) -> tuple:
         """Raw inputs -> ([encode inputs {name: array [1, ...]} per input], limits int [inputs])."""
-        raise NotImplementedError
-
-    def phone_vocabulary(self, tflite_dir) -> tuple:
-        """-> (the output words, their language), from the files shipped beside the .tflite."""
         raise NotImplementedError
 
     def parity_inputs(self, run, examples: dict) -> list:
@@ -167,21 +166,15 @@ class EncoderDecoderApp(App):
             Endpoint(DECODE_STEP, decode_step, step_specs, track=[model]),
         ], assets={**files, "model_card.json": json.dumps(card, indent=2, ensure_ascii=False) + "\n"})]
 
-    def on_phone(self, interpreter, feeds: list, limits, words: list, language: str) -> dict:
-        """What a phone computes: the encode signature, then the greedy step loop, one input at a
-        time; outputs shaped like the SavedModel's (ids padded with 0, texts detokenised)."""
+    def phone_start(self, interpreter, feed):
+        """The encode signature on one input: its outputs are the decoding cache; START first."""
         encode = interpreter.get_signature_runner(
             next(s for s in interpreter.get_signature_list() if s != DECODE_STEP))
-        rows = [step_loop.greedy(interpreter, encode(**feed), START_ID, END_ID, int(limit), DECODE_STEP)
-                for feed, limit in zip(feeds, limits, strict=True)]
-        token_ids, lengths = step_loop.padded(rows)
-        tokens = np.array(words, dtype=object)[token_ids]  # padding (id 0) is "" in the vocabulary file
-        return {"token_ids": token_ids, "lengths": lengths,
-                self.output_name: translation.detokenize(tf.constant(tokens, tf.string), language).numpy()}
+        return encode(**feed), START_ID
 
-    def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
-        words, language = self.phone_vocabulary(tflite_dir)
-        return self.on_phone(interpreter, tflite_inputs["feeds"], tflite_inputs["limits"], words, language)
+    def phone_text(self, token_ids, words, language):
+        tokens = np.array(words, dtype=object)[token_ids]  # padding (id 0) is "" in the vocabulary file
+        return translation.detokenize(tf.constant(tokens, tf.string), language).numpy()
 
     def phone_quality(self, run, test, interpreter):
         """phone_metric of the TFLite reference loop's greedy outputs on the test split."""
@@ -203,18 +196,6 @@ class EncoderDecoderApp(App):
                            ("serving_default", {spec.name: served}), f"{self.name}.tflite", list(expected),
                            tflite_loop=lambda interpreter: self.on_phone(interpreter, feeds, limits, words, language),
                            tflite_compare=[self.output_name, "token_ids", "lengths"])]
-
-    # --- rows -----------------------------------------------------------------------------------
-    def query_rows(self, names, served, on_phone, tflite_dir):
-        key = self.output_name
-        return [{"input": name, "saved_model": {key: served[key][i].decode("utf-8")},
-                 "tflite": {key: on_phone[key][i].decode("utf-8")}} for i, name in enumerate(names)]
-
-    def format_query(self, row):
-        key = self.output_name
-        return (f"SavedModel v{row['version']}: {row['saved_model'][key]}  "
-                f"TFLite: {row['tflite'][key]}  <- {row['input']}")
-
 
 def _card_shape(spec) -> str:
     """A tensor spec as the model card states it, at the batch of 1 every .tflite has."""
