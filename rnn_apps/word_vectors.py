@@ -45,6 +45,15 @@ def load(name: str) -> tuple[list, np.ndarray]:
     return words, np.asarray(rows, dtype=np.float32)
 
 
+def load_for(config: dict) -> tuple[list, np.ndarray]:
+    """`load(config["word_vectors"])`, refused in one line when their width is not the embedding's."""
+    words, vectors = load(config["word_vectors"])
+    if vectors.shape[1] != config["embedding_dim"]:
+        raise UserError(f"config embedding_dim is {config['embedding_dim']} but the word vectors "
+                        f"{config['word_vectors']!r} have {vectors.shape[1]} dimensions")
+    return words, vectors
+
+
 def embedding_matrix(vocabulary: list, words: list, vectors: np.ndarray, std: float, seed: int):
     """(initial Embedding weights for `vocabulary` (id 0 = padding, zeros), a boolean per id: has
     a vector), from `load()`'s words and vectors. The vectors are rescaled to standard deviation
@@ -87,6 +96,16 @@ def start_rows(preprocessing, vocabulary: list, config: dict) -> np.ndarray:
         preprocessing.initial_embeddings, preprocessing.has_vector = embedding_matrix(
             vocabulary, *load(config["word_vectors"]), config["word_vectors_std"], config["seed"])
     return preprocessing.initial_embeddings
+
+
+def after_training(embedding, config: dict, preprocessing, vocabulary: list) -> bool:
+    """An app's `after_training` for an embedding started from word vectors: its frozen rows (the
+    vectors' words training never saw) placed by `place_unseen_words`. Whether it changed them."""
+    if not config["word_vectors"] or not getattr(embedding, "frozen_rows", 0):  # or a run from before them
+        return False
+    place_frozen_tail(embedding, start_rows(preprocessing, vocabulary, config), preprocessing.has_vector,
+                      preprocessing.training_words)
+    return True
 
 
 def place_frozen_tail(embedding, start: np.ndarray, has_vector: np.ndarray, training_words: int):

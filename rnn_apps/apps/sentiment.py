@@ -31,7 +31,6 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from foundation.errors import UserError
 from pipelines import batching, text, text_classification
 from rnn_apps import config as config_lib
 from rnn_apps import word_vectors
@@ -141,10 +140,7 @@ class Sentiment(ClassifierApp):
 
     def _fit_word_vectors(self, preprocessing, config, run_dir):
         """Adds the vectors' unseen words to the vocabulary if asked, and the start rows."""
-        words, vectors = word_vectors.load(config["word_vectors"])
-        if vectors.shape[1] != config["embedding_dim"]:
-            raise UserError(f"config embedding_dim is {config['embedding_dim']} but the word vectors "
-                            f"{config['word_vectors']!r} have {vectors.shape[1]} dimensions")
+        words, vectors = word_vectors.load_for(config)
         unseen_words = config["word_vectors_unseen_words"]
         if unseen_words:
             preprocessing.vectorizer = text.extend(preprocessing.vectorizer, words[:unseen_words],
@@ -201,12 +197,8 @@ class Sentiment(ClassifierApp):
         return word_vectors.start_rows(preprocessing, preprocessing.vectorizer.get_vocabulary(), config)
 
     def after_training(self, model, config, preprocessing):
-        embedding = model.get_layer("embedding")
-        if not getattr(embedding, "frozen_rows", 0):  # none, or a run from before FrozenTailEmbedding
-            return False
-        word_vectors.place_frozen_tail(embedding, self._initial_embeddings(config, preprocessing),
-                                       preprocessing.has_vector, preprocessing.training_words)
-        return True
+        return word_vectors.after_training(model.get_layer("embedding"), config, preprocessing,
+                                           preprocessing.vectorizer.get_vocabulary())
 
     def stored_sizes(self, model, run):
         rows = sorted({layer.input_dim for layer in find_layers(model, FrozenTailEmbedding)})

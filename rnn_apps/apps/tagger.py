@@ -35,7 +35,6 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from foundation.errors import UserError
 from pipelines import tagged, text
 from rnn_apps import config as config_lib
 from rnn_apps import word_vectors
@@ -118,10 +117,7 @@ class Tagger(LabelSteps):
         words = training_words
         initial = has_vector = None
         if config["word_vectors"]:
-            vector_words, vectors = word_vectors.load(config["word_vectors"])
-            if vectors.shape[1] != config["embedding_dim"]:
-                raise UserError(f"config embedding_dim is {config['embedding_dim']} but the word vectors "
-                                f"{config['word_vectors']!r} have {vectors.shape[1]} dimensions")
+            vector_words, vectors = word_vectors.load_for(config)
             seen = set(training_words)
             words = training_words + [w for w in vector_words[:config["word_vectors_unseen_words"]] if w not in seen]
             initial, has_vector = word_vectors.embedding_matrix(["", "[UNK]"] + words, vector_words, vectors,
@@ -181,12 +177,8 @@ class Tagger(LabelSteps):
         return word_vectors.start_rows(preprocessing, preprocessing.words.get_vocabulary(), config)
 
     def after_training(self, model, config, preprocessing):
-        embedding = model.get_layer("word_embedding")
-        if not config["word_vectors"] or not embedding.frozen_rows:
-            return False
-        word_vectors.place_frozen_tail(embedding, self._initial_embeddings(config, preprocessing),
-                                       preprocessing.has_vector, preprocessing.training_words)
-        return True
+        return word_vectors.after_training(model.get_layer("word_embedding"), config, preprocessing,
+                                           preprocessing.words.get_vocabulary())
 
     def stored_sizes(self, model, run):
         preprocessing = run.preprocessing
