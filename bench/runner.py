@@ -234,7 +234,7 @@ def table() -> str:
             continue
         minutes = statistics.fmean(r["train_seconds"] for r in result["seeds"]) / 60
         where = f"{result['commit']}, {result['date']}, {result.get('cpu', {}).get('model', '?')}"
-        for i, metric in enumerate(benchmark["metrics"]):
+        for i, metric in enumerate(result["summary"]):  # what it measured (the protocol may ask more since)
             stats = result["summary"][metric]
             first = i == 0
             rows.append(f"| {'`' + name + '`' if first else ''} | {metric} | {_shown(metric, stats['validation'])} | "
