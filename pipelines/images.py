@@ -2,9 +2,15 @@
 download) and TFDS `mnist` (online), both as 8x8 grayscale pixels in digits' scale 0..16 (ink high).
 
 MNIST's 28x28 images are area-resized to 8x8 when read, so one model and one code path serve both.
+
+Also the image files a user gives: one digit's photo or scan as 64 pixels (`read_image_file`), any
+image's bytes for a model that decodes them in its graph (`read_image_bytes`), each refused in one
+line when missing, unreadable or larger than MAX_IMAGE_PIXELS.
 """
 
+import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -164,6 +170,31 @@ def refuse_huge(file, name) -> None:
         return
     if pixels > MAX_IMAGE_PIXELS:
         raise UserError(f"{name}: image larger than {MAX_IMAGE_PIXELS:,} pixels; crop or shrink it")
+
+
+def read_image_bytes(paths: list) -> list:
+    """CLI inputs -> their bytes; a missing or unreadable file, or one larger than
+    MAX_IMAGE_PIXELS, is a one-line error."""
+    encoded = []
+    for path in paths:
+        try:
+            encoded.append(Path(path).read_bytes())
+        except OSError as e:
+            raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
+        refuse_huge(io.BytesIO(encoded[-1]), path)
+    return encoded
+
+
+def refuse_unreadable(paths: list, is_image):
+    """A one-line error for the first input that is not a decodable image."""
+    for path, ok in zip(paths, is_image, strict=True):
+        if not ok:
+            raise UserError(f"{path}: not a readable image (JPEG, PNG, GIF or BMP, whole)")
+
+
+def mime_type(data: bytes) -> str:
+    return "image/png" if data[:4] == b"\x89PNG" else "image/gif" if data[:3] == b"GIF" else \
+        "image/bmp" if data[:2] == b"BM" else "image/jpeg"
 
 
 def _gray(image) -> np.ndarray:

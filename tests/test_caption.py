@@ -15,6 +15,7 @@ from PIL import Image
 from export import tflite
 from foundation.errors import UserError
 from pipelines import captions
+from rnn_apps import metrics
 from rnn_apps.apps import caption
 from rnn_apps.run import PARITY_FILE
 from tests.test_cli import assert_one_line_error, invoke
@@ -125,14 +126,14 @@ def test_examples_are_one_per_caption_with_start_and_end(tiny_run):
 def test_scores_reward_the_human_caption_and_consensus_picks_the_typical_one():
     references = [["a dog runs on the grass", "a dog running on grass", "the dog runs across a lawn"],
                   ["a red bus on a city street", "a bus driving down the street", "a red double decker bus"]]
-    perfect = caption.caption_scores(["a dog runs on the grass", "a red bus on a city street"], references)
+    perfect = metrics.caption_scores(["a dog runs on the grass", "a red bus on a city street"], references)
     assert perfect["bleu_4"] == 100.0 and perfect["cider"] > 100
-    wrong = caption.caption_scores(["a red bus on a city street", "a dog runs on the grass"], references)
+    wrong = metrics.caption_scores(["a red bus on a city street", "a dog runs on the grass"], references)
     assert wrong["bleu_4"] < 40 and wrong["cider"] < perfect["cider"] / 2
     typical = [["a dog runs on grass", "a dog runs on the grass", "a brown dog on grass", "purple elephant flying"],
                ["a red bus on a city street", "a bus driving down the street", "a red double decker bus"], ["only one"]]
-    assert caption.consensus(typical) == ["a dog runs on grass", "a red bus on a city street", "only one"]
-    assert caption.nearest(np.array([[1.0, 0.1], [0.0, -2.0]]), np.array([[0.0, -1.0], [3.0, 0.0]])).tolist() == [1, 0]
+    assert metrics.consensus(typical) == ["a dog runs on grass", "a red bus on a city street", "only one"]
+    assert metrics.nearest(np.array([[1.0, 0.1], [0.0, -2.0]]), np.array([[0.0, -1.0], [3.0, 0.0]])).tolist() == [1, 0]
 
 
 # --- the app end to end ---------------------------------------------------------------------------
@@ -423,15 +424,13 @@ def test_a_run_on_the_pretrained_encoder_writes_its_saved_model_and_tflite(train
 def test_scores_tokenise_as_cocos_evaluation_where_java_runs(monkeypatch):
     import shutil
 
-    from rnn_apps.apps import caption
-
     texts = {"x": ["A walk-in closet, and it's big."], "y": ["Two DOGS"]}
     fallback = {"x": ["a walk in closet and it s big"], "y": ["two dogs"]}
     if shutil.which("java"):
-        assert caption.coco_tokens(texts) == ({"x": ["a walk-in closet and it 's big"], "y": ["two dogs"]}, "ptb")
-    monkeypatch.setattr(caption.shutil, "which", lambda name: None)
-    assert caption.coco_tokens(texts) == (fallback, "standardize")
-    scores = caption.caption_scores(["two dogs", "a red bus"], [["Two DOGS", "two dogs ."], ["A red bus.", "a bus"]])
+        assert metrics.coco_tokens(texts) == ({"x": ["a walk-in closet and it 's big"], "y": ["two dogs"]}, "ptb")
+    monkeypatch.setattr(metrics.shutil, "which", lambda name: None)
+    assert metrics.coco_tokens(texts) == (fallback, "standardize")
+    scores = metrics.caption_scores(["two dogs", "a red bus"], [["Two DOGS", "two dogs ."], ["A red bus.", "a bus"]])
     assert scores["tokenizer"] == "standardize" and scores["cider"] > 0 and scores["images"] == 2
 
 

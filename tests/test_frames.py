@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 from export import step_loop, tflite
 from foundation.errors import UserError
 from pipelines import frames as frame_data
-from rnn_apps import registry
+from rnn_apps import metrics, registry
 from rnn_apps.apps import frames
 from rnn_apps.train import train
 from tests.test_cli import assert_one_line_error, invoke
@@ -116,7 +116,8 @@ def test_fall_events_detection_delay_and_false_alarms():
     truth = [np.array([0] * 30 + [1] * 10 + [2] * 20), np.array([0] * 40), np.array([0] * 20 + [1] * 5 + [2] * 5)]
     predicted = [np.array([0] * 33 + [1] * 10 + [2] * 17), np.array([0] * 10 + [1] * 2 + [0] * 28),
                  np.array([0] * 30)]
-    events = frames.fall_events(truth, predicted, falling, ["fall-01", "adl-01", "fall-02"], [True, False, True])
+    events = metrics.fall_events(truth, predicted, falling, ["fall-01", "adl-01", "fall-02"], [True, False, True],
+                                  frames.EVENT_TOLERANCE)
     falls = events["falls"]
     assert falls["events"] == 2 and falls["detected"] == 1 and falls["recall"] == 0.5
     assert falls["each"][0] == {"sequence": "fall-01", "first_frame": 30, "frames": 10, "detected": True,
@@ -126,7 +127,7 @@ def test_fall_events_detection_delay_and_false_alarms():
     assert events["activity_transitions"]["events"] == 0
     # fall-01's 10 falling frames, 2 a fifth, labelled falling from its 4th on; fall-02's 5, none.
     assert events["falling_recall_by_fifth_of_event"] == [0.0, 0.3333, 0.6667, 0.6667, 0.6667]
-    assert frames.runs(["a", "a", "b", "a"]) == [("a", 0, 1), ("b", 2, 2), ("a", 3, 3)]
+    assert metrics.runs(["a", "a", "b", "a"]) == [("a", 0, 1), ("b", 2, 2), ("a", 3, 3)]
 
 
 def test_evaluate_reports_frames_classes_and_falls(tiny_run):

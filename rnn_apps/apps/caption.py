@@ -39,12 +39,8 @@ exports `serving_default(features)`, `beam_search(features)` and `encode_feature
 """
 
 import base64
-import contextlib
 import html
-import io
 import json
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +50,9 @@ import tensorflow as tf
 from keras import layers
 
 from foundation.errors import UserError
-from pipelines import batching, captions, translation
-from pipelines.images import refuse_huge
+from pipelines import batching, captions, images, translation
 from rnn_apps import config as config_lib
-from rnn_apps import decoding, efficientnet_lite
+from rnn_apps import decoding, efficientnet_lite, metrics
 from rnn_apps.app import ParityCase
 from rnn_apps.families.encode_decode import EncoderDecoderApp
 from rnn_apps.layers import AppendToEveryStep, FastSimpleRNN, FrozenTailEmbedding
@@ -308,8 +303,8 @@ class Caption(EncoderDecoderApp):
             return write(inputs, tf.fill([tf.shape(inputs)[0]], length))
 
         def caption_bytes(image_bytes):
-            images, is_image = captions.decode_images(image_bytes, size)
-            out = caption_encoded(images)
+            pixels, is_image = captions.decode_images(image_bytes, size)
+            out = caption_encoded(pixels)
             return {"caption": tf.where(is_image, out["caption"], ""),
                     "token_ids": tf.where(is_image[:, None], out["token_ids"], 0),
                     "lengths": tf.where(is_image, out["lengths"], 0), "is_image": is_image}
@@ -344,8 +339,8 @@ class Caption(EncoderDecoderApp):
         generated = {name: [c.decode("utf-8") for c in self.generate(run, inputs[name], beam)["caption"]]
                      for name in inputs}
         test_references = captions.references(test["references"])
-        neighbours = nearest(self.features(run, inputs["test"]), self.features(run, inputs["train"]))
-        typical = consensus(captions.references(train["references"]))
+        neighbours = metrics.nearest(self.features(run, inputs["test"]), self.features(run, inputs["train"]))
+        typical = metrics.consensus(captions.references(train["references"]))
         baseline = [typical[i] for i in neighbours]
         return {
             "images": {"test": len(test["name"]), "train": len(train["name"])},
@@ -353,9 +348,9 @@ class Caption(EncoderDecoderApp):
             "metrics": "pycocoevalcap BLEU-1..4 and CIDEr-D, all human captions as references, tokenised as "
                        "each score's `tokenizer` says (ptb: COCO's own); "
                        "lower-cased, punctuation removed",
-            "test": caption_scores(generated["test"], test_references),
-            "train": caption_scores(generated["train"], captions.references(train["references"])),
-            "nearest_neighbour_test": caption_scores(baseline, test_references),
+            "test": metrics.caption_scores(generated["test"], test_references),
+            "train": metrics.caption_scores(generated["train"], captions.references(train["references"])),
+            "nearest_neighbour_test": metrics.caption_scores(baseline, test_references),
             "samples": [{"image": str(test["name"][i]), "caption": generated["test"][i],
                          "references": test_references[i]} for i in range(min(SAMPLES, len(test_references)))],
         }
@@ -367,8 +362,8 @@ class Caption(EncoderDecoderApp):
             out = self.generate(run, captions.features_of(run.preprocessing.features, names,
                                                           run.preprocessing.features_path), beam)
         else:
-            out = self.generate(run, read_images(inputs), beam)
-            unreadable(inputs, out["is_image"])
+            out = self.generate(run, images.read_image_bytes(inputs), beam)
+            images.refuse_unreadable(inputs, out["is_image"])
         return [{"input": path, "caption": out["caption"][i].decode("utf-8"), "tokens": int(out["lengths"][i])}
                 for i, path in enumerate(inputs)]
 
@@ -383,7 +378,7 @@ class Caption(EncoderDecoderApp):
         for name, data, caption, refs in zip(test["name"], test["image"], generated,
                                              captions.references(test["references"]), strict=True):
             humans = "".join(f"<li>{html.escape(r)}</li>" for r in refs)
-            cards.append(f'<figure class="caption"><img src="data:{image_type(data)};base64,'
+            cards.append(f'<figure class="caption"><img src="data:{images.mime_type(data)};base64,'
                          f'{base64.b64encode(data).decode("ascii")}" alt="{html.escape(str(name))}">'
                          f'<figcaption><p class="generated">{html.escape(caption.decode("utf-8"))}</p>'
                          f'<p class="name">{html.escape(str(name))}</p><ul class="human">{humans}</ul>'
@@ -432,9 +427,9 @@ class Caption(EncoderDecoderApp):
             vectors = captions.features_of(captions.read_features(path), [Path(n).name for n in inputs], path)
             return list(inputs), {"features": vectors}, {"feeds": [{"features": v[None]} for v in vectors],
                                                          "limits": limits}
-        encoded = read_images(inputs)
+        encoded = images.read_image_bytes(inputs)
         pixels, is_image = captions.decode_images(encoded, card["preprocessing"]["size"][0])
-        unreadable(inputs, is_image.numpy())
+        images.refuse_unreadable(inputs, is_image.numpy())
         return list(inputs), {"image_bytes": np.array(encoded, dtype=object)}, \
             {"feeds": [{"image": p[None]} for p in pixels.numpy()], "limits": limits}
 
@@ -446,7 +441,7 @@ class Caption(EncoderDecoderApp):
 
     def phone_score(self, run, test, texts):
         """BLEU-4 (pycocoevalcap, as evaluate)."""
-        return caption_scores(texts, captions.references(test["references"]))["bleu_4"]
+        return metrics.caption_scores(texts, captions.references(test["references"]))["bleu_4"]
 
     def parity_cases(self, run, examples):
         """The family's (encoded images or features: Keras = SavedModel = the phone loop), and for
@@ -473,101 +468,6 @@ def image_encoder(config) -> keras.Model:
         blocks += [layers.Conv2D(filters, 3, padding="same", use_bias=False), layers.BatchNormalization(),
                    layers.ReLU(), layers.MaxPooling2D(2)]
     return keras.Sequential([*blocks, layers.GlobalAveragePooling2D()], name="image_encoder")
-
-
-def read_images(paths: list) -> list:
-    """CLI inputs -> their bytes; a missing or unreadable file, or one larger than
-    pipelines.images.MAX_IMAGE_PIXELS, is a one-line error."""
-    encoded = []
-    for path in paths:
-        try:
-            encoded.append(Path(path).read_bytes())
-        except OSError as e:
-            raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
-        refuse_huge(io.BytesIO(encoded[-1]), path)
-    return encoded
-
-
-def unreadable(paths: list, is_image):
-    """A one-line error for the first input that is not a decodable image."""
-    for path, ok in zip(paths, is_image, strict=True):
-        if not ok:
-            raise UserError(f"{path}: not a readable image (JPEG, PNG, GIF or BMP, whole)")
-
-
-def image_type(data: bytes) -> str:
-    return "image/png" if data[:4] == b"\x89PNG" else "image/gif" if data[:3] == b"GIF" else \
-        "image/bmp" if data[:2] == b"BM" else "image/jpeg"
-
-
-# --- metrics ------------------------------------------------------------------------------------
-
-def caption_scores(generated: list, references: list) -> dict:
-    """Corpus BLEU-1..4 (multiple references, closest reference length) and CIDEr-D, x100, on the
-    tokens of `coco_tokens`, which it names."""
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-
-    if not generated:
-        return {}
-    texts = {**{("hypothesis", i): [g] for i, g in enumerate(generated)},
-             **{("truth", i): list(refs) for i, refs in enumerate(references)}}
-    tokens, tokenizer = coco_tokens(texts)
-    hypotheses = {i: [tokens["hypothesis", i][0] or "<empty>"] for i in range(len(generated))}
-    truth = {i: tokens["truth", i] for i in range(len(references))}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocoevalcap prints its counts
-        bleu, _ = Bleu(4).compute_score(truth, hypotheses)
-        cider, _ = Cider().compute_score(truth, hypotheses)
-    return {**{f"bleu_{n}": round(100 * float(b), 2) for n, b in enumerate(bleu, start=1)},
-            "cider": round(100 * float(cider), 2), "images": len(generated), "tokenizer": tokenizer}
-
-
-def coco_tokens(texts: dict) -> tuple:
-    """{key: [caption, ...]} -> ({key: [tokenised caption, ...]}, "ptb" or "standardize"). COCO's
-    evaluation tokenises with the PTB tokenizer (Stanford CoreNLP, shipped in pycocoevalcap, run with
-    Java), so figures compare with the literature's where Java runs; elsewhere the project's
-    standardisation, which splits hyphenated words and drops the apostrophe of 's where PTB keeps
-    them (bench/RESULTS.md, caption)."""
-    if shutil.which("java"):
-        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
-        keys = list(texts)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                tokens = PTBTokenizer().tokenize({n: [{"caption": c} for c in texts[k]] for n, k in enumerate(keys)})
-            return {k: tokens[n] for n, k in enumerate(keys)}, "ptb"
-        except (OSError, subprocess.SubprocessError, ValueError):
-            pass  # a Java that does not run: the fallback below
-    return {k: [captions.standardize_text(c) for c in v] for k, v in texts.items()}, "standardize"
-
-
-def consensus(references: list) -> list:
-    """Each image's most typical human caption: the one with the highest CIDEr-D against the
-    image's other captions (document frequencies over all images). The nearest-neighbour
-    baseline's answer for an image whose neighbour this is."""
-    from pycocoevalcap.cider.cider import Cider
-
-    pairs = [(i, j) for i, refs in enumerate(references) for j in range(len(refs)) if len(refs) > 1]
-    if not pairs:
-        return [refs[0] for refs in references]
-    hypotheses = {k: [captions.standardize_text(references[i][j])] for k, (i, j) in enumerate(pairs)}
-    truth = {k: [captions.standardize_text(r) for n, r in enumerate(references[i]) if n != j]
-             for k, (i, j) in enumerate(pairs)}
-    with contextlib.redirect_stdout(io.StringIO()):
-        _, scores = Cider().compute_score(truth, hypotheses)
-    best = {}
-    for (i, j), score in zip(pairs, scores, strict=True):
-        if i not in best or score > best[i][0]:
-            best[i] = (score, j)
-    return [refs[best[i][1]] if i in best else refs[0] for i, refs in enumerate(references)]
-
-
-def nearest(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """For each query row, the index of the key row with the highest cosine similarity."""
-    def unit(x):
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    return np.argmax(unit(queries) @ unit(keys).T, axis=1) if len(keys) else np.zeros(len(queries), int)
 
 
 APP = Caption()

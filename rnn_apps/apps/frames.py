@@ -43,6 +43,7 @@ from export import step_loop
 from foundation.errors import UserError
 from pipelines import frames as frame_data
 from rnn_apps import config as config_lib
+from rnn_apps import metrics
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
 from rnn_apps.layers import FiniteClip, PerFrame, StepDifference, rnn_layers, simple_rnn_stack
 
@@ -255,8 +256,8 @@ class Frames(App):
         y, p = np.concatenate(truth), np.concatenate(predicted)
         confusion = np.zeros((len(names), len(names)), int)
         np.add.at(confusion, (y, p), 1)
-        per_class = {name: {"recall": ratio(confusion[i, i], confusion[i].sum()),
-                            "precision": ratio(confusion[i, i], confusion[:, i].sum()),
+        per_class = {name: {"recall": metrics.ratio(confusion[i, i], confusion[i].sum()),
+                            "precision": metrics.ratio(confusion[i, i], confusion[:, i].sum()),
                             "frames": int(confusion[i].sum())} for i, name in enumerate(names)}
         recordings = list(zip(truth, predicted, strict=True))
         result = {"sequences": len(truth), "frames": int(len(y)), "accuracy": float((y == p).mean()),
@@ -269,8 +270,8 @@ class Frames(App):
                                       "correct": [int(((t == i) & (q == i)).sum()) for t, q in recordings],
                                       "count": [int((t == i).sum()) for t in truth]} for i, name in enumerate(names)}}}
         if FALLING in names:
-            result["events"] = fall_events(truth, predicted, names.index(FALLING), list(test["sequence"]),
-                                           test["is_fall"])
+            result["events"] = metrics.fall_events(truth, predicted, names.index(FALLING), list(test["sequence"]),
+                                                   test["is_fall"], EVENT_TOLERANCE)
         return result
 
     def predict(self, run, inputs):
@@ -285,11 +286,11 @@ class Frames(App):
             labels = [t.decode() for t in out["labels"][i, :n]]
             rows.append({"input": name, "frames": n, "labels": labels,
                          "probabilities": [round(float(q), 4) for q in out["probability"][i, :n]],
-                         "runs": runs(labels)})
+                         "runs": metrics.runs(labels)})
         return rows
 
     def format_prediction(self, row):
-        return f"{row['input']}: {row['frames']} frames: {runs_text(row['runs'])}"
+        return f"{row['input']}: {row['frames']} frames: {metrics.runs_text(row['runs'])}"
 
     def serving(self, run):
         label, track = self.labeller(run)
@@ -435,12 +436,13 @@ class Frames(App):
             n = int(served["lengths"][i])
             saved = [t.decode() for t in served["labels"][i, :n]]
             phone = [labels[j] for j in on_phone["probabilities"][i, :n].argmax(-1)] if n else []
-            rows.append({"input": name, "frames": n, "saved_model": runs(saved), "tflite": runs(phone),
+            rows.append({"input": name, "frames": n, "saved_model": metrics.runs(saved), "tflite": metrics.runs(phone),
                          "frames_agreeing": sum(a == b for a, b in zip(saved, phone, strict=True))})
         return rows
 
     def format_query(self, row):
-        return (f"SavedModel v{row['version']}: {runs_text(row['saved_model'])}  TFLite: {runs_text(row['tflite'])}  "
+        shown = metrics.runs_text
+        return (f"SavedModel v{row['version']}: {shown(row['saved_model'])}  TFLite: {shown(row['tflite'])}  "
                 f"({row['frames_agreeing']}/{row['frames']} frames agree)  {row['input']}")
 
 
@@ -497,66 +499,6 @@ def delayed(lookahead: int):
                 tf.concat([tf.zeros([lookahead]), tf.ones([length])], 0))
 
     return delay
-
-
-def runs(labels: list) -> list:
-    """Per-frame labels -> [(label, first frame, last frame)] of each run of equal labels."""
-    out = []
-    for i, label in enumerate(labels):
-        if out and out[-1][0] == label:
-            out[-1][2] = i
-        else:
-            out.append([label, i, i])
-    return [tuple(r) for r in out]
-
-
-def runs_text(found: list) -> str:
-    """Runs of labels as one line: `not_lying 0-39, falling 40-52` ("none" for no frames)."""
-    return ", ".join(f"{label} {start}-{end}" for label, start, end in found) or "none"
-
-
-def fall_events(truth: list, predicted: list, falling: int, sequences: list, is_fall) -> dict:
-    """Event-level figures. An event is a run of true `falling` frames; it is detected if the model
-    says `falling` on some frame from EVENT_TOLERANCE frames before it begins to that many after it
-    ends, and its delay is the first such frame minus the event's first frame. A predicted run of
-    `falling` near no event is a false alarm. Falls (events in fall recordings) are reported one by
-    one; the activities' lying-down transitions are summarised; and `falling` recall by fifth of
-    every event (how early inside a fall the model notices it)."""
-    falls, activities, alarms = [], [], {"fall_recordings": 0, "activity_recordings": 0}
-    by_fifth = np.zeros((2, 5))  # [frames, of them labelled falling] by position inside each event
-    for y, p, name, fall in zip(truth, predicted, sequences, is_fall, strict=True):
-        windows = []
-        for label, start, end in runs(list(y)):
-            if label != falling:
-                continue
-            fifth = np.minimum((np.arange(end - start + 1) * 5) // (end - start + 1), 4)
-            np.add.at(by_fifth, (0, fifth), 1)
-            np.add.at(by_fifth, (1, fifth), p[start: end + 1] == falling)
-            low, high = max(start - EVENT_TOLERANCE, 0), end + EVENT_TOLERANCE
-            hits = np.flatnonzero(p[low: high + 1] == falling)
-            event = {"sequence": str(name), "first_frame": start, "frames": end - start + 1,
-                     "detected": bool(len(hits)), "delay_frames": int(low + hits[0] - start) if len(hits) else None}
-            (falls if fall else activities).append(event)
-            windows.append((low, high))
-        for label, start, end in runs(list(p)):
-            if label == falling and not any(start <= high and end >= low for low, high in windows):
-                alarms["fall_recordings" if fall else "activity_recordings"] += 1
-    # How early inside an event the model says `falling`: a causal model misses its first frames.
-    recall_by_fifth = [ratio(hit, n) for n, hit in zip(*by_fifth, strict=True)]
-    return {"tolerance_frames": EVENT_TOLERANCE, "falls": summary(falls) | {"each": falls},
-            "activity_transitions": summary(activities), "false_alarms": alarms,
-            "falling_recall_by_fifth_of_event": recall_by_fifth}
-
-
-def summary(events: list) -> dict:
-    delays = [e["delay_frames"] for e in events if e["detected"]]
-    return {"events": len(events), "detected": len(delays), "recall": ratio(len(delays), len(events)),
-            "delay_frames": {"median": float(np.median(delays)), "mean": round(float(np.mean(delays)), 2),
-                             "max": int(max(delays))} if delays else None}
-
-
-def ratio(a, b):
-    return round(float(a) / float(b), 4) if b else None
 
 
 APP = Frames()

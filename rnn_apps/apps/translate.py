@@ -46,7 +46,7 @@ from foundation.errors import UserError
 from pipelines import batching, translation
 from pipelines import text as text_lib
 from rnn_apps import config as config_lib
-from rnn_apps import decoding
+from rnn_apps import decoding, metrics
 from rnn_apps.app import float32_twin
 from rnn_apps.families.encode_decode import EncoderDecoderApp
 from rnn_apps.layers import FastSimpleRNN, FrozenTailEmbedding, LuongAttention, SparseCrossentropy, simple_rnn_stack
@@ -309,7 +309,7 @@ class Translate(EncoderDecoderApp):
         hypotheses = [t.decode("utf-8") for t in self.generate(run, sources, beam)["translation"]]
         seen = set(splits.train["target"])
         unseen = [i for i, reference in enumerate(references) if reference not in seen]
-        tokenize = bleu_tokenizer(run.preprocessing.target_language)
+        tokenize = metrics.bleu_tokenizer(run.preprocessing.target_language)
 
         def bleu(index):
             return sacrebleu.corpus_bleu([hypotheses[i] for i in index], [[references[i] for i in index]],
@@ -387,12 +387,7 @@ class Translate(EncoderDecoderApp):
         import sacrebleu
 
         return sacrebleu.corpus_bleu(texts, [list(test["target"])],
-                                     tokenize=bleu_tokenizer(run.preprocessing.target_language)).score
-
-
-def bleu_tokenizer(language: str) -> str:
-    """sacrebleu's tokenizer for a target language: characters for Korean (no spaces to trust), 13a else."""
-    return "char" if translation.is_character_level(language) else "13a"
+                                     tokenize=metrics.bleu_tokenizer(run.preprocessing.target_language)).score
 
 
 def padded_source(vectorizer, texts, length: int) -> np.ndarray:
