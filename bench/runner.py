@@ -232,6 +232,7 @@ def table() -> str:
                         "| | | | | "
                         f"{benchmark.get('target', '')} | | `python -m bench run {name}` |")
             continue
+        result = {**result, "target": benchmark.get("target")}  # the protocol's, where a result was renamed
         minutes = statistics.fmean(r["train_seconds"] for r in result["seeds"]) / 60
         where = f"{result['commit']}, {result['date']}, {result.get('cpu', {}).get('model', '?')}"
         for i, metric in enumerate(result["summary"]):  # what it measured (the protocol may ask more since)

@@ -45,8 +45,9 @@ def install_runtime() -> Path:
 
 
 def newest_models(export_roots: list) -> dict:
-    """{app: (export entry, tflite folder, .tflite path)}: the newest version of each app the page runs
-    (the first root that holds the app), its float .tflite (the one its model_card.json describes)."""
+    """{app: (export entry, .tflite path, the files shipped with it)}: the newest version of each app
+    the page runs (the first root that holds the app), its float .tflite (the one its
+    model_card.json describes)."""
     chosen = {}
     for root in map(Path, export_roots):
         found = {}
@@ -58,7 +59,9 @@ def newest_models(export_roots: list) -> dict:
                         and artefact.get("card", "model_card.json") == "model_card.json":
                     path = root / artefact["path"]
                     if entry["app"] not in found or entry["version"] > found[entry["app"]][0]["version"]:
-                        found[entry["app"]] = (entry, path.parent, path)
+                        shipped = artefact.get("assets") or [  # (older manifests: the folder's files)
+                            p.name for p in path.parent.iterdir() if p.suffix != ".tflite"]
+                        found[entry["app"]] = (entry, path, shipped)
         chosen.update(found)
     return chosen
 
@@ -82,11 +85,12 @@ def write(export_roots: list, out, test_inputs: dict | None = None) -> list:
     for app in BROWSER_APPS:
         if app not in models:
             continue
-        entry, folder, path = models[app]
+        entry, path, assets = models[app]
         target = out / "models" / app
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(folder, target, ignore=shutil.ignore_patterns("*.tflite"))
-        shutil.copy2(path, target / path.name)
+        target.mkdir(parents=True)
+        for name in [path.name, *assets]:  # that file's own (not a MediaPipe twin's card or vocabulary)
+            shutil.copy2(path.parent / name, target / name)
         apps.append({"app": app, "version": entry["version"], "folder": f"models/{app}", "file": path.name})
     (out / "apps.json").write_text(json.dumps(apps, indent=2) + "\n")
     if test_inputs is not None:

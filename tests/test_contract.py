@@ -155,8 +155,9 @@ def test_classifier_exports_compare_probabilities_and_labels(name, tiny_export):
     _, entry = tiny_export(name)
     for case in entry["parity"]["cases"]:
         assert set(case["saved_model"]) == {"probabilities", "label_id"}
-        # a client variant's file (digits' image input for MediaPipe) outputs the class scores only
-        assert set(case["tflite"]) == ({"probabilities"} if "RGB" in case["name"] else {"probabilities", "label_id"})
+        # a MediaPipe variant's file (digits' image input, sentiment's raw text) outputs the class scores only
+        variant = "RGB" in case["name"] or "MediaPipe" in case["name"]
+        assert set(case["tflite"]) == ({"probabilities"} if variant else {"probabilities", "label_id"})
     outputs = entry["artefacts"][0]["signatures"]["serving_default"]["outputs"]
     assert {"label", "label_id", "probability", "probabilities"} <= set(outputs)
 

@@ -101,7 +101,9 @@ class ClassifierApp(App):
     def mediapipe_text_parity(self, run, texts: list, expected: dict, served: tuple) -> ParityCase:
         """Keras's probabilities again through the MediaPipe file, fed the ids MediaPipe's tokenizer makes."""
         return ParityCase("test sentences, MediaPipe's tokenizer", expected, served, self.mediapipe_text_files()[0],
-                          ["probabilities"], tflite_inputs={"token_ids": self.mediapipe_text_ids(run, texts)})
+                          ["probabilities", "label_id"],
+                          tflite_inputs={"token_ids": self.mediapipe_text_ids(run, texts)},
+                          tflite_compare=["probabilities"])  # the file's one output: MediaPipe's class scores
 
     def compile(self, model, config):
         model.compile(
