@@ -23,9 +23,13 @@ writing 10,000 characters for 256 rows once peaked at over a gigabyte).
 Outputs: token ids [batch, longest output] (the end token excluded, 0 after it) and lengths [batch].
 """
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
+
+from foundation.errors import UserError
 
 NO_END = -1  # an id no model writes: rows run to their limit
 MAX_TEMPERATURE = 100.0  # softmax(x / 100) is already near uniform: a higher one means nothing more
@@ -40,6 +44,31 @@ def sampling_options(length, temperature, top_k, max_length: int) -> dict:
     temperature = ops.where(ops.isnan(temperature), 0.0, ops.clip(temperature, 0.0, MAX_TEMPERATURE))
     return {"length": ops.clip(ops.cast(length, "int32"), 0, max_length), "temperature": temperature,
             "top_k": ops.maximum(ops.cast(top_k, "int32"), 0)}
+
+
+def check_sampling_options(length: int, temperature: float, top_k: int, seed: int, max_length: int,
+                           unit: str = "token"):
+    """The command line's side of `sampling_options`: a person typed these, so a value out of range
+    is refused in one line, where a signature clamps it and says what it applied."""
+    for name, value, ok, says in (
+            ("length", length, 0 <= length <= max_length, f"0 to {max_length:,} {unit}s"),
+            ("temperature", temperature, math.isfinite(temperature) and temperature >= 0, "a number >= 0 (0 = greedy)"),
+            ("top-k", top_k, top_k >= 0, f"an integer >= 0 (0 = every {unit})"),
+            ("seed", seed, 0 <= seed < 2 ** 63, "an integer from 0 to 2**63 - 1")):
+        if not ok:
+            raise UserError(f"--{name}: expected {says}, got {value}")
+
+
+def sampling_card(max_length: int, unit: str = "token") -> dict:
+    """What a model card says of sampling and of `sampling_options`' rules for served values."""
+    return {
+        "sampling": "greedy: argmax; with a temperature T > 0: sample softmax(log_probabilities / T), "
+                    "optionally over the top-k entries only",
+        "limits": {"max_length": max_length,
+                   "temperature": f"NaN or <= 0 is greedy (0); above {MAX_TEMPERATURE:g} (inf too) is "
+                                  f"{MAX_TEMPERATURE:g}; returned as applied",
+                   "top_k": f"<= 0 is every {unit} (0); returned as applied",
+                   "length": f"clipped to 0..{max_length}; `lengths` says what was written"}}
 
 
 def never_written(vocabulary_size: int, ids) -> np.ndarray:

@@ -45,7 +45,6 @@ import tensorflow as tf
 from keras import layers
 
 from export import step_loop
-from foundation.errors import UserError
 from pipelines import characters
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
@@ -308,14 +307,7 @@ class CharLM(GeneratingApp):
     def stream(self, run, prime: str, length: int, temperature: float, top_k: int, seed: int):
         """The generated characters one at a time, as the SavedModel's `generate` writes them for
         the same arguments. Values out of range are refused here (the signature clamps them)."""
-        for name, value, ok, says in (
-                ("length", length, 0 <= length <= MAX_LENGTH, f"0 to {MAX_LENGTH:,} characters"),
-                ("temperature", temperature, math.isfinite(temperature) and temperature >= 0,
-                 "a number >= 0 (0 = greedy)"),
-                ("top-k", top_k, top_k >= 0, "an integer >= 0 (0 = every character)"),
-                ("seed", seed, 0 <= seed < 2 ** 63, "an integer from 0 to 2**63 - 1")):
-            if not ok:
-                raise UserError(f"--{name}: expected {says}, got {value}")
+        decoding.check_sampling_options(length, temperature, top_k, seed, MAX_LENGTH, "character")
         reader, lookup = Reader(run.model), run.preprocessing.lookup
         cache, last = self.read_prime(reader, lookup, [prime])
         step = tf.function(self.step(run.model))
@@ -374,7 +366,7 @@ class CharLM(GeneratingApp):
 
         endpoint = Endpoint("step", step_signature, [tf.TensorSpec([None], tf.int32, name="token")] + [
             tf.TensorSpec([None, units], tf.float32, name=name) for name in names], track=[run.model])
-        state = f"float32 [1, {units}]"
+        state, sampling = f"float32 [1, {units}]", decoding.sampling_card(MAX_LENGTH, "character")
         card = {
             "app": self.name, "topology": self.topology, "task": self.task,
             "signatures": {"step": {"inputs": {"token": "int32 [1]", **dict.fromkeys(names, state)},
@@ -388,20 +380,15 @@ class CharLM(GeneratingApp):
             "initial_state": "zeros for every state_i",
             "prime": f"feed every character of the prime but the last through step, keeping only the state; "
                      f"then the loop starts from the last one. An empty prime reads as {EMPTY_PRIME!r}.",
-            "sampling": "greedy: argmax; with a temperature T > 0: sample softmax(log_probabilities / T), "
-                        "optionally over the top-k entries only",
+            "sampling": sampling["sampling"],
             "loop": ["state = zeros; for c in prime[:-1]: state = step(token=[c], **state).state_*",
                      "token = prime[-1]; output = []",
                      "repeat length times:",
                      "    result = step(token=[token], **state)",
                      "    token = argmax(result.log_probabilities[0])  # or a sample",
                      "    output.append(token); state = result.state_*"],
-            "saved_model_limits": {"max_length": MAX_LENGTH, "prime_characters_read": f"the last {MAX_PRIME}",
-                                   "scored_characters": f"the first {MAX_SCORED}",
-                                   "temperature": f"NaN or <= 0 is greedy (0); above {decoding.MAX_TEMPERATURE:g} "
-                                                  f"(inf too) is {decoding.MAX_TEMPERATURE:g}; returned as applied",
-                                   "top_k": "<= 0 is every character (0); returned as applied",
-                                   "length": f"clipped to 0..{MAX_LENGTH}; `lengths` says what was written"},
+            "saved_model_limits": {**sampling["limits"], "prime_characters_read": f"the last {MAX_PRIME}",
+                                   "scored_characters": f"the first {MAX_SCORED}"},
         }
         return [TFLiteModel(f"{self.name}.tflite", [endpoint], assets={
             VOCABULARY: json.dumps(vocabulary, ensure_ascii=False) + "\n",
