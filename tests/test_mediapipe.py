@@ -63,21 +63,22 @@ def test_the_image_graph_preprocesses_as_the_saved_model_does():
     assert drawn.shape == (1, 16, 16, 3) and drawn.dtype == np.uint8 and (drawn == 255).all()
 
 
-def test_sentiment_runs_in_mediapipes_text_classifier(tiny_run, tiny_export):
-    """The default tokenisation=regex: MediaPipe's TextClassifier, given sentiment_text.tflite alone,
-    tokenises raw text by the file's metadata and gives the project's TFLite scores; the SavedModel agrees."""
+def test_regex_sentiment_runs_in_mediapipes_text_classifier(tmp_path, train_tiny):
+    """tokenisation=regex: MediaPipe's TextClassifier, given sentiment_text.tflite alone, tokenises
+    raw text by the file's metadata and gives the project's TFLite scores; the SavedModel agrees."""
     text_tasks = pytest.importorskip("mediapipe.tasks.python.text")
     from mediapipe.tasks.python.core import base_options
 
+    from export import exporter
     from pipelines import text
     from rnn_apps.apps import sentiment
 
-    run = tiny_run("sentiment")
-    assert run.config["tokenisation"] == "regex"
+    run = train_tiny("sentiment", tmp_path / "run", tokenisation="regex")
     vocabulary = run.preprocessing.vectorizer.get_vocabulary()
     # PTB's "is n't" and "film 's" are joined back when read: no clitic is a word of its own
     assert "n't" not in vocabulary and "'s" not in vocabulary and any(w.endswith("'s") for w in vocabulary)
-    root, entry = tiny_export("sentiment")  # parity: Keras, SavedModel, both .tflite files
+    root = tmp_path / "exports"
+    entry = exporter.export_run(run, root, echo=lambda *_: None)  # parity: Keras, SavedModel, both .tflite files
     assert entry["parity"]["ok"], entry["parity"]
     text_file, text_card = sentiment.APP.mediapipe_text_files()
     assert text_file == "sentiment_text.tflite"
@@ -114,17 +115,16 @@ def test_sentiment_runs_in_mediapipes_text_classifier(tiny_run, tiny_export):
     np.testing.assert_allclose(served, phone, atol=1e-5)
 
 
-def test_ptb_tokenisation_exports_without_a_mediapipe_file(tmp_path, train_tiny):
-    """tokenisation=ptb (SST-2's own tokens, which a regex tokenizer cannot express): the clitics stay
-    words of their own, the export passes parity and ships no MediaPipe text file."""
-    from export import exporter
+def test_the_default_ptb_tokenisation_exports_without_a_mediapipe_file(tiny_run, tiny_export):
+    """The default tokenisation=ptb (SST-2's own tokens, which a regex tokenizer cannot express): the
+    clitics stay words of their own, the export passes parity and ships no MediaPipe text file."""
     from rnn_apps.apps import sentiment
 
-    run = train_tiny("sentiment", tmp_path / "run", tokenisation="ptb")
-    assert "n't" in run.preprocessing.vectorizer.get_vocabulary()
-    entry = exporter.export_run(run, tmp_path / "exports", echo=lambda *_: None)
+    run = tiny_run("sentiment")
+    assert run.config["tokenisation"] == "ptb" and "n't" in run.preprocessing.vectorizer.get_vocabulary()
+    root, entry = tiny_export("sentiment")
     assert entry["parity"]["ok"], entry["parity"]
     files = [a["path"].rsplit("/", 1)[-1] for a in entry["artefacts"] if a["kind"] == "tflite"]
     assert "sentiment.tflite" in files and sentiment.APP.mediapipe_text_files()[0] not in files
-    card = json.loads((tmp_path / "exports" / "tflite" / "sentiment" / "1" / "model_card.json").read_text())
+    card = json.loads((root / "tflite" / "sentiment" / "1" / "model_card.json").read_text())
     assert card["tokenizer"] == "ptb"

@@ -12,14 +12,14 @@ any CSV/TSV with text and label columns, or TFDS `imdb_reviews` online.
 Exports: SavedModel `serving_default(text: string[batch])` -> label, label_id, probability,
 probabilities (tokenisation in the graph); TFLite `sentiment.tflite`:
 `serving_default(token_ids: int32[batch, max_length])` -> probabilities, label_id, builtin ops only,
-with vocab.txt, labels.txt and model_card.json beside it; and `sentiment_text.tflite`, which MediaPipe
-Tasks' TextClassifier runs alone: its metadata carries the tokenizer (words split as MediaPipe's
-RegexTokenizer splits them, the default `tokenisation=regex`), vocabulary and labels.
+with vocab.txt, labels.txt and model_card.json beside it. Trained with `tokenisation=regex` (words
+split as MediaPipe's RegexTokenizer splits them), also `sentiment_text.tflite`, which MediaPipe
+Tasks' TextClassifier runs alone: its metadata carries the tokenizer, vocabulary and labels.
 
     rnn-apps train sentiment --data sst2 --data-root ../shared/data --out runs/sentiment
     rnn-apps predict runs/sentiment "a gorgeous , witty , seductive movie ."
     rnn-apps export runs/sentiment --out exports
-    rnn-apps train sentiment --data sst2 --data-root ../shared/data --set tokenisation=ptb --out runs/sentiment_ptb
+    rnn-apps train sentiment --data sst2 --data-root ../shared/data --set tokenisation=regex --out runs/sentiment_mp
 """
 
 import json
@@ -92,12 +92,12 @@ class Sentiment(ClassifierApp):
         "label_smoothing": 0.1,
         "pooling": "max",  # max | mean | max_mean (both, side by side) | last
         "max_length": 64,  # tokens; the TFLite input length
-        # "regex": words split as MediaPipe's RegexTokenizer splits them, PTB clitics joined back when
-        # the data is read ("does n't" -> "doesn't"), so MediaPipe's TextClassifier runs
-        # sentiment_text.tflite with the SavedModel's answers (pipelines/text.py). "ptb": SST-2's own
-        # Penn Treebank tokens (punctuation and "n't" are tokens; no MediaPipe file). Chosen on
-        # validation, 3 seeds each (bench/RESULTS.md, "sentiment").
-        "tokenisation": "regex",
+        # "ptb": SST-2's own Penn Treebank tokens (punctuation and "n't" are tokens). "regex": words
+        # split as MediaPipe's RegexTokenizer splits them, PTB clitics joined back when the data is
+        # read ("does n't" -> "doesn't"), so MediaPipe's TextClassifier runs sentiment_text.tflite
+        # with the SavedModel's answers (pipelines/text.py). PTB scored higher on validation with the
+        # C++ recurrence, 3 seeds each (bench/RESULTS.md, "sentiment").
+        "tokenisation": "ptb",
         "monitor": "val_accuracy",
         "patience": 2,
     }
