@@ -59,9 +59,7 @@ def newest_models(export_roots: list) -> dict:
                         and artefact.get("card", "model_card.json") == "model_card.json":
                     path = root / artefact["path"]
                     if entry["app"] not in found or entry["version"] > found[entry["app"]][0]["version"]:
-                        shipped = artefact.get("assets") or [  # (older manifests: the folder's files)
-                            p.name for p in path.parent.iterdir() if p.suffix != ".tflite"]
-                        found[entry["app"]] = (entry, path, shipped)
+                        found[entry["app"]] = (entry, path, artefact["assets"])
         chosen.update(found)
     return chosen
 
