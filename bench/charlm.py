@@ -12,7 +12,7 @@ window; training throughput (characters/s); a sample of generated text; the expo
     python bench/charlm.py [--set key=value ...] [--keep RUN_DIR]
 
 With --keep, a run that finished training there (RUN_DIR/train_seconds.json) is not trained again.
-Writes bench/results/charlm.json.
+Writes bench/results/charlm_single_run.json (bench/results/charlm.json is `python -m bench run charlm`'s).
 """
 
 import argparse
@@ -96,7 +96,7 @@ def main():
         "samples_temperature_0.8": {"seeds": SAMPLE_PRIMES, "texts": samples},
         "serving": serving_figures(run, out / "exports"),
     }
-    common.write("charlm", result)
+    common.write("charlm_single_run", result)
 
 
 if __name__ == "__main__":
