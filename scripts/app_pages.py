@@ -107,6 +107,14 @@ def family(app) -> str:
     return "frames" if app.name == "frames" else "generating"
 
 
+def client_code(app) -> dict:
+    """{module: [hooks]}: where the app's phone client is written (its own module, or its family's)."""
+    found = {}
+    for hook in ("exported_inputs", "run_tflite"):
+        found.setdefault(getattr(type(app), hook).__module__, []).append(hook)
+    return found
+
+
 def docstring(name: str) -> str:
     source = Path(importlib.util.find_spec(registry.module_path(name)).origin).read_text(encoding="utf-8")
     return ast.get_docstring(ast.parse(source)) or ""
@@ -155,7 +163,7 @@ def page(name: str) -> str:
              "## What the app module says", "", as_markdown(docstring(name)),
              "## On a phone: the client around the .tflite (Kotlin-like pseudocode)", "",
              "What parity, `rnn-apps query` and the quantization report run, in Python: "
-             f"`{type(app).__module__}` (`exported_inputs`, `run_tflite`).", "",
+             + ", ".join(f"`{where}` (`{'`, `'.join(hooks)}`)" for where, hooks in client_code(app).items()) + ".", "",
              "```kotlin", PHONE_CLIENTS[family(app)], "```", "",
              "## From a run to the servers", "", "```mermaid", EXPORTS, "```", "",
              "## Figures (bench/RESULTS.md has how, where and when)", "", *figures(name), ""]
