@@ -36,7 +36,7 @@ COMMON = {
     "dropout": 0.0,
     "weight_decay": 0.0,  # AdamW's decoupled weight decay
     "label_smoothing": 0.0,
-    "members": 1,  # >1: a deep ensemble of that many models (seeds seed, seed+1, ...), probabilities averaged
+    "members": 1,  # >1: a deep ensemble of that many models (seeds from member_seed), probabilities averaged
     # > 0: training stops after this many minutes (all members together), mid-epoch if need be:
     # that epoch is then validated and checkpointed as usual. 0 = only `epochs` and `patience` stop it.
     "max_train_minutes": 0.0,
@@ -197,6 +197,13 @@ def load(path: Path):
         raise UserError(f"{path} is not valid JSON ({e}); the run folder is damaged") from None
     except IsADirectoryError:
         raise UserError(f"{path} is a folder, not a file; the run folder is damaged") from None
+
+
+def member_seed(config: dict, index: int) -> int:
+    """The seed of an ensemble's member `index`: seed * members + index, so the members of runs with
+    seeds 0, 1, 2 are models 0..K-1, K..2K-1, 2K..3K-1, none shared (with seed + index, two seeds'
+    ensembles shared K-1 members and their spread looked smaller than it is). Seed 0 keeps 0..K-1."""
+    return config["seed"] * config["members"] + index
 
 
 def learning_rate(config: dict):

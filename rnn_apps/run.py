@@ -146,7 +146,7 @@ class Run:
         if not isinstance(index, int) or not 0 <= index < count:
             raise UserError(f"--member {index}: this ensemble has members 0..{count - 1} (or 'best')")
         member = copy.copy(self)
-        member.config = {**self.config, "members": 1, "seed": self.config["seed"] + index}
+        member.config = {**self.config, "members": 1, "seed": config_lib.member_seed(self.config, index)}
         member.member_index, member.ensemble_size = index, count
         model = load_model(self.dir / "members" / str(index) / "checkpoints" / "best.keras")
         self.app.check_model(model, member)

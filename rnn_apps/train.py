@@ -4,7 +4,7 @@
 preprocessing, the model and its loss through the `rnn_apps.app.App` contract.
 
 With `members=K` (K > 1) the run is a deep ensemble: K models of the same config trained one
-after another from seeds seed, seed+1, ..., each with its own checkpoints and early stopping in
+after another from seeds seed * K, seed * K + 1, ... (`config.member_seed`), each with its own checkpoints and early stopping in
 RUN_DIR/members/I/, then joined into one Keras model that averages their probabilities
 (RUN_DIR/checkpoints/best.keras), which evaluate, predict and export use like any other model.
 
@@ -232,9 +232,10 @@ def _train(app, config: dict, info: dict, out: Path, resume: bool, echo, callbac
         callbacks = [*callbacks, StepBudget(config["max_train_steps"])]
     states = []
     for i, member_dir in enumerate(member_dirs(out, config)):
+        seed = config_lib.member_seed(config, i) if config["members"] > 1 else config["seed"]
         if config["members"] > 1:
-            echo(f"member {i + 1} of {config['members']} (seed {config['seed'] + i}) in {member_dir}")
-        states.append(_fit(app, {**config, "seed": config["seed"] + i}, splits, preprocessing, val_ds, member_dir,
+            echo(f"member {i + 1} of {config['members']} (seed {seed}) in {member_dir}")
+        states.append(_fit(app, {**config, "seed": seed}, splits, preprocessing, val_ds, member_dir,
                            echo, callbacks, distribution))
     metrics = {"monitor": config["monitor"], "train_seconds": round(time.time() - start, 1),
                "examples": {s: splits.size(s) for s in ("train", "validation", "test")}}

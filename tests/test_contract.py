@@ -194,6 +194,14 @@ def entry_signature(root, name, signature="serving_default") -> dict:
     return saved_model["signatures"][signature]
 
 
+def test_ensembles_of_different_seeds_share_no_member():
+    from rnn_apps.config import member_seed
+
+    seeds = [{member_seed({"seed": seed, "members": 5}, i) for i in range(5)} for seed in range(3)]
+    assert seeds[0] == {0, 1, 2, 3, 4}  # seed 0's ensemble is the one it always was
+    assert seeds[1] == {5, 6, 7, 8, 9} and seeds[2] == {10, 11, 12, 13, 14}
+
+
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_ensemble_averages_its_members_and_exports_with_parity(name, tmp_path, tiny_ensemble):
     from export import exporter
@@ -204,7 +212,7 @@ def test_ensemble_averages_its_members_and_exports_with_parity(name, tmp_path, t
     inputs, _ = next(iter(app.dataset(run.load_data().test, run.preprocessing, run.config)))
     members = [load_model(run.dir / "members" / str(i) / "checkpoints" / "best.keras")(inputs).numpy()
                for i in range(2)]
-    assert not np.allclose(members[0], members[1], atol=1e-4)  # seeds seed and seed+1
+    assert not np.allclose(members[0], members[1], atol=1e-4)  # seeds seed * 2 and seed * 2 + 1
     np.testing.assert_allclose(run.model(inputs).numpy(), np.mean(members, axis=0), atol=1e-6)
     metrics = run.metrics()
     assert len(metrics["members"]) == 2 and 0 <= metrics["validation"]["accuracy"] <= 1

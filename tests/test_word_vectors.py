@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from foundation.errors import UserError
+from rnn_apps import config as config_lib
 from rnn_apps import registry, word_vectors
 
 
@@ -124,14 +125,15 @@ def test_trained_run_places_its_unseen_words_and_exports_with_parity(tmp_path, t
     from rnn_apps.run import load_model
 
     path = small_vectors_file(tmp_path / "vectors.txt", WORDS)
+    # seed 1: its members are seeds 2 and 3 (config.member_seed), not 1 and 2 (seed 0's second member)
     run = train_tiny("sentiment", tmp_path / "run", word_vectors=str(path), embedding_dim=8, members=2,
-                     word_vectors_unseen_words=100)
+                     word_vectors_unseen_words=100, seed=1)
     vocabulary, seen = run.preprocessing.vectorizer.get_vocabulary(), run.preprocessing.training_words
     assert vocabulary[seen:][-3:] == ["zyzzyva", "blorfish", "quux"]
     for i in range(2):
         embedding = load_model(run.dir / "members" / str(i) / "checkpoints" / "best.keras").get_layer("embedding")
         start, has_vector = word_vectors.embedding_matrix(vocabulary, *word_vectors.load(str(path)), 0.1,
-                                                          run.config["seed"] + i)
+                                                          config_lib.member_seed(run.config, i))
         trained, fit = keras.ops.convert_to_numpy(embedding.trained), has_vector[:seen]
         expected = word_vectors.place_unseen_words(start[:seen][fit], trained[fit], start[seen:])
         frozen = keras.ops.convert_to_numpy(embedding.frozen)
