@@ -4,6 +4,7 @@ data, preprocessing, model and phone client; how its outputs are scored is share
 - Translation: sacrebleu's tokenizer for a target language (`bleu_tokenizer`).
 - Captions: COCO's BLEU-1..4 and CIDEr-D (pycocoevalcap), on COCO's PTB tokens where Java runs
   (`caption_scores`, `coco_tokens`), and the nearest-neighbour baseline's parts (`consensus`, `nearest`).
+- Text classes: a TF-IDF + logistic regression baseline fit on the training texts (`tfidf_baseline`).
 - Per-step labels: runs of equal labels (`runs`, `runs_text`); falls (runs of `falling` frames)
   detected within a tolerance, with their delays and false alarms (`fall_events`).
 """
@@ -89,6 +90,20 @@ def nearest(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
     return np.argmax(unit(queries) @ unit(keys).T, axis=1) if len(keys) else np.zeros(len(queries), int)
+
+
+def tfidf_baseline(train_texts, train_labels, texts, labels) -> dict:
+    """The classic text-classification baseline on the same split as the model: word uni- and
+    bigram TF-IDF (sublinear) and logistic regression (C=4), fit on the training texts. Its
+    accuracy and, per text, whether it was right (for a paired comparison with the model)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    classifier = LogisticRegression(max_iter=2000, C=4.0).fit(vectorizer.fit_transform(list(train_texts)),
+                                                              np.asarray(train_labels))
+    correct = classifier.predict(vectorizer.transform(list(texts))) == np.asarray(labels)
+    return {"accuracy": float(correct.mean()) if len(correct) else 0.0, "correct": correct.astype(int).tolist()}
 
 
 def runs(labels: list) -> list:

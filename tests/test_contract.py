@@ -219,3 +219,24 @@ def test_ensemble_averages_its_members_and_exports_with_parity(name, tmp_path, t
     assert all(1 <= m["best_epoch"] <= run.config["epochs"] for m in metrics["members"])
     entry = exporter.export_run(run, tmp_path / "export", echo=lambda *_: None)
     assert entry["parity"]["ok"], entry["parity"]
+
+
+def test_tfidf_baseline_fits_on_training_texts_only():
+    from rnn_apps.metrics import tfidf_baseline
+
+    train = ["a great film", "great acting", "a dull film", "dull plot"]
+    found = tfidf_baseline(train, [1, 1, 0, 0], ["great plot", "dull acting", "great"], [1, 0, 0])
+    assert found["correct"] == [1, 1, 0] and found["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_sentiment_evaluate_scores_the_tfidf_baseline_on_the_same_texts(tiny_run):
+    from rnn_apps.metrics import tfidf_baseline
+
+    run = tiny_run("sentiment")
+    metrics = run.evaluate("validation")
+    splits = run.load_data()
+    expected = tfidf_baseline(splits.train["text"], splits.train["label"], splits.validation["text"],
+                              splits.validation["label"])
+    assert metrics["tfidf_baseline"] == {"accuracy": expected["accuracy"]}
+    parts = run.per_example("validation")["metrics"]["tfidf_baseline.accuracy"]
+    assert parts["correct"] == expected["correct"] and len(parts["count"]) == len(splits.validation["label"])

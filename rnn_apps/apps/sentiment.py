@@ -33,7 +33,7 @@ from keras import layers
 
 from pipelines import batching, text, text_classification
 from rnn_apps import config as config_lib
-from rnn_apps import word_vectors
+from rnn_apps import metrics, word_vectors
 from rnn_apps.app import Endpoint, ParityCase, TFLiteModel
 from rnn_apps.families.classify import (
     ClassifierApp,
@@ -205,6 +205,16 @@ class Sentiment(ClassifierApp):
         # an ensemble's members share one vocabulary: one row count, else the counts it has
         return [(text.VOCAB_FILE, run.preprocessing.vectorizer.vocabulary_size(),
                  rows[0] if len(rows) == 1 else " / ".join(map(str, rows)))]
+
+    def evaluate(self, run, splits) -> dict:
+        """The family's scores, and TF-IDF + logistic regression's on the same texts (the baseline
+        bench compares with, text by text)."""
+        result = super().evaluate(run, splits)
+        baseline = metrics.tfidf_baseline(splits.train["text"], splits.train["label"], splits.test["text"],
+                                          splits.test["label"])
+        result["per_example"]["tfidf_baseline.accuracy"] = {"correct": baseline.pop("correct"),
+                                                            "count": [1] * len(splits.test["label"])}
+        return {**result, "tfidf_baseline": baseline}
 
     def _padded_ids(self, run, texts) -> np.ndarray:
         return text.padded_ids(run.preprocessing.vectorizer, texts, run.config["max_length"])
