@@ -72,7 +72,9 @@ BENCHMARKS = {
     },
     "tagger": {
         "app": "tagger", "data": "ud_english_ewt", "seeds": 3, "target": "accuracy >= 0.94",
-        "metrics": {"accuracy": ("", "accuracy"), "unseen_word_accuracy": ("", "unseen_word_accuracy")},
+        "metrics": {"accuracy": ("", "accuracy"), "unseen_word_accuracy": ("", "unseen_word_accuracy"),
+                    "most_frequent_baseline_accuracy": ("", "most_frequent_baseline.accuracy")},
+        "comparisons": [("accuracy", "most_frequent_baseline_accuracy")],
     },
     "frames": {
         # a seed is also the split by recording (5 splits)

@@ -5,7 +5,7 @@ data, preprocessing, model and phone client; how its outputs are scored is share
 - Captions: COCO's BLEU-1..4 and CIDEr-D (pycocoevalcap), on COCO's PTB tokens where Java runs
   (`caption_scores`, `coco_tokens`), and the nearest-neighbour baseline's parts (`consensus`, `nearest`).
 - Text classes: a TF-IDF + logistic regression baseline fit on the training texts (`tfidf_baseline`).
-- Per-step labels: runs of equal labels (`runs`, `runs_text`); falls (runs of `falling` frames)
+- Per-step labels: the most-frequent-label baseline (`most_frequent_labels`); runs of equal labels (`runs`, `runs_text`); falls (runs of `falling` frames)
   detected within a tolerance, with their delays and false alarms (`fall_events`).
 """
 
@@ -104,6 +104,22 @@ def tfidf_baseline(train_texts, train_labels, texts, labels) -> dict:
                                                               np.asarray(train_labels))
     correct = classifier.predict(vectorizer.transform(list(texts))) == np.asarray(labels)
     return {"accuracy": float(correct.mean()) if len(correct) else 0.0, "correct": correct.astype(int).tolist()}
+
+
+def most_frequent_labels(train_pieces: list, train_labels: list, sequences: list) -> list:
+    """The per-step labelling baseline: each piece gets the label it had most often in training
+    (ties: the label seen first), an unseen piece the most frequent label overall. Pieces and labels
+    are lists of sequences; returns the labels of `sequences`, one list per sequence."""
+    from collections import Counter, defaultdict
+
+    counts, overall = defaultdict(Counter), Counter()
+    for pieces, labels in zip(train_pieces, train_labels, strict=True):
+        for piece, label in zip(pieces, labels, strict=True):
+            counts[piece][label] += 1
+            overall[label] += 1
+    best = {piece: c.most_common(1)[0][0] for piece, c in counts.items()}
+    fallback = overall.most_common(1)[0][0] if overall else ""
+    return [[best.get(piece, fallback) for piece in pieces] for pieces in sequences]
 
 
 def runs(labels: list) -> list:

@@ -76,3 +76,12 @@ def test_tfds_conll2003_goes_through_the_same_path_with_aligned_fixtures(monkeyp
         with pytest.raises(UserError, match="tag_column 'upos' does not fit TFDS 'conll2003'"):
             tagged.load("conll2003", None, "upos")
     assert np.asarray(splits.test["tokens"]).dtype == object
+
+
+def test_most_frequent_label_baseline():
+    from rnn_apps.metrics import most_frequent_labels
+
+    train_pieces = [["the", "dog", "runs"], ["the", "runs", "dog"], ["a", "dog"]]
+    train_labels = [["DET", "NOUN", "VERB"], ["DET", "NOUN", "NOUN"], ["DET", "NOUN"]]
+    # dog: NOUN 3 times; runs: VERB once, NOUN once (the first seen wins); unseen "cat": NOUN (the most frequent)
+    assert most_frequent_labels(train_pieces, train_labels, [["the", "runs", "cat"]]) == [["DET", "VERB", "NOUN"]]

@@ -69,6 +69,17 @@ def test_evaluate_reports_accuracy_unseen_words_per_tag_and_errors(tiny_run):
     unseen = counted["unseen_word_accuracy"]
     assert sum(unseen["count"]) == metrics["unseen_word_tokens"]
     assert sum(unseen["correct"]) / sum(unseen["count"]) == pytest.approx(metrics["unseen_word_accuracy"])
+    # the most-frequent-tag baseline, fit on the training sentences, scored on the same test tokens
+    from rnn_apps.metrics import most_frequent_labels
+
+    train = run.load_data().train
+    length = run.config["max_length"]
+    sentences = [s.split("\t")[:length] for s in test["tokens"]]
+    guessed = most_frequent_labels([s.split("\t") for s in train["tokens"]], [t.split("\t") for t in train["tags"]],
+                                   sentences)
+    right = sum(g == t for guess, tags in zip(guessed, test["tags"]) for g, t in zip(guess, tags.split("\t")[:length]))
+    assert metrics["most_frequent_baseline"]["accuracy"] == pytest.approx(right / metrics["tokens"])
+    assert sum(counted["most_frequent_baseline.accuracy"]["correct"]) == right
 
 
 def test_predict_prints_token_tag_pairs(tiny_run):

@@ -36,6 +36,7 @@ import tensorflow as tf
 from foundation.errors import UserError
 from pipelines import batching, tagged
 from rnn_apps import config as config_lib
+from rnn_apps import metrics
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
 
 TOKENS, TAGS = "tokens", "tags"  # the data's columns
@@ -170,11 +171,18 @@ class LabelSteps(App):
         errors = Counter(f"{t} -> {p}" for _, t, p in pairs if t != p)
         per_sequence = [[(w, t, p) for w, t, p in zip(pieces, tags, preds, strict=True)]
                         for pieces, tags, preds in zip(sequences, truth, predicted, strict=True)]
+        # the baseline a per-step model must beat: each piece's most frequent training label
+        baseline = metrics.most_frequent_labels([s.split(tagged.SEPARATOR) for s in splits.train[TOKENS]],
+                                                [t.split(tagged.SEPARATOR) for t in splits.train[TAGS]], sequences)
+        baseline_right = [sum(t == b for t, b in zip(tags, guess, strict=True)) for tags, guess in zip(truth, baseline)]
         per_example = {"accuracy": {"correct": [sum(t == p for _, t, p in s) for s in per_sequence],
                                     "count": [len(s) for s in per_sequence]},
+                       "most_frequent_baseline.accuracy": {"correct": baseline_right,
+                                                           "count": [len(s) for s in per_sequence]},
                        **self.more_per_example(splits, per_sequence)}
         return {"sentences": len(sequences), "tokens": len(pairs),
                 "accuracy": float(np.mean([t == p for _, t, p in pairs])), **self.more_scores(splits, pairs),
+                "most_frequent_baseline": {"accuracy": sum(baseline_right) / max(len(pairs), 1)},
                 "per_tag": per_tag, "most_frequent_errors": dict(errors.most_common(10)), "per_example": per_example}
 
     def predict(self, run, inputs):
