@@ -26,7 +26,6 @@ from pathlib import Path
 
 import common
 import numpy as np
-from translate import latency_ms
 
 VARIANTS = {"cnn": {}, "pretrained": {"encoder": "efficientnet_lite0", "image_size": 224}}
 # coco_captions_mini photos whose main object is one ImageNet class (ids of the ILSVRC-2012
@@ -95,8 +94,8 @@ def serving_figures(run, export_root: Path, encoded: list, keras_ids: np.ndarray
         "tflite_ops": next(a["ops"] for a in entry["artefacts"] if a["kind"] == "tflite"),
         "saved_model_images_per_second_batch_32": round(throughput, 1),
         "tflite_greedy_captions_equal_to_keras": f"{same} of {len(encoded)} test images",
-        "tflite_encode_image_batch_1": latency_ms(lambda: encode(image=image), 50),
-        "tflite_decode_step_batch_1": latency_ms(lambda: step(token=token, **cache), 1000),
+        "tflite_encode_image_batch_1": common.latency_ms(lambda: encode(image=image), 50),
+        "tflite_decode_step_batch_1": common.latency_ms(lambda: step(token=token, **cache), 1000),
         "tflite_bytes": tflite_path.stat().st_size,
         "saved_model_bytes": sum(p.stat().st_size for p in saved_model.rglob("*") if p.is_file()),
     }

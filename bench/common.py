@@ -52,31 +52,16 @@ def kernel() -> str:
     return kernels.describe(kernels.build())
 
 
-def train_and_evaluate(app_name: str, data: str, overrides: dict, seed: int, keep_dir=None) -> dict:
-    from rnn_apps import registry
-    from rnn_apps.run import Run
-    from rnn_apps.train import train
+def latency_ms(fn, repeats: int) -> dict:
+    """Median and 90th percentile of `repeats` calls of fn(), in milliseconds."""
+    import numpy as np
 
-    app = registry.get(app_name)
-    config = app.resolve_config(None, {**overrides, "seed": seed})
-    out = Path(keep_dir or tempfile.mkdtemp(prefix=f"bench_{app_name}_"))
-    start = time.time()
-    train(app, config, data, DATA_ROOT, out, {}, echo=lambda *_: None)
-    seconds = time.time() - start
-    run = Run(out)
-    splits = run.load_data()
-    test = app.evaluate(run, splits)
-    run.update_metrics(test=test)
-    metrics = run.metrics()
-    members = metrics.get("members", [metrics])  # one model: the run is its only member
-    result = {"seed": seed, "train_seconds": round(seconds, 1), "test_accuracy": test["accuracy"],
-              "train_examples": metrics["examples"]["train"], "test_examples": test["examples"],
-              "epochs_run": sum(len(m["history"]) for m in members),
-              "best_epochs": [m["best_epoch"] for m in members], "run_dir": str(out)}
-    if "members" in metrics:  # what each member alone scores, to show what averaging adds
-        result["member_test_accuracies"] = [
-            app.evaluate(run.member(i), splits)["accuracy"] for i in range(len(members))]
-    return result
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return {"median_ms": round(float(np.median(times)), 3), "p90_ms": round(float(np.percentile(times, 90)), 3)}
 
 
 def train_once(app, data: str, overrides: dict, out: Path, echo=print) -> float:

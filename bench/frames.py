@@ -22,7 +22,6 @@ from pathlib import Path
 
 import common
 import numpy as np
-from translate import latency_ms
 
 
 def per_frame_baselines(splits) -> dict:
@@ -71,7 +70,8 @@ def serving_figures(run, export_root: Path) -> dict:
     frame = test["frames"][0, :1].astype(np.float32)
     size = sum(p.stat().st_size for p in saved_model.rglob("*") if p.is_file())
     return {"parity": entry["parity"]["ok"], "saved_model_frames_per_second_whole_test_split":
-            round(frames_per_second, 1), "tflite_step_per_frame": latency_ms(lambda: runner(frame=frame, **state), 500),
+            round(frames_per_second, 1),
+            "tflite_step_per_frame": common.latency_ms(lambda: runner(frame=frame, **state), 500),
             "tflite_bytes": tflite_path.stat().st_size, "saved_model_bytes": size}
 
 

@@ -5,8 +5,9 @@ data, preprocessing, model and phone client; how its outputs are scored is share
 - Captions: COCO's BLEU-1..4 and CIDEr-D (pycocoevalcap), on COCO's PTB tokens where Java runs
   (`caption_scores`, `coco_tokens`), and the nearest-neighbour baseline's parts (`consensus`, `nearest`).
 - Text classes: a TF-IDF + logistic regression baseline fit on the training texts (`tfidf_baseline`).
-- Per-step labels: the most-frequent-label baseline (`most_frequent_labels`); runs of equal labels (`runs`, `runs_text`); falls (runs of `falling` frames)
-  detected within a tolerance, with their delays and false alarms (`fall_events`).
+- Per-step labels: the most-frequent-label baseline (`most_frequent_labels`); runs of equal labels
+  (`runs`, `runs_text`); falls (runs of `falling` frames) detected within a tolerance, with their
+  delays and false alarms (`fall_events`).
 """
 
 import contextlib

@@ -4,9 +4,10 @@
 preprocessing, the model and its loss through the `rnn_apps.app.App` contract.
 
 With `members=K` (K > 1) the run is a deep ensemble: K models of the same config trained one
-after another from seeds seed * K, seed * K + 1, ... (`config.member_seed`), each with its own checkpoints and early stopping in
-RUN_DIR/members/I/, then joined into one Keras model that averages their probabilities
-(RUN_DIR/checkpoints/best.keras), which evaluate, predict and export use like any other model.
+after another from seeds seed * K, seed * K + 1, ... (`config.member_seed`), each with its own
+checkpoints and early stopping in RUN_DIR/members/I/, then joined into one Keras model that
+averages their probabilities (RUN_DIR/checkpoints/best.keras), which evaluate, predict and export
+use like any other model.
 
 With `--strategy` (rnn_apps/distribute.py) the same loop runs under tf.distribute; with several
 workers only the chief writes RUN_DIR, the others run the same code in a scratch folder of their own.

@@ -77,7 +77,8 @@ def test_evaluate_reports_accuracy_unseen_words_per_tag_and_errors(tiny_run):
     sentences = [s.split("\t")[:length] for s in test["tokens"]]
     guessed = most_frequent_labels([s.split("\t") for s in train["tokens"]], [t.split("\t") for t in train["tags"]],
                                    sentences)
-    right = sum(g == t for guess, tags in zip(guessed, test["tags"]) for g, t in zip(guess, tags.split("\t")[:length]))
+    right = sum(g == t for guess, tags in zip(guessed, test["tags"], strict=True)
+                for g, t in zip(guess, tags.split("\t")[:length], strict=True))
     assert metrics["most_frequent_baseline"]["accuracy"] == pytest.approx(right / metrics["tokens"])
     assert sum(counted["most_frequent_baseline.accuracy"]["correct"]) == right
 

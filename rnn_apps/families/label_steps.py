@@ -174,7 +174,8 @@ class LabelSteps(App):
         # the baseline a per-step model must beat: each piece's most frequent training label
         baseline = metrics.most_frequent_labels([s.split(tagged.SEPARATOR) for s in splits.train[TOKENS]],
                                                 [t.split(tagged.SEPARATOR) for t in splits.train[TAGS]], sequences)
-        baseline_right = [sum(t == b for t, b in zip(tags, guess, strict=True)) for tags, guess in zip(truth, baseline)]
+        baseline_right = [sum(t == b for t, b in zip(tags, guess, strict=True))
+                          for tags, guess in zip(truth, baseline, strict=True)]
         per_example = {"accuracy": {"correct": [sum(t == p for _, t, p in s) for s in per_sequence],
                                     "count": [len(s) for s in per_sequence]},
                        "most_frequent_baseline.accuracy": {"correct": baseline_right,
