@@ -1,6 +1,6 @@
 """FastSimpleRNN against keras.layers.SimpleRNN on this machine's default device, at the sizes the
-benchmarks train: outputs and every gradient, masked or not, both directions. On a GPU this checks
-the Pallas kernels that the CPU test suite can only interpret (tests/test_layers.py).
+benchmarks train: outputs and every gradient, masked or not, both directions (on a GPU, its
+lax.scan loops as the device runs them).
 
     KERAS_BACKEND=jax python bench/fast_rnn_check.py     (results: bench/results/fast_rnn_check.json)
 
@@ -18,7 +18,7 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rnn_apps.layers import FastSimpleRNN, _fused_loops  # noqa: E402
+from rnn_apps.layers import FastSimpleRNN  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -43,8 +43,7 @@ def largest_differences(units: int, masked: bool, options: dict) -> dict:
             [w.value for w in layer.trainable_variables], layer, x)
         found[name] = [np.asarray(y), np.asarray(grads[1]), *(np.asarray(g) for g in grads[0])]
     names = ["outputs", "d_inputs", "d_kernel", "d_recurrent_kernel", "d_bias"]
-    return {"pallas": _fused_loops(x, np.zeros((units, units), "float32")) is not None,
-            **{n: float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(a)))))
+    return {**{n: float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(a)))))
                for n, a, b in zip(names, found["stock"], found["fast"], strict=True)}}
 
 

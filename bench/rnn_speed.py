@@ -14,8 +14,8 @@ On TensorFlow without XLA the fast layer runs the C++ op of rnn_apps/kernels (`f
 timed on TensorFlow's while loops (`fast_loops`); `no_recurrence` is the same model without its
 recurrent layer (embedding, output layer, Adam): the floor of the step.
 
-JAX always compiles, so there the stock and fast layers run with XLA only (and the fast one also
-with its lax.scan loops where it would run Pallas kernels: fast_xla_scan); PyTorch runs on the GPU
+JAX always compiles, so there the stock and fast layers run with XLA only (the fast one's lax.scan
+loops); PyTorch runs on the GPU
 where it sees one (nn.RNN is cuDNN's there), without torch.compile.
 
 Configurations (issue 13): reference = vocabulary 10,000, embedding 64, 128 units, length 200,
@@ -222,10 +222,7 @@ def main():
         chunk_name = "SCAN_UNROLL" if backend == "jax" else "CHUNK"
         for chunk in filter(None, args.chunks.split(",")):
             variants[f"fast_xla_chunk{chunk}"] = (FastSimpleRNN, True, {chunk_name: int(chunk)})
-        if on_gpu:  # lax.scan where the Pallas kernels would run
-            variants["fast_xla_scan"] = (FastSimpleRNN, True, {"PALLAS": "off"})
-        defaults = {chunk_name: getattr(our_layers, chunk_name), "PALLAS": our_layers.PALLAS,
-                    "CPU_KERNEL": our_layers.CPU_KERNEL}
+        defaults = {chunk_name: getattr(our_layers, chunk_name), "CPU_KERNEL": our_layers.CPU_KERNEL}
         rounds = {variant: [] for variant in variants}
         for _ in range(args.rounds):
             for variant, (layer_class, jit, settings, *policy) in variants.items():

@@ -30,8 +30,8 @@ class FastSimpleRNN(layers.SimpleRNN):
     Every app's recurrent layers are this one (`simple_rnn_stack`, the translate and caption
     decoders). Issue 13's training steps (bench/RESULTS.md, "Performance"), reference / character-LM
     size: on 2 CPU cores 1.6-2.0x / 1.5-2.0x the stock layer (the C++ recurrence of rnn_apps/kernels,
-    or XLA), 8.7-10x / 1.2-1.5x PyTorch's nn.RNN; on an H200 with JAX 8.4x / 2.8x the stock layer and
-    4.0x / 5.5x PyTorch's cuDNN RNN."""
+    or XLA), 8.7-10x / 1.2-1.5x PyTorch's nn.RNN; on an H200 with JAX (its lax.scan loops) 3.5x / 2.8x
+    the stock layer and 1.65x / 5.5x PyTorch's cuDNN RNN."""
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
@@ -223,16 +223,13 @@ def _chunked_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
 def _scanned_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
     """tanh_recurrence on JAX: the same two loops as `_chunked_recurrence`, as lax.scan with
     SCAN_UNROLL steps unrolled per iteration and jax.custom_vjp for the written-out backward pass.
-    On a GPU, where its weights fit on chip, each loop is one Pallas kernel instead (`_fused_loops`)."""
+    (A Pallas kernel per loop, W_hh held on chip, was 2.4x faster a step on one H200 at 128 units;
+    removed on 2026-12-07 by issue 28's rule: a second recurrence stays only where it is 1.3x
+    faster on the whole training run on two CPU or GPU families, and it was measured on one.)"""
     import jax
     import jax.numpy as jnp
 
-    fused = _fused_loops(inputs, kernel)
-
     def forward(xs, state, kernel, ms):
-        if fused:
-            outputs, previous, h = fused.forward(xs, state, kernel, ms, zero_output_for_mask)
-            return (outputs, outputs[-1], h), previous
         zeros = jnp.zeros_like(state)
 
         def step(carry, item):
@@ -258,8 +255,6 @@ def _scanned_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
 
     def backward_loop(d_outputs, outputs, kernel, ms, d_final):
         """-> (d_a at every step, the initial state's gradient)."""
-        if fused:
-            return fused.backward(d_outputs, outputs, kernel, ms, d_final, zero_output_for_mask)
         transposed = kernel.T
         zeros = jnp.zeros_like(d_final)
 
@@ -290,108 +285,6 @@ def _scanned_recurrence(inputs, state, kernel, steps, zero_output_for_mask):
     ms = None if steps is None else jnp.swapaxes(steps, 0, 1)
     outputs, last, h = run(jnp.swapaxes(inputs, 0, 1), state, kernel, ms)  # time-major: one step is a row
     return jnp.swapaxes(outputs, 0, 1), last, h
-
-
-# Where the recurrence runs as Pallas kernels: "auto" (on a GPU, where they fit), "interpret" (the
-# same kernels interpreted on any device: how the tests check them without a GPU) or "off".
-PALLAS = "auto"
-PALLAS_ROWS = 16  # batch rows per kernel instance: the smallest tile of a GPU's matrix units
-
-
-def _fused_loops(inputs, kernel):
-    """The Pallas form of the two loops, where it applies, else None. A loop of small products is
-    bound by kernel launches on a GPU; one kernel per batch block that keeps W_hh on chip and loops
-    over time inside costs one launch (bench/RESULTS.md). W_hh must fit in shared memory: up to 128
-    float32 units."""
-    import jax
-
-    batch, units = inputs.shape[0], kernel.shape[0]
-    if PALLAS == "interpret":
-        rows = PALLAS_ROWS if batch % PALLAS_ROWS == 0 else batch
-        return _PallasLoops(rows, interpret=True)
-    if (PALLAS == "auto" and jax.default_backend() == "gpu" and inputs.dtype == "float32"
-            and units in (16, 32, 64, 128) and batch % PALLAS_ROWS == 0):
-        return _PallasLoops(PALLAS_ROWS, interpret=False)
-    return None
-
-
-class _PallasLoops:
-    """The forward and backward loops of tanh_recurrence as Pallas kernels over time-major
-    [time, batch, units] arrays, one kernel instance per `rows` batch rows; a missing mask is all
-    steps real. The arithmetic is the lax.scan loops' of `_scanned_recurrence`."""
-
-    def __init__(self, rows: int, interpret: bool):
-        self.rows, self.interpret = rows, interpret
-
-    def _call(self, body, shapes, out_shapes, *args):
-        from jax.experimental import pallas as pl
-
-        time, batch, units = shapes
-        specs = {"sequence": pl.BlockSpec((time, self.rows, units), lambda i: (0, i, 0)),
-                 "mask": pl.BlockSpec((time, self.rows, 1), lambda i: (0, i, 0)),
-                 "state": pl.BlockSpec((self.rows, units), lambda i: (i, 0)),
-                 "weights": pl.BlockSpec((units, units), lambda i: (0, 0))}
-        return pl.pallas_call(
-            body, grid=(batch // self.rows,), interpret=self.interpret,
-            in_specs=[specs[kind] for kind, _ in args],
-            out_specs=tuple(specs[kind] for kind, _ in out_shapes),
-            out_shape=tuple(shape for _, shape in out_shapes))(*(array for _, array in args))
-
-    def forward(self, xs, state, kernel, ms, zero_output_for_mask):
-        """-> (outputs, the state each step started from, final state)."""
-        import jax
-        import jax.numpy as jnp
-
-        time = xs.shape[0]
-        ms = jnp.ones((*xs.shape[:2], 1), xs.dtype) if ms is None else ms
-
-        def body(xs_ref, state_ref, kernel_ref, ms_ref, outputs_ref, previous_ref, final_ref):
-            w = kernel_ref[...]
-
-            def step(t, carry):
-                h, out = carry
-                m = ms_ref[t]
-                new = jnp.tanh(xs_ref[t] + jnp.dot(h, w))
-                out = m * new + (1 - m) * (0 * out if zero_output_for_mask else out)
-                previous_ref[t] = h
-                outputs_ref[t] = out
-                return h + m * (new - h), out
-
-            final_ref[...], _ = jax.lax.fori_loop(0, time, step, (state_ref[...], 0 * state_ref[...]))
-
-        sequence = jax.ShapeDtypeStruct(xs.shape, xs.dtype)
-        return self._call(body, xs.shape, [("sequence", sequence), ("sequence", sequence),
-                                           ("state", jax.ShapeDtypeStruct(state.shape, state.dtype))],
-                          ("sequence", xs), ("state", state), ("weights", kernel), ("mask", ms))
-
-    def backward(self, d_outputs, outputs, kernel, ms, d_final, zero_output_for_mask):
-        """-> (d_a: the gradient at each step's tanh input, the initial state's gradient)."""
-        import jax
-        import jax.numpy as jnp
-
-        time = outputs.shape[0]
-        ms = jnp.ones((*outputs.shape[:2], 1), outputs.dtype) if ms is None else ms
-
-        def body(d_outputs_ref, outputs_ref, kernel_ref, ms_ref, d_final_ref, d_a_ref, d_state_ref):
-            w = kernel_ref[...]
-
-            def step(s, carry):
-                t = time - 1 - s
-                d_h, d_out = carry
-                m, output = ms_ref[t], outputs_ref[t]
-                d_output = d_outputs_ref[t] + d_out
-                d_a = m * (d_output + d_h) * (1 - output * output)
-                d_a_ref[t] = d_a
-                carried = 0 * d_output if zero_output_for_mask else (1 - m) * d_output
-                return (1 - m) * d_h + jnp.dot(d_a, w.T), carried
-
-            d_state_ref[...], _ = jax.lax.fori_loop(0, time, step, (d_final_ref[...], 0 * d_final_ref[...]))
-
-        return self._call(body, outputs.shape,
-                          [("sequence", jax.ShapeDtypeStruct(outputs.shape, outputs.dtype)),
-                           ("state", jax.ShapeDtypeStruct(d_final.shape, d_final.dtype))],
-                          ("sequence", d_outputs), ("sequence", outputs), ("weights", kernel), ("mask", ms),
-                          ("state", d_final))
 
 
 @keras.saving.register_keras_serializable(package="rnn_apps")
