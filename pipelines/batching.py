@@ -4,7 +4,9 @@ Sequences are bucketed by length and padded (with 0, which the models mask) only
 boundary, so a short sentence is not padded to the longest one, and XLA sees a handful of shapes.
 """
 
-import tensorflow as tf
+from __future__ import annotations
+
+from foundation.lazy import tensorflow as tf
 
 SHUFFLE_BUFFER = 100_000
 

@@ -19,13 +19,15 @@ Captions are lower-cased and stripped of punctuation before tokenising (what COC
 does to both sides), so outputs compare with references as they are written.
 """
 
+from __future__ import annotations
+
 import csv
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from foundation.errors import UserError
+from foundation.lazy import tensorflow as tf
 from pipelines import images, tfds_source
 from pipelines.splits import Splits, local_path, not_found, select
 

@@ -14,16 +14,18 @@ character of the training text, most frequent first, after id 0 (padding, never 
 id 1 (unknown: any character the training text lacks).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
 from foundation.errors import UserError
+from foundation.lazy import tensorflow as tf
 from pipelines import tfds_source
 from pipelines.splits import SPLIT_NAMES, Splits, local_path, not_found
 
@@ -132,17 +134,21 @@ def split_characters(texts, max_characters: int, keep: str = "first") -> tf.Ragg
     return chars[:, :max_characters] if keep == "first" else chars[:, -max_characters:]
 
 
-def windows(ids: np.ndarray, window: int, batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
-    """Ids of one text -> (inputs [window], targets [window]) batches: consecutive windows, each
-    target the next character (the characters after the last whole window are left out).
-    Seeded = training: windows shuffled, the last partial batch dropped."""
+def window_arrays(ids: np.ndarray, window: int) -> tuple:
+    """Ids of one text -> (inputs [count, window], targets [count, window]): consecutive windows,
+    each target the next character (the characters after the last whole window are left out)."""
     count = (len(ids) - 1) // window
     if count < 1:
         raise UserError(f"a split of {len(ids)} characters is shorter than one window of {window}; "
                         "lower `window` or use a longer text")
     starts = np.arange(count) * window
-    inputs = ids[starts[:, None] + np.arange(window)]
-    targets = ids[starts[:, None] + np.arange(window) + 1]
+    return ids[starts[:, None] + np.arange(window)], ids[starts[:, None] + np.arange(window) + 1]
+
+
+def windows(ids: np.ndarray, window: int, batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
+    """`window_arrays` as batches. Seeded = training: windows shuffled, the last partial batch dropped."""
+    inputs, targets = window_arrays(ids, window)
+    count = len(inputs)
     ds = tf.data.Dataset.from_tensor_slices((inputs, targets))
     if shuffle_seed is not None:
         ds = ds.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=True)

@@ -27,15 +27,17 @@ train/test split of the 70 recordings, stratified by fall/activity, and 15% of t
 recordings (stratified the same way) validate. UCF101 has its own train/test lists.
 """
 
+from __future__ import annotations
+
 import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from foundation.errors import UserError
+from foundation.lazy import tensorflow as tf
 from pipelines import tfds_source
 from pipelines.splits import Splits, local_path, not_found, select
 
@@ -161,7 +163,7 @@ class FrameStatistics:
     std: list | None = None
 
     @classmethod
-    def fit(cls, train: dict, label_names: list) -> "FrameStatistics":
+    def fit(cls, train: dict, label_names: list) -> FrameStatistics:
         frames, length = train["frames"], train["length"]
         kind, shape = ("video" if frames.ndim == 5 else "features"), tuple(frames.shape[2:])
         if kind == "video":
@@ -176,7 +178,7 @@ class FrameStatistics:
         Path(path).write_text(json.dumps(stored, indent=2) + "\n")
 
     @classmethod
-    def read(cls, path: Path) -> "FrameStatistics":
+    def read(cls, path: Path) -> FrameStatistics:
         """Checked whole: an edited file must be blamed here, not on the CSV or the recording that
         a later step would fail on."""
         try:

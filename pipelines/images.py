@@ -8,14 +8,16 @@ image's bytes for a model that decodes them in its graph (`read_image_bytes`), e
 line when missing, unreadable or larger than MAX_IMAGE_PIXELS.
 """
 
+from __future__ import annotations
+
 import io
 import warnings
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from foundation.errors import UserError
+from foundation.lazy import tensorflow as tf
 from pipelines import tfds_source
 from pipelines.splits import Splits
 

@@ -4,15 +4,17 @@ Examples are kept as column dicts of numpy arrays (`{"text": [...], "label": [..
 datasets here are small, and seeded carving, capping and counting are then exact and cheap.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from foundation.errors import UserError
+from foundation.lazy import tensorflow as tf
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -48,7 +50,7 @@ class Splits:
             lines.append(f"  {split:<10} {size}  from {self.origin.get(split, '?')}")
         return "\n".join(lines)
 
-    def capped(self, max_examples: int, seed: int) -> "Splits":
+    def capped(self, max_examples: int, seed: int) -> Splits:
         """At most `max_examples` per split, a seeded random subset (0 = no cap)."""
         if not max_examples:
             return self
@@ -56,7 +58,7 @@ class Splits:
         origin = {s: f"{self.origin.get(s, '?')} [first {max_examples} after seeded shuffle]" for s in SPLIT_NAMES}
         return dataclasses.replace(self, origin=origin, **capped)
 
-    def first_characters(self, n: int) -> "Splits":
+    def first_characters(self, n: int) -> Splits:
         """Every text of every split cut to its first `n` characters (0 = whole): a text dataset of
         one long text per split, made small for tests and smoke runs."""
         if not n:

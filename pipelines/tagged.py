@@ -18,12 +18,14 @@ tags) joined by TAB, which no CoNLL-U field may hold: fixed-width columns that s
 like every other app's, split again in TF ops (`split_tokens`).
 """
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from foundation.errors import UserError
+from foundation.lazy import tensorflow as tf
 from pipelines import tfds_source
 from pipelines.splits import Splits, local_path, not_found
 

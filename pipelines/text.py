@@ -7,13 +7,16 @@ written in (TOKENISATION_RULES), and "regex", what MediaPipe's RegexTokenizer ca
 TextClassifier runs the .tflite alone and gives the SavedModel's answer.
 """
 
+from __future__ import annotations
+
 import re
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
+
+from foundation.lazy import tensorflow as tf
 
 PADDING_ID, UNKNOWN_ID = 0, 1
 MAX_BYTES_PER_TOKEN = 32

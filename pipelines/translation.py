@@ -16,13 +16,15 @@ model card). Korean is tokenised by character: its words carry particles, so a w
 would be mostly unseen words.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
 from foundation.errors import UserError
+from foundation.lazy import tensorflow as tf
 from pipelines import tfds_source
 from pipelines.splits import Splits, local_path, not_found, select
 from pipelines.text import RAGGED, ragged_ids

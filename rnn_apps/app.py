@@ -7,12 +7,14 @@ assumes one text input or one label output: the topology families (rnn_apps/fami
 the apps of one topology share.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 
 import keras
-import tensorflow as tf
 
 from foundation.errors import UserError
+from foundation.lazy import tensorflow as tf
 from rnn_apps import config as config_lib
 
 

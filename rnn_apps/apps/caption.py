@@ -38,6 +38,8 @@ exports `serving_default(features)`, `beam_search(features)` and `encode_feature
     rnn-apps query exports --name caption photo.jpg
 """
 
+from __future__ import annotations
+
 import base64
 import html
 import json
@@ -46,10 +48,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
 from foundation.errors import UserError
+from foundation.lazy import tensorflow as tf
 from pipelines import batching, captions, images, translation
 from rnn_apps import config as config_lib
 from rnn_apps import decoding, efficientnet_lite, metrics

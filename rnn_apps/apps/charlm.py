@@ -33,6 +33,8 @@ log_probabilities, state_0 ...; vocabulary.json and model_card.json beside it.
     rnn-apps query exports --name charlm "ROMEO:"
 """
 
+from __future__ import annotations
+
 import json
 import math
 from dataclasses import dataclass
@@ -41,10 +43,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
 from export import step_loop
+from foundation.lazy import tensorflow as tf
 from pipelines import characters
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
@@ -191,7 +193,7 @@ class CharLM(GeneratingApp):
             for i, cell in enumerate(cells):
                 x, state = cell(x, [cache[f"state_{i}"]])
                 new[f"state_{i}"] = state[0]
-            return tf.nn.log_softmax(logits(x) + never, axis=-1), new
+            return keras.ops.log_softmax(logits(x) + never, axis=-1), new
 
         return step
 
@@ -474,7 +476,7 @@ class Reader:
         self.units = [layer.cell.units for layer in rnn_layers(model)]
 
     def zero_states(self, rows) -> dict:
-        return {f"state_{i}": tf.zeros([rows, units]) for i, units in enumerate(self.units)}
+        return {f"state_{i}": keras.ops.zeros([rows, units]) for i, units in enumerate(self.units)}
 
     def __call__(self, ids, states: dict, mask=None) -> tuple:
         """ids [batch, time] -> (logits [batch, time, vocab], states after the last unmasked step)."""

@@ -19,15 +19,17 @@ clipped to 0..16 (0..255 for images) in every signature.
     rnn-apps export runs/digits --out exports
 """
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
 from foundation.errors import UserError
+from foundation.lazy import tensorflow as tf
 from pipelines import batching, images
 from rnn_apps import config as config_lib
 from rnn_apps.app import Endpoint, ParityCase, TFLiteModel

@@ -31,16 +31,18 @@ max_frames, F], length: int32[1])` -> probabilities [1, max_frames, classes]. Mo
     rnn-apps query exports --name frames sequence.csv
 """
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
 from export import step_loop
 from foundation.errors import UserError
+from foundation.lazy import tensorflow as tf
 from pipelines import frames as frame_data
 from rnn_apps import config as config_lib
 from rnn_apps import metrics

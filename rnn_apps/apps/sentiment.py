@@ -22,15 +22,17 @@ Tasks' TextClassifier runs alone: its metadata carries the tokenizer, vocabulary
     rnn-apps train sentiment --data sst2 --data-root ../shared/data --set tokenisation=regex --out runs/sentiment_mp
 """
 
+from __future__ import annotations
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
+from foundation.lazy import tensorflow as tf
 from pipelines import batching, text, text_classification
 from rnn_apps import config as config_lib
 from rnn_apps import metrics, word_vectors

@@ -25,6 +25,8 @@ and model card beside it.
     rnn-apps query exports --name tagger "The old man the boats ."
 """
 
+from __future__ import annotations
+
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -32,9 +34,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
+from foundation.lazy import tensorflow as tf
 from pipelines import tagged, text
 from rnn_apps import config as config_lib
 from rnn_apps import word_vectors

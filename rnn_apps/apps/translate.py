@@ -31,6 +31,8 @@ source_vocab.txt, target_vocab.txt and model_card.json beside it.
     rnn-apps query exports --name translate "¿Dónde está la biblioteca?"
 """
 
+from __future__ import annotations
+
 import functools
 import json
 from dataclasses import dataclass
@@ -38,11 +40,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
 from foundation import internals
 from foundation.errors import UserError
+from foundation.lazy import tensorflow as tf
 from pipelines import batching, translation
 from pipelines import text as text_lib
 from rnn_apps import config as config_lib
@@ -263,21 +265,22 @@ class Translate(EncoderDecoderApp):
         never = decoding.never_written(embedding.input_dim, NEVER_WRITTEN)
 
         def step(tokens, cache):
-            # tf.identity drops the padding mask Keras attaches to the embedding: one step has no time axis.
-            output, new_state = cell(tf.identity(embedding(tokens)), [cache["state"]])
+            # A copy drops the padding mask Keras attaches to the embedding: one step has no time axis.
+            output, new_state = cell(keras.ops.copy(embedding(tokens)), [cache["state"]])
             attended = attention(output[:, None, :], cache["encoder_outputs"], cache["source_mask"])[:, 0, :]
-            log_probabilities = tf.nn.log_softmax(logits(attended) + never, axis=-1)
+            log_probabilities = keras.ops.log_softmax(logits(attended) + never, axis=-1)
             return log_probabilities, {**cache, "state": new_state[0]}
 
         return step
 
-    def limits(self, config, source_ids) -> tf.Tensor:
+    def limits(self, config, source_ids):
         """The longest output for each source: min(target_length, ceil(ratio * tokens) + extra), and
         0 for a source of no tokens ("" or blanks translate to "", not to whatever the decoder writes
         from nothing). `config` is the run's config or the model card's max_output_tokens (same keys)."""
-        tokens = tf.reduce_sum(tf.cast(source_ids != translation.PADDING_ID, tf.float32), axis=1)
-        wanted = tf.math.ceil(config["length_ratio"] * tokens) + config["length_extra"]
-        return tf.where(tokens > 0, tf.cast(tf.minimum(wanted, float(config["target_length"])), tf.int32), 0)
+        ops = keras.ops
+        tokens = ops.sum(source_mask(source_ids), axis=1)
+        wanted = ops.ceil(config["length_ratio"] * tokens) + config["length_extra"]
+        return ops.where(tokens > 0, ops.cast(ops.minimum(wanted, float(config["target_length"])), "int32"), 0)
 
     def output_words(self, run):
         return run.preprocessing.target_tokens
@@ -396,7 +399,7 @@ def padded_source(vectorizer, texts, length: int) -> np.ndarray:
     return ids.numpy().astype(np.int32)
 
 
-def source_mask(source_ids) -> tf.Tensor:
+def source_mask(source_ids):
     """1.0 where a source step holds a token, 0.0 on padding."""
     return keras.ops.cast(keras.ops.not_equal(source_ids, translation.PADDING_ID), "float32")
 

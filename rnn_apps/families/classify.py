@@ -10,13 +10,15 @@ RegexTokenizer splits them, the `.tflite` MediaPipe Tasks' TextClassifier runs a
 endpoints, parity cases and `exported_inputs` (its phone client: raw input -> .tflite inputs).
 """
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from foundation.lazy import tensorflow as tf
 from pipelines import text
 from rnn_apps import config as config_lib
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel

@@ -27,12 +27,14 @@ An app writes what is its own: its data, preprocessing and Keras model, and
     `phone_vocabulary(tflite_dir)`; `parity_inputs(run, examples)`; `phone_score(run, test, texts)`.
 """
 
+from __future__ import annotations
+
 import json
 
 import numpy as np
-import tensorflow as tf
 
 from export import step_loop
+from foundation.lazy import tensorflow as tf
 from pipelines import translation
 from rnn_apps import decoding
 from rnn_apps.app import Endpoint, ParityCase, TFLiteModel

@@ -25,15 +25,17 @@ labelled) and input_lengths (pieces in the input: more than `lengths` where the 
 than `max_length` and its tail was not labelled).
 """
 
+from __future__ import annotations
+
 import json
 from collections import Counter
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from foundation.errors import UserError
+from foundation.lazy import tensorflow as tf
 from pipelines import batching, tagged
 from rnn_apps import config as config_lib
 from rnn_apps import metrics
