@@ -12,6 +12,13 @@ two benchmarks (two variants), unpaired.
 # sentiment's evaluate also scores TF-IDF + logistic regression on the same texts (metrics.tfidf_baseline)
 SENTIMENT_METRICS = {"accuracy": ("", "accuracy"), "tfidf_baseline_accuracy": ("", "tfidf_baseline.accuracy")}
 
+# frames' evaluate also scores a per-frame random forest, which sees no other frame (metrics.per_frame_baseline)
+FRAMES_METRICS = {"frame_accuracy": ("", "accuracy"), "falling_recall": ("", "per_class.falling.recall"),
+                  "per_frame_baseline_accuracy": ("", "per_frame_baseline.accuracy"),
+                  "per_frame_baseline_falling_recall": ("", "per_frame_baseline.per_class.falling.recall")}
+FRAMES_COMPARISONS = [("frame_accuracy", "per_frame_baseline_accuracy"),
+                      ("falling_recall", "per_frame_baseline_falling_recall")]
+
 BENCHMARKS = {
     "digits": {
         "app": "digits", "data": "digits", "seeds": 5, "target": "accuracy >= 0.98",
@@ -81,12 +88,12 @@ BENCHMARKS = {
         # a seed is also the split by recording (5 splits)
         "app": "frames", "data": "ur_fall_features", "seeds": 5, "seed_keys": ["seed", "split_seed"],
         "target": "frame_accuracy >= 0.93 and falling_recall >= 0.80",
-        "metrics": {"frame_accuracy": ("", "accuracy"), "falling_recall": ("", "per_class.falling.recall")},
+        "metrics": FRAMES_METRICS, "comparisons": FRAMES_COMPARISONS,
     },
     "frames_bidirectional": {
         "app": "frames", "data": "ur_fall_features", "seeds": 5, "seed_keys": ["seed", "split_seed"],
         "overrides": {"bidirectional": True},
-        "metrics": {"frame_accuracy": ("", "accuracy"), "falling_recall": ("", "per_class.falling.recall")},
+        "metrics": FRAMES_METRICS, "comparisons": FRAMES_COMPARISONS,
     },
     "caption": {
         "app": "caption", "data": "coco_captions_mini", "seeds": 3,

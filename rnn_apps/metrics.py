@@ -5,7 +5,8 @@ data, preprocessing, model and phone client; how its outputs are scored is share
 - Captions: COCO's BLEU-1..4 and CIDEr-D (pycocoevalcap), on COCO's PTB tokens where Java runs
   (`caption_scores`, `coco_tokens`), and the nearest-neighbour baseline's parts (`consensus`, `nearest`).
 - Text classes: a TF-IDF + logistic regression baseline fit on the training texts (`tfidf_baseline`).
-- Per-step labels: the most-frequent-label baseline (`most_frequent_labels`); runs of equal labels
+- Per-step labels: the most-frequent-label baseline (`most_frequent_labels`), the per-frame one
+  (`per_frame_baseline`); runs of equal labels
   (`runs`, `runs_text`); falls (runs of `falling` frames) detected within a tolerance, with their
   delays and false alarms (`fall_events`).
 """
@@ -121,6 +122,21 @@ def most_frequent_labels(train_pieces: list, train_labels: list, sequences: list
     best = {piece: c.most_common(1)[0][0] for piece, c in counts.items()}
     fallback = overall.most_common(1)[0][0] if overall else ""
     return [[best.get(piece, fallback) for piece in pieces] for pieces in sequences]
+
+
+def per_frame_baseline(train_frames: np.ndarray, train_labels: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """The per-frame baseline, which sees no other frame: a random forest (300 trees, seed 0) on
+    each frame's features alone, fit on the training frames [n, features]; a NaN feature reads as
+    the training mean (as the model reads it). -> the predicted label ids of `frames` [m]."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    mean = np.nan_to_num(np.nanmean(train_frames, axis=0))
+
+    def clean(x):
+        return np.where(np.isfinite(x), x, mean)
+
+    forest = RandomForestClassifier(300, random_state=0, n_jobs=-1).fit(clean(train_frames), train_labels)
+    return forest.predict(clean(frames)) if len(frames) else np.zeros(0, int)
 
 
 def runs(labels: list) -> list:

@@ -151,6 +151,15 @@ def test_evaluate_reports_frames_classes_and_falls(tiny_run):
         assert sum(parts["count"]) == scores["frames"]
         if scores["recall"] is not None:
             assert sum(parts["correct"]) / sum(parts["count"]) == pytest.approx(scores["recall"], abs=1e-4)
+    # the per-frame baseline (each frame alone, fit on the training frames), on the same frames
+    from rnn_apps.metrics import per_frame_baseline
+
+    train = run.load_data().train
+    frames_of = lambda columns, key: np.concatenate([columns[key][i, :n] for i, n in enumerate(columns["length"])])  # noqa: E731
+    guessed = per_frame_baseline(frames_of(train, "frames"), frames_of(train, "labels"), frames_of(test, "frames"))
+    right = int((guessed == frames_of(test, "labels")).sum())
+    assert metrics["per_frame_baseline"]["accuracy"] == pytest.approx(right / metrics["frames"])
+    assert sum(counted["per_frame_baseline.accuracy"]["correct"]) == right
 
 
 def test_streaming_step_on_tflite_equals_the_keras_causal_model(tiny_run, tiny_export):
@@ -306,3 +315,13 @@ def test_damaged_frame_statistics_are_blamed_not_the_input(tiny_run, tmp_path, e
     np.save(tmp_path / "seq.npy", np.ones((7, 8), np.float32))
     assert_one_line_error(invoke("predict", copy, tmp_path / "seq.npy"), frames.STATISTICS, fragment,
                           "the run folder is damaged")
+
+
+def test_the_per_frame_baseline_reads_each_frame_alone():
+    from rnn_apps.metrics import per_frame_baseline
+
+    train = np.array([[0.0, 1.0], [0.1, 0.9], [1.0, 0.0], [0.9, np.nan]] * 5)
+    labels = np.array([0, 0, 1, 1] * 5)
+    # NaN reads as the training mean of its feature; the order of frames does not matter
+    guessed = per_frame_baseline(train, labels, np.array([[0.95, 0.05], [0.05, 0.95], [np.nan, 1.0]]))
+    assert guessed.tolist() == [1, 0, 0]

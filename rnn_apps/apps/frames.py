@@ -74,7 +74,7 @@ class Frames(App):
         "learning_rate": 1e-3,
         "epochs": 300,
         "patience": 40,
-        "split_seed": 0,  # which seeded 80/20 split by recording (bench/frames.py runs 0..4)
+        "split_seed": 0,  # which seeded 80/20 split by recording (`python -m bench run frames` runs 0..4)
         "max_frames": 400,  # a bidirectional run's TFLite input length (UR Fall's longest is 369)
         "clip_frames": 16,  # video datasets: frames taken evenly over each clip
         "frame_size": 32,  # video datasets: frames resized to this many pixels square
@@ -255,22 +255,17 @@ class Frames(App):
         out = self.label_sequences(run, test["frames"], test["length"])
         truth = [test["labels"][i, :n] for i, n in enumerate(test["length"])]
         predicted = [out["label_ids"][i, :n] for i, n in enumerate(test["length"])]
-        y, p = np.concatenate(truth), np.concatenate(predicted)
-        confusion = np.zeros((len(names), len(names)), int)
-        np.add.at(confusion, (y, p), 1)
-        per_class = {name: {"recall": metrics.ratio(confusion[i, i], confusion[i].sum()),
-                            "precision": metrics.ratio(confusion[i, i], confusion[:, i].sum()),
-                            "frames": int(confusion[i].sum())} for i, name in enumerate(names)}
-        recordings = list(zip(truth, predicted, strict=True))
-        result = {"sequences": len(truth), "frames": int(len(y)), "accuracy": float((y == p).mean()),
-                  "bidirectional": run.config["bidirectional"], "per_class": per_class,
-                  "confusion_matrix": confusion.tolist(),  # rows: true label, columns: predicted
-                  # per recording, for a bootstrap over recordings: frames right, and each class's recall parts
-                  "per_example": {"accuracy": {"correct": [int((t == q).sum()) for t, q in recordings],
-                                               "count": [len(t) for t in truth]},
-                                  **{f"per_class.{name}.recall": {
-                                      "correct": [int(((t == i) & (q == i)).sum()) for t, q in recordings],
-                                      "count": [int((t == i).sum()) for t in truth]} for i, name in enumerate(names)}}}
+        result = {"sequences": len(truth), "bidirectional": run.config["bidirectional"],
+                  **frame_scores(names, truth, predicted)}
+        if run.preprocessing.kind == "features":  # what temporal context adds: each frame alone
+            train, frames_of = splits.train, lambda columns, key: np.concatenate(
+                [columns[key][i, :n] for i, n in enumerate(columns["length"])])
+            guessed = metrics.per_frame_baseline(frames_of(train, "frames"), frames_of(train, "labels"),
+                                                 frames_of(test, "frames"))
+            baseline = frame_scores(names, truth, np.split(guessed, np.cumsum([len(t) for t in truth])[:-1]))
+            result["per_example"].update({f"per_frame_baseline.{path}": parts
+                                          for path, parts in baseline.pop("per_example").items()})
+            result["per_frame_baseline"] = {"accuracy": baseline["accuracy"], "per_class": baseline["per_class"]}
         if FALLING in names:
             result["events"] = metrics.fall_events(truth, predicted, names.index(FALLING), list(test["sequence"]),
                                                    test["is_fall"], EVENT_TOLERANCE)
@@ -446,6 +441,25 @@ class Frames(App):
         shown = metrics.runs_text
         return (f"SavedModel v{row['version']}: {shown(row['saved_model'])}  TFLite: {shown(row['tflite'])}  "
                 f"({row['frames_agreeing']}/{row['frames']} frames agree)  {row['input']}")
+
+
+def frame_scores(names: list, truth: list, predicted: list) -> dict:
+    """Frame accuracy, per-class recall and precision and the confusion matrix of label ids per
+    recording; and, per recording, the parts of accuracy and of each recall (bench's bootstrap)."""
+    y, p = np.concatenate(truth), np.concatenate(predicted)
+    confusion = np.zeros((len(names), len(names)), int)
+    np.add.at(confusion, (y, p), 1)
+    recordings = list(zip(truth, predicted, strict=True))
+    return {"frames": int(len(y)), "accuracy": float((y == p).mean()),
+            "per_class": {name: {"recall": metrics.ratio(confusion[i, i], confusion[i].sum()),
+                                 "precision": metrics.ratio(confusion[i, i], confusion[:, i].sum()),
+                                 "frames": int(confusion[i].sum())} for i, name in enumerate(names)},
+            "confusion_matrix": confusion.tolist(),  # rows: true label, columns: predicted
+            "per_example": {"accuracy": {"correct": [int((t == q).sum()) for t, q in recordings],
+                                         "count": [len(t) for t in truth]},
+                            **{f"per_class.{name}.recall": {
+                                "correct": [int(((t == i) & (q == i)).sum()) for t, q in recordings],
+                                "count": [int((t == i).sum()) for t in truth]} for i, name in enumerate(names)}}}
 
 
 def frame_encoder(config, preprocessing) -> keras.Model:
