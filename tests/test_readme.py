@@ -59,3 +59,13 @@ def test_readme_benchmark_commands_name_benchmarks():
                                                  *(REPO / "docs").glob("*.md")])
     named = set(re.findall(r"python -m bench run ([a-z_0-9]+)", text)) - {"NAME"}
     assert named and named <= set(protocol.BENCHMARKS), named - set(protocol.BENCHMARKS)
+
+
+def test_every_bench_script_named_outside_the_history_exists():
+    """README, docs and code name only bench scripts that are there (bench/RESULTS.md's earlier
+    sections name removed ones on purpose, with the commit that has them)."""
+    pages = [REPO / "README.md", *(REPO / "docs").rglob("*.md"),
+             *(path for package in ("rnn_apps", "export", "pipelines", "scripts", "bench", "tests")
+               for path in (REPO / package).rglob("*.py"))]
+    named = {name for path in pages for name in re.findall(r"\bbench/([a-z_0-9]+\.py)", path.read_text())}
+    assert named and not {name for name in named if not (REPO / "bench" / name).exists()}
