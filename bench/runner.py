@@ -221,11 +221,14 @@ def protocol_result(name: str) -> dict | None:
     return result if isinstance(result.get("seeds"), list) else None
 
 
-def table() -> str:
-    """The markdown table of every benchmark's protocol result (or that it has none yet)."""
+def table(headlines: bool = False) -> str:
+    """The markdown table of every benchmark's protocol result (or that it has none yet); with
+    `headlines`, only the benchmarks that carry a target: each app's headline, what the README shows."""
     rows = ["| benchmark | metric | validation (mean ± sd) | test (mean ± sd) | test 95% bootstrap | seeds | "
             "training a seed | target | on test | commit, date, CPU |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, benchmark in protocol.BENCHMARKS.items():
+        if headlines and not benchmark.get("target"):
+            continue
         result = protocol_result(name)
         if result is None:
             rows.append(f"| `{name}` | {', '.join(benchmark['metrics'])} | not measured under the protocol yet "
@@ -248,9 +251,9 @@ def table() -> str:
 
 def report() -> list:
     """Writes the table between the markers of bench/RESULTS.md and README.md; returns the files changed."""
-    changed, generated = [], f"{BEGIN}\n{table()}\n{END}"
-    for path in (common.REPO / "bench" / "RESULTS.md", common.REPO / "README.md"):
-        text = path.read_text()
+    changed = []
+    for path, headlines in ((common.REPO / "bench" / "RESULTS.md", False), (common.REPO / "README.md", True)):
+        generated, text = f"{BEGIN}\n{table(headlines)}\n{END}", path.read_text()
         if BEGIN not in text or END not in text:
             sys.exit(f"bench report: {path} has no report markers ({BEGIN})")
         new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: generated, text, flags=re.S)
