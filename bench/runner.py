@@ -256,7 +256,7 @@ def report() -> list:
         generated, text = f"{BEGIN}\n{table(headlines)}\n{END}", path.read_text()
         if BEGIN not in text or END not in text:
             sys.exit(f"bench report: {path} has no report markers ({BEGIN})")
-        new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: generated, text, flags=re.S)
+        new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _, block=generated: block, text, flags=re.S)
         if new != text:
             path.write_text(new)
             changed.append(str(path.relative_to(common.REPO)))

@@ -285,3 +285,9 @@ def pad(sequences: list, frame_shape) -> tuple:
     for i, s in enumerate(sequences):
         frames[i, :len(s)] = s
     return frames, np.array([len(s) for s in sequences], np.int32)
+
+
+def unpadded(columns: dict, key: str) -> np.ndarray:
+    """A split's `frames` or `labels` without the padding past each sequence's length, every
+    sequence's one after another: the frames (or their labels) one at a time."""
+    return np.concatenate([columns[key][i, :n] for i, n in enumerate(columns["length"])])

@@ -155,9 +155,9 @@ def test_evaluate_reports_frames_classes_and_falls(tiny_run):
     from rnn_apps.metrics import per_frame_baseline
 
     train = run.load_data().train
-    frames_of = lambda columns, key: np.concatenate([columns[key][i, :n] for i, n in enumerate(columns["length"])])  # noqa: E731
-    guessed = per_frame_baseline(frames_of(train, "frames"), frames_of(train, "labels"), frames_of(test, "frames"))
-    right = int((guessed == frames_of(test, "labels")).sum())
+    unpadded = frame_data.unpadded
+    guessed = per_frame_baseline(unpadded(train, "frames"), unpadded(train, "labels"), unpadded(test, "frames"))
+    right = int((guessed == unpadded(test, "labels")).sum())
     assert metrics["per_frame_baseline"]["accuracy"] == pytest.approx(right / metrics["frames"])
     assert sum(counted["per_frame_baseline.accuracy"]["correct"]) == right
 

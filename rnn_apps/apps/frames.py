@@ -258,10 +258,9 @@ class Frames(App):
         result = {"sequences": len(truth), "bidirectional": run.config["bidirectional"],
                   **frame_scores(names, truth, predicted)}
         if run.preprocessing.kind == "features":  # what temporal context adds: each frame alone
-            train, frames_of = splits.train, lambda columns, key: np.concatenate(
-                [columns[key][i, :n] for i, n in enumerate(columns["length"])])
-            guessed = metrics.per_frame_baseline(frames_of(train, "frames"), frames_of(train, "labels"),
-                                                 frames_of(test, "frames"))
+            unpadded = frame_data.unpadded
+            guessed = metrics.per_frame_baseline(unpadded(splits.train, "frames"), unpadded(splits.train, "labels"),
+                                                 unpadded(test, "frames"))
             baseline = frame_scores(names, truth, np.split(guessed, np.cumsum([len(t) for t in truth])[:-1]))
             result["per_example"].update({f"per_frame_baseline.{path}": parts
                                           for path, parts in baseline.pop("per_example").items()})
