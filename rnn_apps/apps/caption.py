@@ -288,11 +288,8 @@ class Caption(EncoderDecoderApp):
 
         return step
 
-    def output_words(self, run):
-        return run.preprocessing.tokens
-
-    def output_language(self, run):
-        return captions.LANGUAGE
+    def output_vocabulary(self, run):
+        return run.preprocessing.tokens, captions.LANGUAGE
 
     def serving_forms(self, run, write):
         """Encoded images (bytes [batch]: JPEG/PNG/GIF/BMP, decoded in the graph; adds is_image) and

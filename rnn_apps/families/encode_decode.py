@@ -16,7 +16,7 @@ Written once here, for every app of the family:
     it parity (Keras = SavedModel = the phone loop, word for word) and phone quality.
 
 An app writes what is its own: its data, preprocessing and Keras model, and
-  - `output_name` ("translation", "caption"), `output_words(run)` and `output_language(run)`;
+  - `output_name` ("translation", "caption") and `output_vocabulary(run)`: (the output words, their language);
   - `encoder(model)`: encoder inputs -> the decoding cache; `step(model)`: (tokens, cache) ->
     (log-probabilities, cache);
   - `serving_forms(run, write)`: {form: (input specs, fn)}: each fn turns that raw form into encoder
@@ -59,10 +59,9 @@ class EncoderDecoderApp(GeneratingApp):
         """-> step(tokens [rows], cache) -> (log-probabilities [rows, vocabulary], cache)."""
         raise NotImplementedError
 
-    def output_words(self, run) -> list:
-        raise NotImplementedError
-
-    def output_language(self, run) -> str:
+    def output_vocabulary(self, run) -> tuple:
+        """-> (the output words, id i's at i; their language): what the run's decoder writes, as
+        `phone_vocabulary` reads the same from the files shipped beside the .tflite."""
         raise NotImplementedError
 
     def serving_forms(self, run, write) -> dict:
@@ -90,8 +89,8 @@ class EncoderDecoderApp(GeneratingApp):
         """-> write(encoder inputs, limits int32 [batch]) -> {output_name, "token_ids" (int32
         [batch, longest], 0 after the end), "lengths"}."""
         encode, step = self.encoder(run.model), self.step(run.model)
-        vocabulary = tf.constant(self.output_words(run))
-        language = self.output_language(run)
+        words, language = self.output_vocabulary(run)
+        vocabulary = tf.constant(words)
 
         def write(inputs, limits):
             cache = encode(inputs)
@@ -149,7 +148,7 @@ class EncoderDecoderApp(GeneratingApp):
 
         step_specs = [tf.TensorSpec([None], tf.int32, name="token")] + [
             tf.TensorSpec(cache_specs[n].shape, cache_specs[n].dtype, name=n) for n in names]
-        vocabulary_size = len(self.output_words(run))
+        vocabulary_size = len(self.output_vocabulary(run)[0])
         card = {
             "app": self.name, "topology": self.topology, "task": self.task,
             "signatures": {
@@ -181,7 +180,7 @@ class EncoderDecoderApp(GeneratingApp):
     def phone_quality(self, run, test, interpreter):
         """phone_metric of the TFLite reference loop's greedy outputs on the test split."""
         feeds, limits = self.phone_feed(run, self.parity_inputs(run, test))
-        out = self.on_phone(interpreter, feeds, limits, self.output_words(run), self.output_language(run))
+        out = self.on_phone(interpreter, feeds, limits, *self.output_vocabulary(run))
         return self.phone_score(run, test, [t.decode("utf-8") for t in out[self.output_name]])
 
     def parity_cases(self, run, examples):
@@ -190,7 +189,7 @@ class EncoderDecoderApp(GeneratingApp):
         raw = self.parity_inputs(run, examples)
         expected = self.generate(run, raw)
         feeds, limits = self.phone_feed(run, raw)
-        words, language = self.output_words(run), self.output_language(run)
+        words, language = self.output_vocabulary(run)
         spec = next(iter(self.serving_forms(run, None).values()))[0][0]
         served = np.array([r.encode("utf-8") if isinstance(r, str) else r for r in raw], dtype=object) \
             if spec.dtype == tf.string else np.asarray(raw, spec.dtype.as_numpy_dtype)
