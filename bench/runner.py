@@ -118,7 +118,7 @@ def run(name: str, seeds: int, assignments: list, keep: bool) -> dict:
             train(app, config, benchmark["data"], common.DATA_ROOT, out, {}, echo=lambda *_: None)
             timing.write_text(json.dumps({"train_seconds": round(time.time() - start, 1)}) + "\n")
         trained = Run(out)
-        record = {"seed": seed, **json.loads(timing.read_text())}
+        record = {"seed": seed, **json.loads(timing.read_text()), **training_curve(trained.metrics())}
         seed_parts = {}  # evaluation -> {metric path: per-example parts, "examples": fingerprint}
         for split in ("validation", "test"):
             outputs = {}
@@ -128,6 +128,8 @@ def run(name: str, seeds: int, assignments: list, keep: bool) -> dict:
                 seed_parts[evaluation] = {path: {**counts, "examples": found.get("examples")}
                                           for path, counts in found.get("metrics", {}).items()}
             record[split] = protocol.metrics(benchmark, outputs)
+            if split == "test" and seed == 0:  # what the model writes, for the app's page
+                record["samples"] = samples(next(iter(outputs.values())))
         parts.append(seed_parts)
         records.append(record)
         print(json.dumps(record), flush=True)
@@ -145,6 +147,20 @@ def run(name: str, seeds: int, assignments: list, keep: bool) -> dict:
                              for a, b in benchmark.get("comparisons", [])}
     common.write(name, result)
     return result
+
+
+def training_curve(metrics: dict) -> dict:
+    """A run's loss by epoch and its best epoch (an ensemble's: its first member's), for the app
+    pages' pictures (scripts/app_pages.py)."""
+    first = (metrics.get("members") or [metrics])[0]
+    history = [{k: v for k, v in row.items() if k in ("epoch", "loss", "val_loss")} for row in first.get("history", [])]
+    return {"history": history, "best_epoch": first.get("best_epoch")}
+
+
+def samples(output: dict, count: int = 5) -> list:
+    """The first few outputs an evaluation shows (captions, translations, a written text), if any."""
+    found = output.get("samples") or ([output["sample"]] if isinstance(output.get("sample"), dict) else [])
+    return found[:count]
 
 
 def difference(metrics: dict, a: str, b: str):

@@ -1,7 +1,9 @@
 """Writes docs/apps/<app>.md, one page per registered app, from what the code already says: the
 registry's description, a diagram of the app's topology and of what it exports, the app module's
-docstring (data, shapes, commands), the phone client as pseudocode for its family, and its figures
-under the benchmark protocol (bench/results/*.json). Nothing on a page is typed by hand, so a page
+docstring (data, shapes, commands), the phone client as pseudocode for its family, its figures
+under the benchmark protocol (bench/results/*.json), and what those benchmarks recorded of their
+first seed: the loss by epoch (docs/images/<benchmark>_loss.svg) and sample outputs. Nothing on a
+page is typed by hand, so a page
 cannot drift from its app; tests/test_app_pages.py fails when a page is out of date.
 
     .venv/bin/python scripts/app_pages.py
@@ -20,6 +22,7 @@ from bench import protocol  # noqa: E402
 from rnn_apps import registry  # noqa: E402
 
 PAGES = REPO / "docs" / "apps"
+IMAGES = REPO / "docs" / "images"
 
 # What each topology looks like, as Mermaid (GitHub draws it): the recurrence is the same SimpleRNN
 # cell at every step; the boxes on the right are what `rnn-apps export` writes.
@@ -153,6 +156,33 @@ def figures(name: str) -> list:
     return lines
 
 
+def pictures(name: str) -> tuple:
+    """(markdown lines, {image file: SVG}) for what the app's benchmarks recorded of their first
+    seed: its loss by epoch (the chart `rnn-apps report` draws) and the outputs its test evaluation
+    showed (captions, translations, a written text)."""
+    from rnn_apps.report import loss_chart
+
+    lines, images = [], {}
+    for benchmark, spec in protocol.BENCHMARKS.items():
+        path = REPO / "bench" / "results" / f"{benchmark}.json"
+        result = json.loads(path.read_text()) if spec["app"] == name and path.exists() else {}
+        seeds = result.get("seeds")
+        if not isinstance(seeds, list) or not seeds or not seeds[0].get("history"):
+            continue
+        members = result.get("config", {}).get("members", 1)
+        file = f"{benchmark}_loss.svg"
+        images[file] = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                        + loss_chart(seeds[0]["history"], seeds[0].get("best_epoch")) + "\n")
+        of_ensemble = f" (the first of its {members} members)" if members > 1 else ""
+        lines += [f"`{benchmark}`, seed 0{of_ensemble}:", "",
+                  f"![{benchmark}: training and validation loss by epoch](../images/{file})", ""]
+        for sample in seeds[0].get("samples", []):
+            lines.append("- " + "; ".join(f"{key}: {json.dumps(value, ensure_ascii=False)[:300]}"
+                                          for key, value in sample.items()))
+        lines += [""] if seeds[0].get("samples") else []
+    return lines, images
+
+
 def page(name: str) -> str:
     app = registry.get(name)
     parts = [f"# {name}: {app.task}", "",
@@ -167,14 +197,21 @@ def page(name: str) -> str:
              "```kotlin", PHONE_CLIENTS[family(app)], "```", "",
              "## From a run to the servers", "", "```mermaid", EXPORTS, "```", "",
              "## Figures (bench/RESULTS.md has how, where and when)", "", *figures(name), ""]
+    shown = pictures(name)[0]
+    if shown:
+        parts += ["## Training and outputs, as a benchmark ran them", "", *shown]
     return "\n".join(parts)
 
 
 def write() -> list:
     """Writes every page; returns the names of those that changed."""
     PAGES.mkdir(parents=True, exist_ok=True)
+    IMAGES.mkdir(parents=True, exist_ok=True)
     changed = []
     for name in registry.names():
+        for file, svg in pictures(name)[1].items():
+            if not (IMAGES / file).exists() or (IMAGES / file).read_text(encoding="utf-8") != svg:
+                (IMAGES / file).write_text(svg, encoding="utf-8")
         path = PAGES / f"{name}.md"
         text = page(name)
         if not path.exists() or path.read_text(encoding="utf-8") != text:

@@ -93,6 +93,10 @@ def test_a_run_writes_seeds_with_validation_and_test_and_the_report_tables(tmp_p
         for split in ("validation", "test"):
             assert 0.0 < seed[split]["accuracy"] <= 1.0
         assert seed["train_seconds"] > 0
+        # the training curve the app page draws: one epoch (epochs=1), its losses, the best epoch
+        assert [row["epoch"] for row in seed["history"]] == [1] and seed["best_epoch"] == 1
+        assert set(seed["history"][0]) == {"epoch", "loss", "val_loss"} and seed["history"][0]["loss"] > 0
+    assert written["seeds"][0]["samples"] == []  # digits' evaluate shows no outputs
     # different seeds split and initialise differently; validation is not the test split
     assert written["seeds"][0]["test"] != written["seeds"][1]["test"]
     assert written["seeds"][0]["validation"] != written["seeds"][0]["test"]
@@ -176,3 +180,14 @@ def test_the_verdict_reads_the_target_on_the_test_means_and_intervals():
     assert runner.verdict(result("nats_per_char <= 1.45", 1.44, None, "nats_per_char")) == "met on the mean"
     assert runner.verdict(result("cider above the nearest neighbour's", 1.0)) == "see RESULTS.md"
     assert runner.verdict({"target": None, "summary": {}}) == ""
+
+
+def test_samples_are_what_an_evaluation_shows():
+    captions = [{"image": str(i), "caption": "a cat"} for i in range(7)]
+    assert runner.samples({"samples": captions}) == captions[:5]
+    assert runner.samples({"sample": {"prime": "ROMEO:", "text": "..."}}) == [{"prime": "ROMEO:", "text": "..."}]
+    assert runner.samples({"accuracy": 0.9}) == []
+    ensemble = {"members": [{"history": [{"epoch": 1, "loss": 0.5, "val_loss": 0.6, "accuracy": 0.8}],
+                             "best_epoch": 1}, {"history": [], "best_epoch": 2}]}
+    assert runner.training_curve(ensemble) == {"history": [{"epoch": 1, "loss": 0.5, "val_loss": 0.6}],
+                                               "best_epoch": 1}
