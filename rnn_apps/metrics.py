@@ -15,6 +15,7 @@ import contextlib
 import io
 import shutil
 import subprocess
+import warnings
 
 import numpy as np
 
@@ -130,7 +131,9 @@ def per_frame_baseline(train_frames: np.ndarray, train_labels: np.ndarray, frame
     the training mean (as the model reads it). -> the predicted label ids of `frames` [m]."""
     from sklearn.ensemble import RandomForestClassifier
 
-    mean = np.nan_to_num(np.nanmean(train_frames, axis=0))
+    with warnings.catch_warnings():  # a feature that is NaN in every training frame: its mean is 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nan_to_num(np.nanmean(np.where(np.isinf(train_frames), np.nan, train_frames), axis=0))
 
     def clean(x):
         return np.where(np.isfinite(x), x, mean)
