@@ -80,6 +80,21 @@ def bootstrap(per_seed: list, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0):
     return [float(low), float(high)]
 
 
+def paired_bootstrap(first: list, second: list, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0):
+    """A 95% percentile interval for (metric A - metric B) averaged over seeds, both computed on the
+    same draws of the test examples (a paired bootstrap: a model against a baseline scored on the
+    same sentences, recordings or windows, in the same order). None unless every seed has parts of
+    both over the same examples (fingerprint and count) and all seeds read the same examples."""
+    pairs = list(zip(first, second, strict=True))
+    if not pairs or any(a is None or b is None or a["examples"] != b["examples"] or _examples(a) != _examples(b)
+                        for a, b in pairs) or len({a["examples"] for a, _ in pairs}) != 1:
+        return None
+    draws = np.random.default_rng(seed).integers(0, _examples(pairs[0][0]), size=(samples, _examples(pairs[0][0])))
+    differences = np.mean([_resampled(a, draws) - _resampled(b, draws) for a, b in pairs], axis=0)
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
 def _examples(parts: dict) -> int:
     return len(parts["bleu_stats"] if "bleu_stats" in parts else parts["count"])
 
@@ -142,9 +157,13 @@ def run(name: str, seeds: int, assignments: list, keep: bool) -> dict:
     for metric, (evaluation, path) in benchmark["metrics"].items():
         interval = bootstrap([p.get(evaluation, {}).get(path) for p in parts])
         result["summary"][metric]["test"]["bootstrap95"] = interval
-    result["comparisons"] = {f"{a} - {b}": {split: summary([difference(r[split], a, b) for r in records])
-                                            for split in ("validation", "test")}
-                             for a, b in benchmark.get("comparisons", [])}
+    result["comparisons"] = {}
+    for a, b in benchmark.get("comparisons", []):
+        result["comparisons"][f"{a} - {b}"] = {split: summary([difference(r[split], a, b) for r in records])
+                                               for split in ("validation", "test")}
+        paired = paired_bootstrap(*([p.get(benchmark["metrics"][m][0], {}).get(benchmark["metrics"][m][1])
+                                     for p in parts] for m in (a, b)))
+        result["comparisons"][f"{a} - {b}"]["test"]["paired_bootstrap95"] = paired
     common.write(name, result)
     return result
 

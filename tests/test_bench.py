@@ -191,3 +191,18 @@ def test_samples_are_what_an_evaluation_shows():
                              "best_epoch": 1}, {"history": [], "best_epoch": 2}]}
     assert runner.training_curve(ensemble) == {"history": [{"epoch": 1, "loss": 0.5, "val_loss": 0.6}],
                                                "best_epoch": 1}
+
+
+def test_paired_bootstrap_draws_the_same_examples_for_both_metrics():
+    rng = np.random.default_rng(1)
+    model = rng.integers(0, 2, 500)
+    better = {"correct": model.tolist(), "count": [1] * 500, "examples": "x"}
+    # the baseline: right where the model is, and wrong on 40 more examples: +8 points, every draw
+    worse = model.copy()
+    worse[np.flatnonzero(model)[:40]] = 0
+    baseline = {"correct": worse.tolist(), "count": [1] * 500, "examples": "x"}
+    low, high = runner.paired_bootstrap([better, better], [baseline, baseline], samples=300)
+    assert 0.04 < low <= 0.08 <= high < 0.12
+    # unpaired draws of two such metrics would span far more: the pairing is what the interval says
+    assert runner.paired_bootstrap([better], [{**baseline, "examples": "y"}]) is None
+    assert runner.paired_bootstrap([better], [None]) is None

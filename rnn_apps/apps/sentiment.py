@@ -208,6 +208,11 @@ class Sentiment(ClassifierApp):
         return [(text.VOCAB_FILE, run.preprocessing.vectorizer.vocabulary_size(),
                  rows[0] if len(rows) == 1 else " / ".join(map(str, rows)))]
 
+    def split_probabilities(self, run, columns):
+        # in the split's order (the training batches are grouped by length)
+        return run.model.predict(self._padded_ids(run, list(columns["text"])), batch_size=256, verbose=0), \
+            np.asarray(columns["label"])
+
     def evaluate(self, run, splits) -> dict:
         """The family's scores, and TF-IDF + logistic regression's on the same texts (the baseline
         bench compares with, text by text)."""

@@ -115,13 +115,18 @@ class ClassifierApp(App):
             jit_compile=config["jit_compile"],
         )
 
-    def evaluate(self, run, splits) -> dict:
-        test = self.dataset(splits.test, run.preprocessing, run.config)
+    def split_probabilities(self, run, columns: dict) -> tuple:
+        """(probabilities [n, classes], labels [n]) of a split, in the split's order (so that
+        per-example parts pair with a baseline's on the same examples): through `dataset` by
+        default, whose batches keep the order; an app whose batches reorder (by length) overrides it."""
         probabilities, labels = [], []
-        for inputs, targets in test:
+        for inputs, targets in self.dataset(columns, run.preprocessing, run.config):
             probabilities.append(run.model(inputs, training=False).numpy())
             labels.append(targets.numpy())
-        probabilities, labels = np.concatenate(probabilities), np.concatenate(labels)
+        return np.concatenate(probabilities), np.concatenate(labels)
+
+    def evaluate(self, run, splits) -> dict:
+        probabilities, labels = self.split_probabilities(run, splits.test)
         predicted = probabilities.argmax(-1)
         n = len(run.label_names)
         confusion = np.zeros((n, n), dtype=int)
