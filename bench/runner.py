@@ -83,14 +83,18 @@ def bootstrap(per_seed: list, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0):
 def paired_bootstrap(first: list, second: list, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0):
     """A 95% percentile interval for (metric A - metric B) averaged over seeds, both computed on the
     same draws of the test examples (a paired bootstrap: a model against a baseline scored on the
-    same sentences, recordings or windows, in the same order). None unless every seed has parts of
-    both over the same examples (fingerprint and count) and all seeds read the same examples."""
+    same sentences, recordings or windows, in the same order). Seeds that read the same examples
+    share their draws too; seeds whose split differs (frames) are drawn apart, as in `bootstrap`.
+    None unless every seed has parts of both over the same examples (fingerprint and count)."""
     pairs = list(zip(first, second, strict=True))
     if not pairs or any(a is None or b is None or a["examples"] != b["examples"] or _examples(a) != _examples(b)
-                        for a, b in pairs) or len({a["examples"] for a, _ in pairs}) != 1:
+                        for a, b in pairs):
         return None
-    draws = np.random.default_rng(seed).integers(0, _examples(pairs[0][0]), size=(samples, _examples(pairs[0][0])))
-    differences = np.mean([_resampled(a, draws) - _resampled(b, draws) for a, b in pairs], axis=0)
+    rng = np.random.default_rng(seed)
+    shared = len({a["examples"] for a, _ in pairs}) == 1
+    draws = [rng.integers(0, _examples(a), size=(samples, _examples(a))) for a, _ in pairs[:1 if shared else None]]
+    differences = np.mean([_resampled(a, draws[0 if shared else i]) - _resampled(b, draws[0 if shared else i])
+                           for i, (a, b) in enumerate(pairs)], axis=0)
     low, high = np.percentile(differences, [2.5, 97.5])
     return [float(low), float(high)]
 

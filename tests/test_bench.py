@@ -203,6 +203,8 @@ def test_paired_bootstrap_draws_the_same_examples_for_both_metrics():
     baseline = {"correct": worse.tolist(), "count": [1] * 500, "examples": "x"}
     low, high = runner.paired_bootstrap([better, better], [baseline, baseline], samples=300)
     assert 0.04 < low <= 0.08 <= high < 0.12
-    # unpaired draws of two such metrics would span far more: the pairing is what the interval says
+    # seeds on different splits (frames) are each paired with their own baseline, drawn apart
+    other = {**better, "examples": "z"}
+    assert runner.paired_bootstrap([better, other], [baseline, {**baseline, "examples": "z"}], samples=300)[0] > 0.04
     assert runner.paired_bootstrap([better], [{**baseline, "examples": "y"}]) is None
     assert runner.paired_bootstrap([better], [None]) is None
