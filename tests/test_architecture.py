@@ -41,3 +41,16 @@ def test_the_check_sees_a_wrong_import(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("import os\nfrom rnn_apps.run import Run\n\ndef f():\n    import export.tflite\n")
     assert imported_packages(module) == [(2, "rnn_apps"), (5, "export")]
+
+
+def test_a_lazily_imported_module_loads_at_its_first_attribute():
+    import sys
+
+    from foundation.lazy import LazyModule
+
+    sys.modules.pop("colorsys", None)
+    lazy = LazyModule("colorsys")
+    assert "colorsys" not in sys.modules  # nothing imported yet
+    assert lazy.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0) and "colorsys" in sys.modules
+    with pytest.raises(ModuleNotFoundError):
+        LazyModule("no_such_module_here").anything  # noqa: B018
