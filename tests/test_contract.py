@@ -68,6 +68,24 @@ def test_forward_and_one_training_step_changes_weights(name, tiny_run):
 
 
 @pytest.mark.parametrize("name", APPS)
+def test_every_app_trains_with_the_label_smoothing_its_config_names(name, tiny_run):
+    """`label_smoothing` is a key of every app's config: the compiled loss must use it (four apps
+    once compiled Keras's own loss and ignored it). Same model, same batch, two smoothings."""
+    run = tiny_run(name)
+    app = run.app
+    inputs, targets, *weights = next(iter(app.dataset(run.load_data().train, run.preprocessing, run.config,
+                                                      shuffle_seed=0)))
+    model = app.build_model(run.config, run.preprocessing)
+    model.set_weights(run.model.get_weights())  # trained: peaked outputs, which smoothing costs something
+    losses = []
+    for smoothing in (0.0, 0.3):
+        app.compile(model, {**run.config, "label_smoothing": smoothing})
+        losses.append(model.test_on_batch(inputs, targets, *weights, return_dict=True)["loss"])
+    # ignored, the two would be equal: the same weights, batch and (test-mode) computation
+    assert np.isfinite(losses).all() and abs(losses[1] - losses[0]) > 1e-5, losses
+
+
+@pytest.mark.parametrize("name", APPS)
 def test_best_checkpoint_reproduces_its_recorded_validation_metric(name, tiny_run):
     """best.keras, loaded from disk and evaluated anew, scores what training recorded for its epoch."""
     from rnn_apps.run import load_model

@@ -57,7 +57,7 @@ from rnn_apps import config as config_lib
 from rnn_apps import decoding, efficientnet_lite, metrics
 from rnn_apps.app import ParityCase
 from rnn_apps.families.encode_decode import EncoderDecoderApp
-from rnn_apps.layers import AppendToEveryStep, FastSimpleRNN, FrozenTailEmbedding
+from rnn_apps.layers import AppendToEveryStep, FastSimpleRNN, FrozenTailEmbedding, SparseCrossentropy
 
 VOCABULARY = "vocabulary.txt"
 PADDING_ID, START_ID, END_ID = translation.PADDING_ID, translation.START_ID, translation.END_ID
@@ -244,7 +244,7 @@ class Caption(EncoderDecoderApp):
     def compile(self, model, config):
         model.compile(
             optimizer=keras.optimizers.Adam(config_lib.learning_rate(config), clipnorm=config["clipnorm"]),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PADDING_ID),
+            loss=SparseCrossentropy(config["label_smoothing"], from_logits=True, ignore_class=PADDING_ID),
             jit_compile=config["jit_compile"],
         )
 

@@ -52,7 +52,7 @@ from rnn_apps import config as config_lib
 from rnn_apps import decoding
 from rnn_apps.app import Endpoint, ParityCase, TFLiteModel, float32_twin
 from rnn_apps.families.generate import GeneratingApp
-from rnn_apps.layers import FrozenTailEmbedding, rnn_layers, simple_rnn_stack
+from rnn_apps.layers import FrozenTailEmbedding, SparseCrossentropy, rnn_layers, simple_rnn_stack
 
 VOCABULARY = "vocabulary.json"
 # Bounds that keep every request's time and memory bounded (documented in the model card).
@@ -174,7 +174,7 @@ class CharLM(GeneratingApp):
 
     def compile(self, model, config):
         model.compile(optimizer=keras.optimizers.Adam(config_lib.learning_rate(config), clipnorm=config["clipnorm"]),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      loss=SparseCrossentropy(config["label_smoothing"], from_logits=True),
                       jit_compile=config["jit_compile"])
 
     def stored_sizes(self, model, run):

@@ -47,7 +47,7 @@ from pipelines import frames as frame_data
 from rnn_apps import config as config_lib
 from rnn_apps import metrics
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
-from rnn_apps.layers import FiniteClip, PerFrame, StepDifference, rnn_layers, simple_rnn_stack
+from rnn_apps.layers import FiniteClip, PerFrame, SparseCrossentropy, StepDifference, rnn_layers, simple_rnn_stack
 
 STATISTICS = frame_data.STATISTICS
 FEATURE_LIMIT = 10.0  # normalised features are clipped to this many standard deviations
@@ -164,7 +164,7 @@ class Frames(App):
         model.compile(optimizer=keras.optimizers.AdamW(config_lib.learning_rate(config),
                                                        weight_decay=config["weight_decay"],
                                                        clipnorm=config["clipnorm"]),
-                      loss=keras.losses.SparseCategoricalCrossentropy(),
+                      loss=SparseCrossentropy(config["label_smoothing"]),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                       jit_compile=config["jit_compile"])
 

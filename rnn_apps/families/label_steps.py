@@ -40,6 +40,7 @@ from pipelines import batching, tagged
 from rnn_apps import config as config_lib
 from rnn_apps import metrics
 from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
+from rnn_apps.layers import SparseCrossentropy
 
 TOKENS, TAGS = "tokens", "tags"  # the data's columns
 TAGS_FILE, CARD_FILE = "tags.txt", "model_card.json"
@@ -103,7 +104,7 @@ class LabelSteps(App):
         # Padding steps carry no loss: the model's embeddings mask id 0 and Keras weighs by the mask.
         model.compile(optimizer=keras.optimizers.AdamW(config_lib.learning_rate(config),
                                                        weight_decay=config["weight_decay"]),
-                      loss=keras.losses.SparseCategoricalCrossentropy(),
+                      loss=SparseCrossentropy(config["label_smoothing"]),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                       jit_compile=config["jit_compile"])
 
