@@ -19,6 +19,19 @@ FRAMES_METRICS = {"frame_accuracy": ("", "accuracy"), "falling_recall": ("", "pe
 FRAMES_COMPARISONS = [("frame_accuracy", "per_frame_baseline_accuracy"),
                       ("falling_recall", "per_frame_baseline_falling_recall")]
 
+# greedy and beam search (the SavedModel's beam_search width) on both splits: which decoder a caption
+# headline uses is chosen on validation, seed by seed (the "cider_beam - cider" comparison); each
+# against the nearest neighbour's captions of the same images
+CAPTION_DECODERS = {
+    "evaluations": {"greedy": {}, "beam": {"beam": 3}},
+    "metrics": {"bleu4": ("greedy", "test.bleu_4"), "cider": ("greedy", "test.cider"),
+                "bleu4_beam": ("beam", "test.bleu_4"), "cider_beam": ("beam", "test.cider"),
+                "nearest_neighbour_bleu4": ("greedy", "nearest_neighbour_test.bleu_4"),
+                "nearest_neighbour_cider": ("greedy", "nearest_neighbour_test.cider")},
+    "comparisons": [("cider", "nearest_neighbour_cider"), ("bleu4", "nearest_neighbour_bleu4"),
+                    ("cider_beam", "nearest_neighbour_cider"), ("cider_beam", "cider")],
+}
+
 BENCHMARKS = {
     "digits": {
         "app": "digits", "data": "digits", "seeds": 5, "target": "accuracy >= 0.98",
@@ -111,31 +124,13 @@ BENCHMARKS = {
     "caption_pretrained": {
         "app": "caption", "data": "coco_captions_mini", "seeds": 3, "preset": "pretrained",
         "target": "cider above the nearest neighbour's",
-        # greedy and beam search (the SavedModel's beam_search width): which decoder the headline
-        # uses is chosen on validation, seed by seed (the "cider_beam - cider" comparison)
-        "evaluations": {"greedy": {}, "beam": {"beam": 3}},
-        "metrics": {"bleu4": ("greedy", "test.bleu_4"), "cider": ("greedy", "test.cider"),
-                    "bleu4_beam": ("beam", "test.bleu_4"), "cider_beam": ("beam", "test.cider"),
-                    "nearest_neighbour_bleu4": ("greedy", "nearest_neighbour_test.bleu_4"),
-                    "nearest_neighbour_cider": ("greedy", "nearest_neighbour_test.cider")},
-        # the model against the baseline on the same images, seed by seed
-        "comparisons": [("cider", "nearest_neighbour_cider"), ("bleu4", "nearest_neighbour_bleu4"),
-                        ("cider_beam", "nearest_neighbour_cider"), ("cider_beam", "cider")],
+        **CAPTION_DECODERS,
     },
     "caption_pretrained_no_smoothing": {
         # the pretrained preset before label smoothing 0.1 was chosen on validation
         "app": "caption", "data": "coco_captions_mini", "seeds": 3, "preset": "pretrained",
         "overrides": {"label_smoothing": 0.0},
-        # greedy and beam search (the SavedModel's beam_search width): which decoder the headline
-        # uses is chosen on validation, seed by seed (the "cider_beam - cider" comparison)
-        "evaluations": {"greedy": {}, "beam": {"beam": 3}},
-        "metrics": {"bleu4": ("greedy", "test.bleu_4"), "cider": ("greedy", "test.cider"),
-                    "bleu4_beam": ("beam", "test.bleu_4"), "cider_beam": ("beam", "test.cider"),
-                    "nearest_neighbour_bleu4": ("greedy", "nearest_neighbour_test.bleu_4"),
-                    "nearest_neighbour_cider": ("greedy", "nearest_neighbour_test.cider")},
-        # the model against the baseline on the same images, seed by seed
-        "comparisons": [("cider", "nearest_neighbour_cider"), ("bleu4", "nearest_neighbour_bleu4"),
-                        ("cider_beam", "nearest_neighbour_cider"), ("cider_beam", "cider")],
+        **CAPTION_DECODERS,
     },
 }
 
