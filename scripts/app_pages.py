@@ -93,7 +93,7 @@ repeat(length) {
     output += token; cache = result.minus("log_probabilities")   // the new state
 }
 show(output.map { vocabulary[it] }.joinToString(""))""",
-    "frames": """var state = zeros(card.state_shapes)                 // state_0, state_1, previous_frame
+    "LabelFrames": """var state = zeros(card.state_shapes)                 // state_0, state_1, previous_frame
 for (frame in camera.frames()) {                      // normalised as card.statistics says
     val out = interpreter.runSignature(mapOf("frame" to frame) + state, "step")
     show(labels[out["label_id"]!![0]])                // the label of the frame card.lookahead_frames back
@@ -104,10 +104,10 @@ for (frame in camera.frames()) {                      // normalised as card.stat
 
 def family(app) -> str:
     names = [cls.__name__ for cls in type(app).__mro__]
-    for known in ("ClassifierApp", "LabelSteps", "EncoderDecoderApp"):
+    for known in ("ClassifierApp", "LabelSteps", "LabelFrames", "EncoderDecoderApp"):
         if known in names:
             return known
-    return "frames" if app.name == "frames" else "generating"
+    return "generating"
 
 
 def client_code(app) -> dict:

@@ -14,6 +14,7 @@ from foundation.errors import UserError
 from pipelines import frames as frame_data
 from rnn_apps import metrics, registry
 from rnn_apps.apps import frames
+from rnn_apps.families import label_frames
 from rnn_apps.train import train
 from tests.test_cli import assert_one_line_error, invoke
 from tests.test_faults import copy_run
@@ -281,11 +282,11 @@ def test_lookahead_labels_each_frame_a_fixed_delay_later_on_every_path(train_tin
     model_out = run.model({"frames": inputs["frames"][:1], "mask": inputs["mask"][:1]}).numpy()[0]
     labelled = run.app.label_sequences(run, validation["frames"][:1], validation["length"][:1])
     np.testing.assert_allclose(labelled["probabilities"][0, :n], model_out[3: n + 3], atol=1e-5)
-    assert frames.lookahead_of({**run.config, "bidirectional": True}) == 0  # it sees the whole clip
+    assert label_frames.lookahead_of({**run.config, "bidirectional": True}) == 0  # it sees the whole clip
 
 
 def test_predict_refuses_sequences_longer_than_the_signature_labels(tiny_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(frames, "MAX_FRAMES", 50)
+    monkeypatch.setattr(label_frames, "MAX_FRAMES", 50)
     np.save(tmp_path / "long.npy", np.zeros((51, 8), np.float32))
     assert_one_line_error(invoke("predict", tiny_run("frames").dir, tmp_path / "long.npy"), "51 frames; at most 50")
 
@@ -294,7 +295,7 @@ def test_the_labeller_says_how_much_of_a_long_sequence_it_labelled(tiny_run, mon
     """Past MAX_FRAMES a sequence's tail is not labelled: `lengths` counts the frames labelled,
     `input_lengths` the frames sent, so a client sees the cut (the SavedModel labelled 108,000 of
     200,000 frames without a word)."""
-    monkeypatch.setattr(frames, "MAX_FRAMES", 20)
+    monkeypatch.setattr(label_frames, "MAX_FRAMES", 20)
     run = tiny_run("frames")
     out = run.app.label_sequences(run, np.zeros((2, 30, 8), np.float32), np.array([30, 12]))
     assert out["lengths"].tolist() == [20, 12] and out["input_lengths"].tolist() == [30, 12]

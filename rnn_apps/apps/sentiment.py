@@ -36,14 +36,7 @@ from foundation.lazy import tensorflow as tf
 from pipelines import batching, text, text_classification
 from rnn_apps import config as config_lib
 from rnn_apps import metrics, word_vectors
-from rnn_apps.app import Endpoint, ParityCase, TFLiteModel
-from rnn_apps.families.classify import (
-    ClassifierApp,
-    classification_outputs,
-    expected_outputs,
-    phone_outputs,
-    prediction_rows,
-)
+from rnn_apps.families.classify import TextClassifierApp
 from rnn_apps.layers import FrozenTailEmbedding, MaskedPooling1D, find_layers, optional_dropout, simple_rnn_stack
 
 WORD_VECTORS_FILE = "word_vectors.json"
@@ -60,7 +53,7 @@ class Preprocessing:
     has_vector: np.ndarray | None = None
 
 
-class Sentiment(ClassifierApp):
+class Sentiment(TextClassifierApp):
     name = "sentiment"
     topology = "many-to-one"
     task = "text classification (sentiment)"
@@ -208,11 +201,6 @@ class Sentiment(ClassifierApp):
         return [(text.VOCAB_FILE, run.preprocessing.vectorizer.vocabulary_size(),
                  rows[0] if len(rows) == 1 else " / ".join(map(str, rows)))]
 
-    def split_probabilities(self, run, columns):
-        # in the split's order (the training batches are grouped by length)
-        return run.model.predict(self._padded_ids(run, list(columns["text"])), batch_size=256, verbose=0), \
-            np.asarray(columns["label"])
-
     def evaluate(self, run, splits) -> dict:
         """The family's scores, and TF-IDF + logistic regression's on the same texts (the baseline
         bench compares with, text by text)."""
@@ -222,77 +210,6 @@ class Sentiment(ClassifierApp):
         result["per_example"]["tfidf_baseline.accuracy"] = {"correct": baseline.pop("correct"),
                                                             "count": [1] * len(splits.test["label"])}
         return {**result, "tfidf_baseline": baseline}
-
-    def _padded_ids(self, run, texts) -> np.ndarray:
-        return text.padded_ids(run.preprocessing.vectorizer, texts, run.config["max_length"])
-
-    def predict(self, run, inputs):
-        probabilities = run.model.predict(self._padded_ids(run, inputs), verbose=0) if inputs else []
-        rows = prediction_rows(inputs, probabilities, run.label_names)
-        cut = text.truncated(run.preprocessing.vectorizer, list(inputs), run.config["max_length"]).numpy() \
-            if inputs else []
-        return [{**row, "truncated": bool(was_cut)} for row, was_cut in zip(rows, cut, strict=True)]
-
-    def serving(self, run):
-        vectorizer, model, length = run.preprocessing.vectorizer, run.model, run.config["max_length"]
-
-        def classify_text(text_batch):
-            ids = text.token_ids(vectorizer, text_batch, length).to_tensor(shape=[None, length])
-            return {**classification_outputs(model(tf.cast(ids, tf.int32), training=False), run.label_names),
-                    # more than max_length tokens: the tail was not read (said, not dropped silently)
-                    "truncated": text.truncated(vectorizer, text_batch, length)}
-
-        return [Endpoint("serving_default", classify_text, [tf.TensorSpec([None], tf.string, name="text")],
-                         track=[vectorizer, model])]
-
-    def tflite_models(self, run):
-        length, vocabulary = run.config["max_length"], text.load_vocabulary(run.dir)
-        tokenisation = run.config["tokenisation"]
-        unrolled = self.unrolled_twin(run, length)
-        ids_spec = tf.TensorSpec([None, length], tf.int32, name="token_ids")
-
-        def classify_ids(token_ids):
-            return phone_outputs(unrolled(token_ids, training=False))
-
-        card = {
-            "app": self.name, "topology": self.topology, "task": self.task,
-            "input": {"name": "token_ids", "dtype": "int32", "shape": [1, length],
-                      "padding": f"right-pad with 0 to exactly {length} ids; ids after {length} are dropped",
-                      "id_range": f"0 = padding, 1 = unknown; an id < 0 or >= {len(vocabulary)} "
-                                  "(the vocabulary size) is read as 1, unknown"},
-            "outputs": {"probabilities": f"float32 [1, {len(run.label_names)}], order of labels.txt",
-                        "label_id": "int32 [1], index into labels.txt"},
-            "tokenizer": tokenisation,
-            "tokenisation": text.rules(tokenisation),
-            "vocabulary": "vocab.txt, UTF-8, line i holds the token with id i",
-            "signature": "serving_default",
-        }
-        labels = "\n".join(run.label_names) + "\n"
-        models = [TFLiteModel(f"{self.name}.tflite", [Endpoint("serving_default", classify_ids, [ids_spec],
-                                                               track=[unrolled])],
-                              assets={"vocab.txt": "\n".join(vocabulary) + "\n", "labels.txt": labels,
-                                      "model_card.json": json.dumps(card, indent=2) + "\n"})]
-        if tokenisation == "regex":  # words as MediaPipe's tokenizer splits them: a file its TextClassifier runs
-            models.append(self.mediapipe_text_model(run, unrolled, ids_spec, card, vocabulary))
-        return models
-
-    def exported_inputs(self, inputs, tflite_dir):
-        card = json.loads((Path(tflite_dir) / "model_card.json").read_text())
-        vectorizer = text.from_vocabulary(tflite_dir, card.get("tokenizer", "ptb"))
-        padded = text.padded_ids(vectorizer, inputs, card["input"]["shape"][1])
-        return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
-            {"token_ids": padded}
-
-    def parity_cases(self, run, examples):
-        texts = list(examples["text"])
-        ids = self._padded_ids(run, texts)
-        expected = expected_outputs(run.model.predict(ids, verbose=0))
-        served = ("serving_default", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)})
-        cases = [ParityCase("test sentences", expected, served, f"{self.name}.tflite", ["probabilities", "label_id"],
-                            tflite_inputs={"token_ids": ids})]
-        if run.config["tokenisation"] == "regex":
-            cases.append(self.mediapipe_text_parity(run, texts, expected, served))
-        return cases
 
 
 APP = Sentiment()

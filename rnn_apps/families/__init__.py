@@ -1,9 +1,11 @@
 """Topology families: what the apps of one topology share, written once.
 
-- `classify.ClassifierApp` — one-to-one and many-to-one: an input in, one label out (`digits`,
-  `sentiment`).
+- `classify.ClassifierApp` — one-to-one and many-to-one: an input in, one label out (`digits`);
+  `classify.TextClassifierApp`, one of raw text, writes the tokens' path too (`sentiment`).
 - `label_steps.LabelSteps` — many-to-many, one output per step, over pieces of text (`tagger`, and
   `tests/app_running_parity.py`, an app defined in one file).
+- `label_frames.LabelFrames` — the same topology over frames of float features or pixels (`frames`):
+  the phone streams them through a `step` signature with the states (or reads a whole clip).
 - `generate.GeneratingApp` — every app that writes a sequence: the phone's greedy loop (a start
   from one input, then the step signature token by token) and query's rows, once. `charlm` (no
   encoder: its prime is read through `step`; sampling) is one directly.
@@ -11,8 +13,6 @@
   an encoder reads the input once, a decoder step writes a sentence (`translate`, `caption`):
   decoding in the graph, the SavedModel signatures, the .tflite's encode + decode_step and its card,
   the phone start, parity and phone quality.
-- `frames` (a label per frame of float features, with its own streaming step signature and output
-  names that the exports keep) is an app of its own so far; it shares `export/step_loop.py`.
 
 An app subclasses its family's class and writes what is its own: its data, its preprocessing, its
 Keras model and its phone client (`rnn_apps/app.py` lists the hooks).

@@ -8,6 +8,10 @@ of predict and query, and phone quality; for a text classifier whose words are s
 RegexTokenizer splits them, the `.tflite` MediaPipe Tasks' TextClassifier runs alone
 (`mediapipe_text_model`). An app writes its data, preprocessing, model, serving and TFLite
 endpoints, parity cases and `exported_inputs` (its phone client: raw input -> .tflite inputs).
+
+`TextClassifierApp` is a classifier of raw text: it writes those too (tokenisation in the
+SavedModel's graph, token ids into the .tflite, vocab.txt beside it), so a text classifier
+(`sentiment`) writes only its data, preprocessing and model.
 """
 
 from __future__ import annotations
@@ -142,6 +146,90 @@ class ClassifierApp(App):
             "per_example": {"accuracy": {"correct": (predicted == labels).astype(int).tolist(),
                                          "count": [1] * len(labels)}},
         }
+
+
+class TextClassifierApp(ClassifierApp):
+    """A classifier of raw text (many-to-one): the preprocessing holds a TextVectorization
+    (`vectorizer`, its vocabulary saved in the run as vocab.txt by `text.save_vocabulary`) and the
+    config `max_length` and `tokenisation`; the model reads token ids [batch, max_length]. Written
+    once here: predict, the SavedModel (tokenisation in the graph), the .tflite with vocab.txt and
+    labels.txt (and MediaPipe's file for `tokenisation=regex`), the phone client and parity."""
+
+    def split_probabilities(self, run, columns):
+        # in the split's order (the training batches are grouped by length)
+        return run.model.predict(self.padded_ids(run, list(columns["text"])), batch_size=256, verbose=0), \
+            np.asarray(columns["label"])
+
+    def padded_ids(self, run, texts) -> np.ndarray:
+        return text.padded_ids(run.preprocessing.vectorizer, texts, run.config["max_length"])
+
+    def predict(self, run, inputs):
+        probabilities = run.model.predict(self.padded_ids(run, inputs), verbose=0) if inputs else []
+        rows = prediction_rows(inputs, probabilities, run.label_names)
+        cut = text.truncated(run.preprocessing.vectorizer, list(inputs), run.config["max_length"]).numpy() \
+            if inputs else []
+        return [{**row, "truncated": bool(was_cut)} for row, was_cut in zip(rows, cut, strict=True)]
+
+    def serving(self, run):
+        vectorizer, model, length = run.preprocessing.vectorizer, run.model, run.config["max_length"]
+
+        def classify_text(text_batch):
+            ids = text.token_ids(vectorizer, text_batch, length).to_tensor(shape=[None, length])
+            return {**classification_outputs(model(tf.cast(ids, tf.int32), training=False), run.label_names),
+                    # more than max_length tokens: the tail was not read (said, not dropped silently)
+                    "truncated": text.truncated(vectorizer, text_batch, length)}
+
+        return [Endpoint("serving_default", classify_text, [tf.TensorSpec([None], tf.string, name="text")],
+                         track=[vectorizer, model])]
+
+    def tflite_models(self, run):
+        length, vocabulary = run.config["max_length"], text.load_vocabulary(run.dir)
+        tokenisation = run.config["tokenisation"]
+        unrolled = self.unrolled_twin(run, length)
+        ids_spec = tf.TensorSpec([None, length], tf.int32, name="token_ids")
+
+        def classify_ids(token_ids):
+            return phone_outputs(unrolled(token_ids, training=False))
+
+        card = {
+            "app": self.name, "topology": self.topology, "task": self.task,
+            "input": {"name": "token_ids", "dtype": "int32", "shape": [1, length],
+                      "padding": f"right-pad with 0 to exactly {length} ids; ids after {length} are dropped",
+                      "id_range": f"0 = padding, 1 = unknown; an id < 0 or >= {len(vocabulary)} "
+                                  "(the vocabulary size) is read as 1, unknown"},
+            "outputs": {"probabilities": f"float32 [1, {len(run.label_names)}], order of labels.txt",
+                        "label_id": "int32 [1], index into labels.txt"},
+            "tokenizer": tokenisation,
+            "tokenisation": text.rules(tokenisation),
+            "vocabulary": "vocab.txt, UTF-8, line i holds the token with id i",
+            "signature": "serving_default",
+        }
+        labels = "\n".join(run.label_names) + "\n"
+        models = [TFLiteModel(f"{self.name}.tflite", [Endpoint("serving_default", classify_ids, [ids_spec],
+                                                               track=[unrolled])],
+                              assets={"vocab.txt": "\n".join(vocabulary) + "\n", "labels.txt": labels,
+                                      "model_card.json": json.dumps(card, indent=2) + "\n"})]
+        if tokenisation == "regex":  # words as MediaPipe's tokenizer splits them: a file its TextClassifier runs
+            models.append(self.mediapipe_text_model(run, unrolled, ids_spec, card, vocabulary))
+        return models
+
+    def exported_inputs(self, inputs, tflite_dir):
+        card = json.loads((Path(tflite_dir) / "model_card.json").read_text())
+        vectorizer = text.from_vocabulary(tflite_dir, card.get("tokenizer", "ptb"))
+        padded = text.padded_ids(vectorizer, inputs, card["input"]["shape"][1])
+        return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
+            {"token_ids": padded}
+
+    def parity_cases(self, run, examples):
+        texts = list(examples["text"])
+        ids = self.padded_ids(run, texts)
+        expected = expected_outputs(run.model.predict(ids, verbose=0))
+        served = ("serving_default", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)})
+        cases = [ParityCase("test sentences", expected, served, f"{self.name}.tflite", ["probabilities", "label_id"],
+                            tflite_inputs={"token_ids": ids})]
+        if run.config["tokenisation"] == "regex":
+            cases.append(self.mediapipe_text_parity(run, texts, expected, served))
+        return cases
 
 
 def classification_outputs(probabilities: tf.Tensor, label_names: list) -> dict:
