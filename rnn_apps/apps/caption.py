@@ -50,14 +50,13 @@ import keras
 import numpy as np
 from keras import layers
 
-from foundation.errors import UserError
 from foundation.lazy import tensorflow as tf
 from pipelines import batching, captions, images, translation
 from rnn_apps import config as config_lib
 from rnn_apps import decoding, efficientnet_lite, metrics
 from rnn_apps.app import ParityCase
 from rnn_apps.families.encode_decode import EncoderDecoderApp
-from rnn_apps.layers import AppendToEveryStep, FastSimpleRNN, FrozenTailEmbedding, SparseCrossentropy
+from rnn_apps.layers import AppendToEveryStep, FastSimpleRNN, FrozenTailEmbedding
 
 VOCABULARY = "vocabulary.txt"
 PADDING_ID, START_ID, END_ID = translation.PADDING_ID, translation.START_ID, translation.END_ID
@@ -143,6 +142,11 @@ class Caption(EncoderDecoderApp):
         # One model decodes; averaging the steps of several is not built.
         "members": config_lib.one_of(1),
     }
+    config_relations = (
+        (lambda c: c["encoder"] != "efficientnet_lite0" or c["image_size"] == efficientnet_lite.SIZE,
+         f"image_size: the efficientnet_lite0 encoder takes {efficientnet_lite.SIZE} pixels a side, got "
+         "{image_size} (use --preset pretrained)"),
+    )
     presets = {
         # label smoothing 0.1: higher validation CIDEr-D at every seed (bench/RESULTS.md, "caption")
         "pretrained": {"encoder": "efficientnet_lite0", "image_size": efficientnet_lite.SIZE, "label_smoothing": 0.1},
@@ -150,13 +154,6 @@ class Caption(EncoderDecoderApp):
                  "embedding_dim": 8, "image_inputs": 4, "vocab_size": 100, "caption_length": 8, "beam_width": 2,
                  "max_examples": 12},
     }
-
-    def resolve_config(self, preset=None, overrides=None):
-        config = super().resolve_config(preset, overrides)
-        if config["encoder"] == "efficientnet_lite0" and config["image_size"] != efficientnet_lite.SIZE:
-            raise UserError(f"config image_size: the efficientnet_lite0 encoder takes {efficientnet_lite.SIZE} "
-                            f"pixels a side, got {config['image_size']} (use --preset pretrained)")
-        return config
 
     # --- data ---------------------------------------------------------------------------
     def load_data(self, data, data_root, config, options):
@@ -241,13 +238,6 @@ class Caption(EncoderDecoderApp):
         states = layers.Dropout(config["dropout"])(states)
         logits = layers.Dense(vocabulary_size, name="logits")(states)
         return keras.Model({source.name: source, "caption_ids": caption_ids}, logits, name=self.name)
-
-    def compile(self, model, config):
-        model.compile(
-            optimizer=keras.optimizers.Adam(config_lib.learning_rate(config), clipnorm=config["clipnorm"]),
-            loss=SparseCrossentropy(config["label_smoothing"], from_logits=True, ignore_class=PADDING_ID),
-            jit_compile=config["jit_compile"],
-        )
 
     def stored_sizes(self, model, run):
         return [(VOCABULARY, run.preprocessing.words.vocabulary_size(), model.get_layer("word_embedding").input_dim)]

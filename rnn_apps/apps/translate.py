@@ -43,7 +43,6 @@ import numpy as np
 from keras import layers
 
 from foundation import internals
-from foundation.errors import UserError
 from foundation.lazy import tensorflow as tf
 from pipelines import batching, translation
 from pipelines import text as text_lib
@@ -51,7 +50,7 @@ from rnn_apps import config as config_lib
 from rnn_apps import decoding, metrics
 from rnn_apps.app import float32_twin
 from rnn_apps.families.encode_decode import EncoderDecoderApp
-from rnn_apps.layers import FastSimpleRNN, FrozenTailEmbedding, LuongAttention, SparseCrossentropy, simple_rnn_stack
+from rnn_apps.layers import FastSimpleRNN, FrozenTailEmbedding, LuongAttention, simple_rnn_stack
 
 SOURCE_VOCAB, TARGET_VOCAB = "source_vocab.txt", "target_vocab.txt"
 NEVER_WRITTEN = (translation.PADDING_ID, translation.UNKNOWN_ID, translation.START_ID)
@@ -124,6 +123,9 @@ class Translate(EncoderDecoderApp):
     config_relations = (
         (lambda c: c["length_ratio"] > 0 or c["length_extra"] > 0,
          "length_ratio and length_extra are both 0, so every translation would be empty; raise either"),
+        (lambda c: not c["tied_output"] or c["attention_units"] == c["embedding_dim"],
+         "tied_output: the output layer is the target embedding, so attention_units ({attention_units}) must "
+         "equal embedding_dim ({embedding_dim}); set both, or tied_output=false"),
     )
     config_checks = {
         "direction": config_lib.Range("SOURCE-TARGET, e.g. spa-en", lambda v: len(v.split("-")) == 2),
@@ -148,14 +150,6 @@ class Translate(EncoderDecoderApp):
                  "source_length": 12, "target_length": 12, "jit_compile": False, "beam_width": 3,
                  "max_train_steps": 0},
     }
-
-    def resolve_config(self, preset=None, overrides=None):
-        config = super().resolve_config(preset, overrides)
-        if config["tied_output"] and config["attention_units"] != config["embedding_dim"]:
-            raise UserError(f"config tied_output: the output layer is the target embedding, so attention_units "
-                            f"({config['attention_units']}) must equal embedding_dim ({config['embedding_dim']}); "
-                            "set both, or tied_output=false")
-        return config
 
     # --- data ---------------------------------------------------------------------------
     def load_data(self, data, data_root, config, options):
@@ -228,13 +222,6 @@ class Translate(EncoderDecoderApp):
 
     def for_inference(self, model, run):
         return float32_twin(self, model, run) if run.config["mixed_precision"] else model
-
-    def compile(self, model, config):
-        model.compile(
-            optimizer=keras.optimizers.Adam(config_lib.learning_rate(config), clipnorm=config["clipnorm"]),
-            loss=SparseCrossentropy(config["label_smoothing"], from_logits=True, ignore_class=translation.PADDING_ID),
-            jit_compile=config["jit_compile"],
-        )
 
     def stored_sizes(self, model, run):
         return [(file, vectorizer.vocabulary_size(), model.get_layer(layer_name).input_dim)

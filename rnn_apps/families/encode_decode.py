@@ -3,6 +3,7 @@ input once into a decoding cache ({"state", ...}); the decoder's step writes one
 `translate` (a sentence from a sentence) and `caption` (a sentence from an image) are its apps.
 
 Written once here, for every app of the family:
+  - `compile`: Adam with the config's clipnorm, label-smoothed cross-entropy on the logits, padding ignored;
   - `writer`: encode, decode (rnn_apps/decoding.py: greedy or beam search, in the graph) and
     detokenise: what predict, evaluate, the report and every SavedModel signature run;
   - `generate`: many raw inputs in batches through it;
@@ -31,14 +32,17 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 
 from export import step_loop
 from foundation.lazy import tensorflow as tf
 from pipelines import translation
+from rnn_apps import config as config_lib
 from rnn_apps import decoding
 from rnn_apps.app import Endpoint, ParityCase, TFLiteModel
 from rnn_apps.families.generate import GeneratingApp
+from rnn_apps.layers import SparseCrossentropy
 
 START_ID, END_ID = translation.START_ID, translation.END_ID
 DECODE_STEP = "decode_step"
@@ -83,6 +87,15 @@ class EncoderDecoderApp(GeneratingApp):
     def phone_score(self, run, test: dict, texts: list) -> float:
         """The phone metric (phone_metric) of decoded texts against the test split's references."""
         raise NotImplementedError
+
+    # --- training -----------------------------------------------------------------------------
+    def compile(self, model, config):
+        """Teacher forcing: the model's logits for every next token, padding out of the loss."""
+        model.compile(
+            optimizer=keras.optimizers.Adam(config_lib.learning_rate(config), clipnorm=config["clipnorm"]),
+            loss=SparseCrossentropy(config["label_smoothing"], from_logits=True, ignore_class=translation.PADDING_ID),
+            jit_compile=config["jit_compile"],
+        )
 
     # --- decoding, in the graph ---------------------------------------------------------------
     def writer(self, run, beam=None):
