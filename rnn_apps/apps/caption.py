@@ -338,8 +338,8 @@ class Caption(EncoderDecoderApp):
             "metrics": "pycocoevalcap BLEU-1..4 and CIDEr-D, all human captions as references, tokenised as "
                        "each score's `tokenizer` says (ptb: COCO's own); "
                        "lower-cased, punctuation removed",
-            "test": metrics.caption_scores(generated["test"], test_references),
-            "train": metrics.caption_scores(generated["train"], captions.references(train["references"])),
+            "test": self.text_scores(run, test, generated["test"]),
+            "train": self.text_scores(run, train, generated["train"]),
             "nearest_neighbour_test": metrics.caption_scores(baseline, test_references),
             "samples": [{"image": str(test["name"][i]), "caption": generated["test"][i],
                          "references": test_references[i]} for i in range(min(SAMPLES, len(test_references)))],
@@ -429,9 +429,9 @@ class Caption(EncoderDecoderApp):
     def parity_inputs(self, run, examples):
         return run.preprocessing.encoder_inputs(examples)
 
-    def phone_score(self, run, test, texts):
-        """BLEU-4 (pycocoevalcap, as evaluate)."""
-        return metrics.caption_scores(texts, captions.references(test["references"]))["bleu_4"]
+    def text_scores(self, run, test, texts):
+        """BLEU-1..4 and CIDEr-D (pycocoevalcap) against every human caption of the test images."""
+        return metrics.caption_scores(texts, captions.references(test["references"]))
 
     def parity_cases(self, run, examples):
         """The family's (encoded images or features: Keras = SavedModel = the phone loop), and for

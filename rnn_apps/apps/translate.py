@@ -290,30 +290,20 @@ class Translate(EncoderDecoderApp):
 
     # --- use ----------------------------------------------------------------------------
     def evaluate(self, run, splits, beam=None) -> dict:
-        import sacrebleu
-
+        """`text_scores` on the test split, and BLEU on the sentences whose reference is not a
+        training target (what is not remembered)."""
         sources, references = list(splits.test["source"]), list(splits.test["target"])
         hypotheses = [t.decode("utf-8") for t in self.generate(run, sources, beam)["translation"]]
         seen = set(splits.train["target"])
         unseen = [i for i, reference in enumerate(references) if reference not in seen]
-        tokenize = metrics.bleu_tokenizer(run.preprocessing.target_language)
-
-        def bleu(index):
-            return sacrebleu.corpus_bleu([hypotheses[i] for i in index], [[references[i] for i in index]],
-                                         tokenize=tokenize).score
-
-        everything = range(len(references))
+        unseen_bleu = self.text_scores(run, {"target": [references[i] for i in unseen]},
+                                       [hypotheses[i] for i in unseen])["bleu"] if unseen else None
         return {
             "examples": len(references), "decoding": f"beam {beam}" if beam else "greedy",
-            "bleu": bleu(everything),
-            "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
-            "bleu_unseen_references": bleu(unseen), "unseen_references": len(unseen),
-            "bleu_tokenizer": tokenize,
+            **self.text_scores(run, splits.test, hypotheses),
+            "bleu_unseen_references": unseen_bleu, "unseen_references": len(unseen),
             "samples": [{"source": sources[i], "reference": references[i], "translation": hypotheses[i]}
                         for i in range(min(SAMPLES, len(references)))],
-            # each sentence's BLEU statistics: bench resamples sentences for a bootstrap interval
-            "per_example": {"bleu": {"bleu_stats": internals.bleu_statistics(hypotheses, references, tokenize),
-                                     "tokenize": tokenize}},
         }
 
     def predict(self, run, inputs, beam=None):
@@ -369,12 +359,16 @@ class Translate(EncoderDecoderApp):
     def parity_inputs(self, run, examples):
         return list(examples["source"])
 
-    def phone_score(self, run, test, texts):
-        """Corpus BLEU (sacrebleu, as evaluate)."""
+    def text_scores(self, run, test, texts):
+        """Corpus BLEU and chrF (sacrebleu) against the test targets, and each sentence's BLEU
+        statistics (bench resamples sentences for a bootstrap interval)."""
         import sacrebleu
 
-        return sacrebleu.corpus_bleu(texts, [list(test["target"])],
-                                     tokenize=metrics.bleu_tokenizer(run.preprocessing.target_language)).score
+        references, tokenize = list(test["target"]), metrics.bleu_tokenizer(run.preprocessing.target_language)
+        return {"bleu": sacrebleu.corpus_bleu(texts, [references], tokenize=tokenize).score,
+                "chrf": sacrebleu.corpus_chrf(texts, [references]).score, "bleu_tokenizer": tokenize,
+                "per_example": {"bleu": {"bleu_stats": internals.bleu_statistics(texts, references, tokenize),
+                                         "tokenize": tokenize}}}
 
 
 def padded_source(vectorizer, texts, length: int) -> np.ndarray:

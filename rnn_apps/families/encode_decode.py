@@ -25,7 +25,8 @@ An app writes what is its own: its data, preprocessing and Keras model, and
   - `tflite_encoder(run)`: the encode signature (name, input specs, model) and the card's own facts;
   - its phone client: `phone_feed(run, raw)` (raw inputs -> encode feeds and output limits, from the
     run), `exported_inputs` (the same from the files shipped beside the .tflite) and
-    `phone_vocabulary(tflite_dir)`; `parity_inputs(run, examples)`; `phone_score(run, test, texts)`.
+    `phone_vocabulary(tflite_dir)`; `parity_inputs(run, examples)`; `text_scores(run, test, texts)`:
+    the scores of decoded texts, which evaluate reports and phone quality reads `phone_metric` from.
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ class EncoderDecoderApp(GeneratingApp):
         """Raw inputs of the first serving form from test-split columns."""
         raise NotImplementedError
 
-    def phone_score(self, run, test: dict, texts: list) -> float:
-        """The phone metric (phone_metric) of decoded texts against the test split's references."""
+    def text_scores(self, run, test: dict, texts: list) -> dict:
+        """{metric: value} of decoded texts against the test split's references: what evaluate
+        reports, and (its phone_metric) what phone quality measures on the .tflite."""
         raise NotImplementedError
 
     # --- training -----------------------------------------------------------------------------
@@ -194,7 +196,7 @@ class EncoderDecoderApp(GeneratingApp):
         """phone_metric of the TFLite reference loop's greedy outputs on the test split."""
         feeds, limits = self.phone_feed(run, self.parity_inputs(run, test))
         out = self.on_phone(interpreter, feeds, limits, *self.output_vocabulary(run))
-        return self.phone_score(run, test, [t.decode("utf-8") for t in out[self.output_name]])
+        return self.text_scores(run, test, [t.decode("utf-8") for t in out[self.output_name]])[self.phone_metric[0]]
 
     def parity_cases(self, run, examples):
         """Greedy decoding of real test inputs: the SavedModel's outputs and the TFLite reference
