@@ -28,7 +28,7 @@ import numpy as np
 
 from foundation.errors import UserError
 from foundation.lazy import tensorflow as tf
-from pipelines import images, tfds_source
+from pipelines import batching, images, tfds_source, translation
 from pipelines.splits import Splits, local_path, not_found, select
 
 CAPTIONS_FILE = "captions.tsv"
@@ -280,3 +280,43 @@ def features_of(table: dict, names, path) -> np.ndarray:
         raise UserError(f"{path} has no features for {len(missing)} image(s), e.g. {missing[0]!r}")
     size = len(next(iter(table.values())))
     return np.array([table[str(n)] for n in names], np.float32).reshape(len(names), size)
+
+
+def training_examples(columns: dict, words, features, size: int, length: int, batch_size: int,
+                      augment_images: bool, shuffle_seed=None) -> tf.data.Dataset:
+    """Split columns -> batches of ({"image" or "features", "caption_ids" [START, w1, ...]},
+    [w1, ..., END]), one example per caption (at most `length` ids with END): images decoded to
+    `size` pixels once and cached, augmented per example while training (`augment_images`, with a
+    seed); with `features` (vectors [images, d], in the columns' order) those in place of the images."""
+    per_image_captions = references(columns["references"])
+    flat = [c for refs in per_image_captions for c in refs]
+    ids = translation.token_ids(words, tf.constant(flat, tf.string), length - 1)
+    per_image = tf.RaggedTensor.from_row_lengths(ids, [len(refs) for refs in per_image_captions])
+    if features is None:
+        key = "image"
+        inputs = tf.data.Dataset.from_tensor_slices(tf.constant(list(columns["image"]), tf.string)).batch(64).map(
+            lambda encoded: tf.cast(tf.round(decode_images(encoded, size)[0]), tf.uint8)).unbatch()
+    else:
+        key = "features"
+        inputs = tf.data.Dataset.from_tensor_slices(features)
+    ds = tf.data.Dataset.zip(inputs, tf.data.Dataset.from_tensor_slices(per_image)).cache()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(batching.SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.flat_map(lambda image, caps: tf.data.Dataset.from_tensor_slices(caps).map(lambda c: (image, c)))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(batching.SHUFFLE_BUFFER, seed=shuffle_seed + 1, reshuffle_each_iteration=True)
+    augmenting = shuffle_seed is not None and augment_images and key == "image"
+    seeds = tf.data.Dataset.random(seed=shuffle_seed or 0).batch(2)
+
+    def example(pair, seed):
+        image, caption = pair
+        image = tf.cast(image, tf.float32)
+        if augmenting:
+            image = augment(image, seed)
+        caption = tf.cast(caption, tf.int32)
+        return ({key: image, "caption_ids": tf.concat([[translation.START_ID], caption], 0)},
+                tf.concat([caption, [translation.END_ID]], 0))
+
+    ds = tf.data.Dataset.zip(ds, seeds).map(example, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.padded_batch(batch_size, drop_remainder=False)
+    return ds.prefetch(tf.data.AUTOTUNE)

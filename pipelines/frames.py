@@ -291,3 +291,54 @@ def unpadded(columns: dict, key: str) -> np.ndarray:
     """A split's `frames` or `labels` without the padding past each sequence's length, every
     sequence's one after another: the frames (or their labels) one at a time."""
     return np.concatenate([columns[key][i, :n] for i, n in enumerate(columns["length"])])
+
+
+def batches(columns: dict, batch_size: int, lookahead: int, window: int = 0, windows_per_sequence: int = 1,
+            class_weights=None, shuffle_seed=None) -> tf.data.Dataset:
+    """Padded columns (frames, length, labels) -> batches of ({"frames", "mask"}, labels[, weights]),
+    each padded to its longest sequence. With a seed (training): shuffled each epoch, cut into
+    `windows_per_sequence` random windows of `window` frames (0: whole sequences), and weighted by
+    `class_weights` (one per label). A `lookahead` of d frames delays every target by d steps
+    (`delayed`); the first d steps then weigh 0."""
+    frames, length, labels = columns["frames"].astype(np.float32), columns["length"], columns["labels"]
+    ds = tf.data.Dataset.from_tensor_slices((frames, length, labels))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(length), seed=shuffle_seed, reshuffle_each_iteration=True)
+        if window:
+            ds = ds.repeat(windows_per_sequence).map(random_window(window, shuffle_seed))
+    ds = ds.map(delayed(lookahead))
+    # Padded to each batch's longest sequence, not the split's: that padding is not computed.
+    ds = ds.padded_batch(batch_size).map(
+        lambda f, n, y, w: ({"frames": f, "mask": tf.sequence_mask(n, tf.shape(f)[1])}, y, w))
+    weighted = shuffle_seed is not None and bool(class_weights)  # class weights: training only
+    if weighted:
+        weights = tf.constant(class_weights)
+        ds = ds.map(lambda x, y, w: (x, y, w * tf.gather(weights, y)))
+    if not lookahead and not weighted:
+        ds = ds.map(lambda x, y, w: (x, y))  # the mask alone leaves padding out of the loss
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def random_window(window: int, seed: int):
+    """(frames, length, labels) -> a random `window` frames of them (the whole sequence if shorter)."""
+    generator = tf.random.Generator.from_seed(seed)
+
+    def crop(frames, length, labels):
+        start = generator.uniform([], 0, tf.maximum(length - window, 0) + 1, dtype=tf.int32)
+        return frames[start: start + window], tf.minimum(length - start, window), labels[start: start + window]
+
+    return crop
+
+
+def delayed(lookahead: int):
+    """(frames, length, labels) -> (frames, steps, targets, weights) cut to their steps: with a
+    lookahead of d frames, d frames of NaN (read as "no frame": 0 once normalised) follow the
+    sequence, and the target at step t is frame t - d's label (the first d steps weigh 0)."""
+
+    def delay(frames, length, labels):
+        tail = tf.fill(tf.concat([[lookahead], tf.shape(frames)[1:]], 0), float("nan"))
+        return (tf.concat([frames[:length], tail], 0), length + lookahead,
+                tf.concat([tf.zeros([lookahead], labels.dtype), labels[:length]], 0),
+                tf.concat([tf.zeros([lookahead]), tf.ones([length])], 0))
+
+    return delay

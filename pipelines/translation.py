@@ -25,7 +25,7 @@ from keras import layers
 
 from foundation.errors import UserError
 from foundation.lazy import tensorflow as tf
-from pipelines import tfds_source
+from pipelines import batching, tfds_source
 from pipelines.splits import Splits, local_path, not_found, select
 from pipelines.text import RAGGED, ragged_ids
 
@@ -200,3 +200,28 @@ def from_vocabulary(path: Path, language: str, side: str, standardize=None) -> l
     layer = vectorizer(language, side, vocabulary=load_vocabulary(path)[2:], standardize=standardize)
     layer(tf.constant([""]))  # builds it: ExportArchive only tracks built layers
     return layer
+
+
+def teacher_forcing(source_vectorizer, target_vectorizer, columns: dict, source_length: int, target_length: int,
+                    batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
+    """Sentence pairs (columns `source`, `target`) -> batches of ((source ids, target ids after
+    START), target ids then END), int32, padded per length bucket; shuffled each epoch with a seed
+    (training), in order without one. Targets hold at most target_length ids, END included."""
+    source = token_ids(source_vectorizer, columns["source"], source_length)
+    target = token_ids(target_vectorizer, columns["target"], target_length - 1)
+    rows = target.nrows()
+    target_in = tf.concat([tf.fill([rows, 1], np.int64(START_ID)), target], axis=1)
+    target_out = tf.concat([target, tf.fill([rows, 1], np.int64(END_ID))], axis=1)
+    ds = tf.data.Dataset.from_tensor_slices((source, target_in, target_out))
+    ds = ds.map(lambda s, i, o: (s[:], i[:], o[:])).cache()  # ragged rows -> dense rows
+    if shuffle_seed is not None:
+        ds = ds.shuffle(batching.SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
+    longest = max(source_length, target_length)
+    # Buckets 25% apart: these sentences are short, and doubling buckets padded several times
+    # more target tokens (the output layer's work), for a few more shapes to compile.
+    bounds = batching.bucket_boundaries(longest, first=6, growth=1.25)
+    ds = ds.bucket_by_sequence_length(
+        lambda s, i, o: tf.maximum(tf.shape(s)[0], tf.shape(i)[0]), bounds,
+        [batch_size] * (len(bounds) + 1), pad_to_bucket_boundary=True,
+        drop_remainder=shuffle_seed is not None)
+    return ds.map(lambda s, i, o: ((tf.cast(s, tf.int32), tf.cast(i, tf.int32)), o)).prefetch(tf.data.AUTOTUNE)

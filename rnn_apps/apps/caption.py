@@ -51,7 +51,7 @@ import numpy as np
 from keras import layers
 
 from foundation.lazy import tensorflow as tf
-from pipelines import batching, captions, images, translation
+from pipelines import captions, images, translation
 from rnn_apps import config as config_lib
 from rnn_apps import decoding, efficientnet_lite, metrics
 from rnn_apps.app import ParityCase
@@ -179,41 +179,10 @@ class Caption(EncoderDecoderApp):
         return preprocessing
 
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
-        """({"image" or "features", "caption_ids" [START, w1, ...]}, [w1, ..., END]), one example
-        per caption; images decoded once and cached, augmented per example while training."""
-        size, length = config["image_size"], config["caption_length"]
-        references = captions.references(columns["references"])
-        flat = [c for refs in references for c in refs]
-        ids = translation.token_ids(preprocessing.words, tf.constant(flat, tf.string), length - 1)
-        per_image = tf.RaggedTensor.from_row_lengths(ids, [len(refs) for refs in references])
-        if preprocessing.features is None:
-            key = "image"
-            inputs = tf.data.Dataset.from_tensor_slices(tf.constant(list(columns["image"]), tf.string)).batch(64).map(
-                lambda encoded: tf.cast(tf.round(captions.decode_images(encoded, size)[0]), tf.uint8)).unbatch()
-        else:
-            key = "features"
-            inputs = tf.data.Dataset.from_tensor_slices(preprocessing.encoder_inputs(columns))
-        ds = tf.data.Dataset.zip(inputs, tf.data.Dataset.from_tensor_slices(per_image)).cache()
-        if shuffle_seed is not None:
-            ds = ds.shuffle(batching.SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
-        ds = ds.flat_map(lambda image, caps: tf.data.Dataset.from_tensor_slices(caps).map(lambda c: (image, c)))
-        if shuffle_seed is not None:
-            ds = ds.shuffle(batching.SHUFFLE_BUFFER, seed=shuffle_seed + 1, reshuffle_each_iteration=True)
-        augment = shuffle_seed is not None and config["augment"] and key == "image"
-        seeds = tf.data.Dataset.random(seed=shuffle_seed or 0).batch(2)
-
-        def example(pair, seed):
-            image, caption = pair
-            image = tf.cast(image, tf.float32)
-            if augment:
-                image = captions.augment(image, seed)
-            caption = tf.cast(caption, tf.int32)
-            return ({key: image, "caption_ids": tf.concat([[START_ID], caption], 0)},
-                    tf.concat([caption, [END_ID]], 0))
-
-        ds = tf.data.Dataset.zip(ds, seeds).map(example, num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.padded_batch(config["batch_size"], drop_remainder=False)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        features = None if preprocessing.features is None else preprocessing.encoder_inputs(columns)
+        return captions.training_examples(columns, preprocessing.words, features, config["image_size"],
+                                          config["caption_length"], config["batch_size"],
+                                          config["augment"], shuffle_seed)
 
     # --- model --------------------------------------------------------------------------
     def build_model(self, config, preprocessing, unroll_length=None):

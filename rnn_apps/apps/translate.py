@@ -44,8 +44,8 @@ from keras import layers
 
 from foundation import internals
 from foundation.lazy import tensorflow as tf
-from pipelines import batching, translation
 from pipelines import text as text_lib
+from pipelines import translation
 from rnn_apps import config as config_lib
 from rnn_apps import decoding, metrics
 from rnn_apps.app import float32_twin
@@ -172,25 +172,8 @@ class Translate(EncoderDecoderApp):
                              source_language, target_language)
 
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
-        """((source ids, target ids after START), target ids then END), padded per length bucket."""
-        source = translation.token_ids(preprocessing.source, columns["source"], config["source_length"])
-        target = translation.token_ids(preprocessing.target, columns["target"], config["target_length"] - 1)
-        rows = target.nrows()
-        target_in = tf.concat([tf.fill([rows, 1], np.int64(translation.START_ID)), target], axis=1)
-        target_out = tf.concat([target, tf.fill([rows, 1], np.int64(translation.END_ID))], axis=1)
-        ds = tf.data.Dataset.from_tensor_slices((source, target_in, target_out))
-        ds = ds.map(lambda s, i, o: (s[:], i[:], o[:])).cache()  # ragged rows -> dense rows
-        if shuffle_seed is not None:
-            ds = ds.shuffle(batching.SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
-        longest = max(config["source_length"], config["target_length"])
-        # Buckets 25% apart: these sentences are short, and doubling buckets padded several times
-        # more target tokens (the output layer's work), for a few more shapes to compile.
-        bounds = batching.bucket_boundaries(longest, first=6, growth=1.25)
-        ds = ds.bucket_by_sequence_length(
-            lambda s, i, o: tf.maximum(tf.shape(s)[0], tf.shape(i)[0]), bounds,
-            [config["batch_size"]] * (len(bounds) + 1), pad_to_bucket_boundary=True,
-            drop_remainder=shuffle_seed is not None)
-        return ds.map(lambda s, i, o: ((tf.cast(s, tf.int32), tf.cast(i, tf.int32)), o)).prefetch(tf.data.AUTOTUNE)
+        return translation.teacher_forcing(preprocessing.source, preprocessing.target, columns, config["source_length"],
+                                           config["target_length"], config["batch_size"], shuffle_seed)
 
     # --- model --------------------------------------------------------------------------
     def build_model(self, config, preprocessing, unroll_length=None):

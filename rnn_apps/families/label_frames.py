@@ -18,7 +18,8 @@ An app of this kind writes what is its own:
 Its config holds the family's keys: bidirectional, lookahead, max_frames, window,
 windows_per_sequence, class_weights, clipnorm (and COMMON's).
 
-The family writes the rest once: reading with a lookahead, random windows and class weights,
+The family writes the rest once: its batches (pipelines/frames.py `batches`: a lookahead, random
+windows, class weights),
 compile, one labelling function (predict, evaluate and the SavedModel), the step function, evaluate
 (frame accuracy, per-class recall and precision, the per-frame random forest baseline), the TFLite
 file and its card, parity, phone quality and query. The phone client is `phone_probabilities`: the
@@ -61,23 +62,9 @@ class LabelFrames(App):
 
     # --- training -----------------------------------------------------------------------
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
-        frames, length, labels = columns["frames"].astype(np.float32), columns["length"], columns["labels"]
-        ds = tf.data.Dataset.from_tensor_slices((frames, length, labels))
-        if shuffle_seed is not None:
-            ds = ds.shuffle(len(length), seed=shuffle_seed, reshuffle_each_iteration=True)
-            if config["window"]:
-                ds = ds.repeat(config["windows_per_sequence"]).map(random_window(config["window"], shuffle_seed))
-        ds = ds.map(delayed(lookahead_of(config)))
-        # Padded to each batch's longest sequence, not the split's: that padding is not computed.
-        ds = ds.padded_batch(config["batch_size"]).map(
-            lambda f, n, y, w: ({"frames": f, "mask": tf.sequence_mask(n, tf.shape(f)[1])}, y, w))
-        weighted = shuffle_seed is not None and bool(config["class_weights"])  # class weights: training only
-        if weighted:
-            weights = tf.constant(class_weights(config, preprocessing))
-            ds = ds.map(lambda x, y, w: (x, y, w * tf.gather(weights, y)))
-        if not lookahead_of(config) and not weighted:
-            ds = ds.map(lambda x, y, w: (x, y))  # the mask alone leaves padding out of the loss
-        return ds.prefetch(tf.data.AUTOTUNE)
+        weights = class_weights(config, preprocessing) if config["class_weights"] else None
+        return frame_data.batches(columns, config["batch_size"], lookahead_of(config), config["window"],
+                                  config["windows_per_sequence"], weights, shuffle_seed)
 
     def compile(self, model, config):
         model.compile(optimizer=keras.optimizers.AdamW(config_lib.learning_rate(config),
@@ -394,33 +381,7 @@ def class_weights(config, preprocessing) -> list:
     return [float(w) for w in weights]
 
 
-def random_window(window: int, seed: int):
-    """(frames, length, labels) -> a random `window` frames of them (the whole sequence if shorter)."""
-    generator = tf.random.Generator.from_seed(seed)
-
-    def crop(frames, length, labels):
-        start = generator.uniform([], 0, tf.maximum(length - window, 0) + 1, dtype=tf.int32)
-        return frames[start: start + window], tf.minimum(length - start, window), labels[start: start + window]
-
-    return crop
-
-
 def lookahead_of(config) -> int:
     """The frames a model waits before labelling one: the config's lookahead for a causal model, 0
     for a bidirectional one (it sees the whole clip)."""
     return 0 if config["bidirectional"] else config["lookahead"]
-
-
-def delayed(lookahead: int):
-    """(frames, length, labels) -> (frames, steps, targets, weights) cut to their steps: with a
-    lookahead of d frames, d frames of NaN (read as "no frame": 0 once normalised) follow the
-    sequence, and the target at step t is frame t - d's label (the first d steps weigh 0)."""
-
-    def delay(frames, length, labels):
-        tail = tf.fill(tf.concat([[lookahead], tf.shape(frames)[1:]], 0), float("nan"))
-        return (tf.concat([frames[:length], tail], 0), length + lookahead,
-                tf.concat([tf.zeros([lookahead], labels.dtype), labels[:length]], 0),
-                tf.concat([tf.zeros([lookahead]), tf.ones([length])], 0))
-
-    return delay
-
