@@ -80,8 +80,7 @@ def serving_figures(run, export_root: Path, encoded: list, keras_ids: np.ndarray
     interpreter = tflite.interpreter(tflite_path)
     # Every test image (parity at export checks the first 64): the TFLite reference loop's greedy
     # captions against Keras's, word for word.
-    feeds, limits = run.app.phone_feed(run, encoded)
-    phone_ids = run.app.on_phone(interpreter, feeds, limits, *run.app.output_vocabulary(run))["token_ids"]
+    phone_ids = run.app.on_phone(interpreter, *run.app.phone_client_inputs(run, encoded))["token_ids"]
     same = sum(np.array_equal(a[a > 0], b[b > 0]) for a, b in zip(keras_ids, phone_ids, strict=True))
     encode, step = interpreter.get_signature_runner("encode_image"), interpreter.get_signature_runner("decode_step")
     size = run.config["image_size"]

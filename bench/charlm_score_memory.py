@@ -16,17 +16,17 @@ import common  # noqa: F401 -- puts the repository on sys.path
 import tensorflow as tf
 
 from pipelines import characters
-from rnn_apps.apps import charlm
+from rnn_apps.families import language_model
 from rnn_apps.run import Run
 
 run_dir, form, rows, chars = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 run = Run(run_dir)
-model, reader, lookup = run.model, charlm.Reader(run.model), run.preprocessing.lookup
+model, reader, lookup = run.model, language_model.Reader(run.model), run.preprocessing.lookup
 if form == "windowed":
     fn = run.app.scorer(run)[0]
 else:  # the code before this change
     def fn(text):
-        ids = tf.cast(lookup(characters.split_characters(text, charlm.MAX_SCORED)), tf.int32).to_tensor()
+        ids = tf.cast(lookup(characters.split_characters(text, language_model.MAX_SCORED)), tf.int32).to_tensor()
         ids = tf.pad(ids, [[0, 0], [0, tf.maximum(2 - tf.shape(ids)[1], 0)]])
         logits, _ = reader(ids[:, :-1], reader.zero_states(tf.shape(ids)[0]), mask=ids[:, :-1] != 0)
         counted = tf.cast(ids[:, 1:] != 0, tf.float32)

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from pipelines import characters  # noqa: E402
 from rnn_apps import registry  # noqa: E402
 from rnn_apps.apps import charlm  # noqa: E402
+from rnn_apps.families import language_model  # noqa: E402
 
 # recipe name -> the app's config keys it changes from the default
 SWEEPS = {"first": {
@@ -51,10 +52,10 @@ SWEEPS = {"first": {
 
 def carried_loss(model, ids: np.ndarray) -> float:
     """Nats per character over a whole text, batch 1, the state carried (as evaluate reads it)."""
-    reader, states, total = charlm.Reader(model), None, 0.0
+    reader, states, total = language_model.Reader(model), None, 0.0
     states = reader.zero_states(1)
-    for start in range(0, len(ids) - 1, charlm.READ_WINDOW):
-        chunk = ids[start: start + charlm.READ_WINDOW + 1]
+    for start in range(0, len(ids) - 1, language_model.READ_WINDOW):
+        chunk = ids[start: start + language_model.READ_WINDOW + 1]
         logits, states = reader(chunk[None, :-1], states)
         total += float(keras.ops.sum(keras.losses.sparse_categorical_crossentropy(chunk[None, 1:], logits,
                                                                                   from_logits=True)))

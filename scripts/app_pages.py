@@ -85,7 +85,7 @@ repeat(maxOutputTokens(card, raw)) {
     output += token; cache = cache + ("state" to result["state"]!!)
 }
 show(detokenise(output, readLines(card.target?.vocabulary ?: card.vocabulary)))""",
-    "generating": """var cache = zeros(card.state_shapes)                  // state_0, state_1, ...
+    "LanguageModelApp": """var cache = zeros(card.state_shapes)                  // state_0, state_1, ...
 for (c in prime) cache = step(c, cache).state           // read the prime through step
 repeat(length) {
     val result = interpreter.runSignature(mapOf("token" to intArrayOf(token)) + cache, "step")
@@ -104,10 +104,7 @@ for (frame in camera.frames()) {                      // normalised as card.stat
 
 def family(app) -> str:
     names = [cls.__name__ for cls in type(app).__mro__]
-    for known in ("ClassifierApp", "LabelSteps", "LabelFrames", "EncoderDecoderApp"):
-        if known in names:
-            return known
-    return "generating"
+    return next(known for known in PHONE_CLIENTS if known in names)
 
 
 def client_code(app) -> dict:

@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 from foundation.errors import UserError
 from pipelines import characters
 from rnn_apps import decoding
-from rnn_apps.apps import charlm
+from rnn_apps.families import language_model
 from tests.test_cli import assert_one_line_error, invoke
 
 # --- data -------------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def test_choose_is_greedy_at_temperature_0_and_samples_by_seed_otherwise():
 
 def test_reading_in_windows_with_the_state_carried_equals_reading_at_once(tiny_run):
     run = tiny_run("charlm")
-    reader = charlm.Reader(run.model)
+    reader = language_model.Reader(run.model)
     ids = characters.ids_of("First Citizen:\nBefore we proceed", run.preprocessing.vocabulary)[None]
     whole, _ = reader(ids, reader.zero_states(1))
     head, states = reader(ids[:, :10], reader.zero_states(1))
@@ -134,7 +134,7 @@ def test_evaluate_reports_nats_bits_and_perplexity_over_every_character(tiny_run
         assert m["perplexity"] == pytest.approx(math.exp(m["nats_per_char"]))
         assert 0 < m["nats_per_char"] < math.log(run.preprocessing.size) + 1
         assert 0 < m["fresh_state_per_window_nats_per_char"] < 10
-    assert len(metrics["sample"]["text"]) == charlm.SAMPLE["length"]
+    assert len(metrics["sample"]["text"]) == language_model.SAMPLE["length"]
     # the last 10% of the text (validation and test joined): nanoGPT's split, its loss between theirs
     last = metrics["last_10pct"]
     assert last["characters"] == 5999
@@ -142,7 +142,7 @@ def test_evaluate_reports_nats_bits_and_perplexity_over_every_character(tiny_run
     assert low - 0.05 < last["nats_per_char"] < high + 0.05
     # each READ_WINDOW's loss and characters are stored beside (bench's bootstrap): they sum to the figure
     parts = run.per_example("test")["metrics"]["test.nats_per_char"]
-    assert sum(parts["count"]) == 2999 and all(c <= charlm.READ_WINDOW for c in parts["count"])
+    assert sum(parts["count"]) == 2999 and all(c <= language_model.READ_WINDOW for c in parts["count"])
     assert sum(parts["correct"]) / sum(parts["count"]) == pytest.approx(metrics["test"]["nats_per_char"], rel=1e-6)
     assert "per_window" not in metrics["test"]
     # on validation (what choices are made on) it is not reported: it holds the test split
@@ -190,7 +190,7 @@ def test_predict_prints_the_loss_and_the_likeliest_continuation(tiny_run):
     rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
     assert [r["characters"] for r in rows] == [12, 0, 0]
     assert rows[0]["nats_per_char"] > 0 and rows[1]["nats_per_char"] == 0.0
-    assert all(len(r["continuation"]) == charlm.CONTINUATION for r in rows)
+    assert all(len(r["continuation"]) == language_model.CONTINUATION for r in rows)
     text = invoke("predict", run.dir, "To be")
     assert text.exit_code == 0 and "nats/char over 4" in text.stdout and '"To be" -> "' in text.stdout
 
@@ -209,7 +209,7 @@ def test_saved_model_signatures_give_defined_outputs_for_odd_input(tiny_export, 
     odd = [b"", b"\xff\xfe", "\u4e2d\u6587".encode(), b"x" * 1_000_000, b"ROMEO:"]
     out = write(odd)
     # a 1 MB prime is read by its last MAX_PRIME characters only: the same text as those alone
-    tail = bytes(np.random.default_rng(0).choice(list(b"abcdefgh ROMEO:\n"), charlm.MAX_PRIME))
+    tail = bytes(np.random.default_rng(0).choice(list(b"abcdefgh ROMEO:\n"), language_model.MAX_PRIME))
     long_prime = write([b"Q" * 1_000_000 + tail, tail])
     np.testing.assert_array_equal(long_prime["token_ids"][0], long_prime["token_ids"][1])
     assert out["text"].shape == (5,) and out["token_ids"].shape == (5, 20) and (out["lengths"] == 20).all()
@@ -222,17 +222,17 @@ def test_saved_model_signatures_give_defined_outputs_for_odd_input(tiny_export, 
     np.testing.assert_array_equal(write(odd, temperature=float("nan"))["token_ids"], out["token_ids"])
     assert write([b"a"], top_k=-1)["top_k"].tolist() == [0]
     assert write([b"a"], length=0)["text"].tolist() == [b""]
-    assert write([b"a"], length=2 ** 31 - 1)["lengths"].tolist() == [charlm.MAX_LENGTH]
+    assert write([b"a"], length=2 ** 31 - 1)["lengths"].tolist() == [language_model.MAX_LENGTH]
     sampled = write([b"a", b"a"], temperature=1.0, top_k=1000, seed=5)
     assert sampled["text"][0] == sampled["text"][1]  # a row's text depends on its prime and seed only
     nothing = generate(prime=tf.constant([], tf.string), length=tf.constant(5), temperature=tf.constant(1.0),
                        top_k=tf.constant(0), seed=tf.constant(0, tf.int64))
     assert nothing["text"].shape == (0,) and nothing["token_ids"].shape[0] == 0
     scored = {k: v.numpy() for k, v in score(text=tf.constant([b"", b"a", b"\xff\xfe ok", b"y" * 1_000_000])).items()}
-    assert scored["characters"].tolist() == [0, 0, 4, charlm.MAX_SCORED - 1]  # each invalid byte: one U+FFFD
+    assert scored["characters"].tolist() == [0, 0, 4, language_model.MAX_SCORED - 1]  # each invalid byte: one U+FFFD
     assert scored["nats_per_char"][:2].tolist() == [0.0, 0.0] and np.isfinite(scored["nats_per_char"]).all()
     np.testing.assert_allclose(scored["bits_per_char"], scored["nats_per_char"] / math.log(2), rtol=1e-6)
-    keras_loss = charlm.keras_loss(run.model, characters.ids_of("y" * 5000, run.preprocessing.vocabulary))
+    keras_loss = language_model.keras_loss(run.model, characters.ids_of("y" * 5000, run.preprocessing.vocabulary))
     long = score(text=tf.constant([b"y" * 5000]))["nats_per_char"].numpy()[0]
     assert long == pytest.approx(keras_loss, abs=1e-4)
     # rows of very different lengths in one request (each window reads only the rows it reaches):
@@ -256,15 +256,16 @@ def test_tflite_step_signature_model_card_and_parity_cases(tiny_export, tiny_run
     assert step["outputs"]["log_probabilities"]["shape"] == [1, run.preprocessing.size]
     tflite_dir = (root / artefact["path"]).parent
     card = json.loads((tflite_dir / "model_card.json").read_text())
-    assert card["saved_model_limits"]["max_length"] == charlm.MAX_LENGTH and card["loop"]
-    assert characters.load_vocabulary(tflite_dir / charlm.VOCABULARY) == run.preprocessing.vocabulary
+    assert card["saved_model_limits"]["max_length"] == language_model.MAX_LENGTH and card["loop"]
+    assert characters.load_vocabulary(tflite_dir / language_model.VOCABULARY) == run.preprocessing.vocabulary
     greedy, defaults, scored = entry["parity"]["cases"]
-    assert greedy["examples"] == charlm.PARITY_PRIMES and set(greedy["tflite"]) == {"text", "token_ids", "lengths"}
+    assert greedy["examples"] == language_model.PARITY_PRIMES
+    assert set(greedy["tflite"]) == {"text", "token_ids", "lengths"}
     assert set(scored) == set(defaults) == {"name", "examples", "saved_model"}  # no phone side
     # serving_default takes primes only (TF Serving's row form): SERVED_DEFAULTS, returned as applied
     served = tf.saved_model.load(str(root / "charlm" / "1")).signatures["serving_default"](
         prime=tf.constant(["ROMEO:", ""]))
-    assert served["lengths"].numpy().tolist() == [charlm.SERVED_DEFAULTS["length"]] * 2
+    assert served["lengths"].numpy().tolist() == [language_model.SERVED_DEFAULTS["length"]] * 2
     assert served["temperature"].numpy().tolist() == [0.0, 0.0]
     signatures = next(a for a in entry["artefacts"] if a["kind"] == "saved_model")["signatures"]
     assert set(signatures) == {"serving_default", "generate", "score"}
@@ -278,7 +279,7 @@ def test_query_shows_the_saved_model_and_tflite_continuations(tiny_export):
     assert [r["input"] for r in rows] == ["ROMEO:", ""]
     for row in rows:
         assert row["saved_model"]["continuation"] == row["tflite"]["continuation"]
-        assert len(row["tflite"]["continuation"]) == charlm.CONTINUATION
+        assert len(row["tflite"]["continuation"]) == language_model.CONTINUATION
 
 
 def test_mixed_precision_training_serves_a_float32_twin(tmp_path, train_tiny):

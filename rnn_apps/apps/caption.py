@@ -346,17 +346,21 @@ class Caption(EncoderDecoderApp):
         return [(title, '<div class="captions">' + "".join(cards) + "</div>")]
 
     # --- the phone ----------------------------------------------------------------------
-    def tflite_encoder(self, run):
+    def encode_signature(self, run):
+        preprocessing, size = run.preprocessing, run.config["image_size"]
+        spec = tf.TensorSpec([None, preprocessing.feature_size], tf.float32, name="features") \
+            if preprocessing.features is not None else tf.TensorSpec([None, size, size, 3], tf.float32, name="image")
+        return f"encode_{spec.name}", [spec], run.model
+
+    def card_facts(self, run):
         config, preprocessing = run.config, run.preprocessing
         size = config["image_size"]
         if preprocessing.features is not None:
-            spec = tf.TensorSpec([None, preprocessing.feature_size], tf.float32, name="features")
             preprocessing_card = {"features": f"the image's feature vector, float32 [1, {preprocessing.feature_size}],"
                                               f" as in {preprocessing.features_path} (NaN reads as 0, values are "
                                               f"clipped to ±{captions.FEATURE_LIMIT:g})",
                                   "file": preprocessing.features_path}
         else:
-            spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="image")
             preprocessing_card = {"size": [size, size], "channels": "RGB, in that order",
                                   "scaling": "0..255 floats (the model scales inside; NaN reads as 0, "
                                              "values outside 0..255 are clipped)",
@@ -366,34 +370,32 @@ class Caption(EncoderDecoderApp):
                  "detokenise": "join the words of the ids before end_id with spaces (captions are lower-case, "
                                "without punctuation)",
                  "max_output_tokens": config["caption_length"]}
-        return (f"encode_{spec.name}", [spec], run.model, facts,
-                {VOCABULARY: "\n".join(preprocessing.tokens) + "\n"})
+        return facts, {VOCABULARY: "\n".join(preprocessing.tokens) + "\n"}
 
-    def phone_feed(self, run, inputs):
+    def phone_feed(self, raw, folder, card):
         """Encoded images (decoded and resized as the card says) or feature vectors -> encode feeds."""
-        limits = np.full(len(inputs), run.config["caption_length"], np.int32)
-        if run.preprocessing.features is not None:
-            return [{"features": np.asarray(x, np.float32)[None]} for x in inputs], limits
-        pixels = captions.decode_images(inputs, run.config["image_size"])[0].numpy()
+        limits = np.full(len(raw), card["max_output_tokens"], np.int32)
+        if "features" in card["preprocessing"]:
+            return [{"features": np.asarray(x, np.float32)[None]} for x in raw], limits
+        pixels = captions.decode_images(raw, card["preprocessing"]["size"][0])[0].numpy()
         return [{"image": p[None]} for p in pixels], limits
 
     def exported_inputs(self, inputs, tflite_dir):
         """Image files; for a model on features, image names looked up in the features file the card names."""
         card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
-        limits = np.full(len(inputs), card["max_output_tokens"], np.int32)
         if "features" in card["preprocessing"]:
             path = card["preprocessing"]["file"]
-            vectors = captions.features_of(captions.read_features(path), [Path(n).name for n in inputs], path)
-            return list(inputs), {"features": vectors}, {"feeds": [{"features": v[None]} for v in vectors],
-                                                         "limits": limits}
-        encoded = images.read_image_bytes(inputs)
-        pixels, is_image = captions.decode_images(encoded, card["preprocessing"]["size"][0])
-        images.refuse_unreadable(inputs, is_image.numpy())
-        return list(inputs), {"image_bytes": np.array(encoded, dtype=object)}, \
-            {"feeds": [{"image": p[None]} for p in pixels.numpy()], "limits": limits}
+            raw = captions.features_of(captions.read_features(path), [Path(n).name for n in inputs], path)
+            served = {"features": raw}
+        else:
+            raw = images.read_image_bytes(inputs)
+            images.refuse_unreadable(inputs, captions.decode_images(raw, card["preprocessing"]["size"][0])[1].numpy())
+            served = {"image_bytes": np.array(raw, dtype=object)}
+        feeds, limits = self.phone_feed(raw, tflite_dir, card)
+        return list(inputs), served, {"feeds": feeds, "limits": limits}
 
-    def phone_vocabulary(self, tflite_dir):
-        return translation.load_vocabulary(Path(tflite_dir) / VOCABULARY), captions.LANGUAGE
+    def phone_vocabulary(self, folder, card):
+        return translation.load_vocabulary(Path(folder) / VOCABULARY), captions.LANGUAGE
 
     def parity_inputs(self, run, examples):
         return run.preprocessing.encoder_inputs(examples)

@@ -300,7 +300,11 @@ class Translate(EncoderDecoderApp):
         return f"{row['translation']}\t{row['input']}" + (cut if row["source_truncated"] else "")
 
     # --- the phone ----------------------------------------------------------------------
-    def tflite_encoder(self, run):
+    def encode_signature(self, run):
+        length = run.config["source_length"]
+        return "encode", [tf.TensorSpec([None, length], tf.int32, name="source_ids")], self.unrolled_twin(run, length)
+
+    def card_facts(self, run):
         config, preprocessing = run.config, run.preprocessing
         length = config["source_length"]
         facts = {
@@ -320,24 +324,23 @@ class Translate(EncoderDecoderApp):
         }
         files = {SOURCE_VOCAB: "\n".join(map(str, preprocessing.source.get_vocabulary())) + "\n",
                  TARGET_VOCAB: "\n".join(preprocessing.target_tokens) + "\n"}
-        return ("encode", [tf.TensorSpec([None, length], tf.int32, name="source_ids")],
-                self.unrolled_twin(run, length), facts, files)
+        return facts, files
 
-    def phone_feed(self, run, texts):
-        ids = padded_source(run.preprocessing.source, texts, run.config["source_length"])
-        return [{"source_ids": row[None]} for row in ids], self.limits(run.config, ids).numpy()
+    def phone_feed(self, texts, folder, card):
+        """Texts -> encode feeds (source ids, tokenised with the shipped source vocabulary) and
+        output limits (the card's rule)."""
+        source = translation.from_vocabulary(Path(folder) / SOURCE_VOCAB, card["source"]["language"], "source")
+        ids = padded_source(source, texts, card["source"]["length"])
+        return [{"source_ids": row[None]} for row in ids], self.limits(card["max_output_tokens"], ids).numpy()
 
     def exported_inputs(self, inputs, tflite_dir):
         card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
-        source = translation.from_vocabulary(Path(tflite_dir) / SOURCE_VOCAB, card["source"]["language"], "source")
-        ids = padded_source(source, inputs, card["source"]["length"])
-        limits = self.limits(card["max_output_tokens"], ids).numpy()  # the rule as the card states it
+        feeds, limits = self.phone_feed(inputs, tflite_dir, card)
         return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
-            {"feeds": [{"source_ids": row[None]} for row in ids], "limits": limits}
+            {"feeds": feeds, "limits": limits}
 
-    def phone_vocabulary(self, tflite_dir):
-        card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
-        return translation.load_vocabulary(Path(tflite_dir) / TARGET_VOCAB), card["target"]["language"]
+    def phone_vocabulary(self, folder, card):
+        return translation.load_vocabulary(Path(folder) / TARGET_VOCAB), card["target"]["language"]
 
     def parity_inputs(self, run, examples):
         return list(examples["source"])

@@ -7,8 +7,11 @@
 - `label_frames.LabelFrames` — the same topology over frames of float features or pixels (`frames`):
   the phone streams them through a `step` signature with the states (or reads a whole clip).
 - `generate.GeneratingApp` — every app that writes a sequence: the phone's greedy loop (a start
-  from one input, then the step signature token by token) and query's rows, once. `charlm` (no
-  encoder: its prime is read through `step`; sampling) is one directly.
+  from one input, then the step signature token by token) and query's rows, once.
+- `language_model.LanguageModelApp(GeneratingApp)` — many-to-many while training, one-to-many while
+  writing, over characters, with no encoder: its prime is read through `step`; generate (sampling),
+  score, evaluate over whole splits, the .tflite's `step` and its card, parity, phone quality
+  (`charlm`).
 - `encode_decode.EncoderDecoderApp(GeneratingApp)` — one-to-many and many-to-many encoder-decoder:
   an encoder reads the input once, a decoder step writes a sentence (`translate`, `caption`):
   decoding in the graph, the SavedModel signatures, the .tflite's encode + decode_step and its card,

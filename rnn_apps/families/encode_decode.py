@@ -22,16 +22,20 @@ An app writes what is its own: its data, preprocessing and Keras model, and
     (log-probabilities, cache);
   - `serving_forms(run, write)`: {form: (input specs, fn)}: each fn turns that raw form into encoder
     inputs and limits, calls `write`, and may add outputs of its own (`source_truncated`, `is_image`);
-  - `tflite_encoder(run)`: the encode signature (name, input specs, model) and the card's own facts;
-  - its phone client: `phone_feed(run, raw)` (raw inputs -> encode feeds and output limits, from the
-    run), `exported_inputs` (the same from the files shipped beside the .tflite) and
-    `phone_vocabulary(tflite_dir)`; `parity_inputs(run, examples)`; `text_scores(run, test, texts)`:
-    the scores of decoded texts, which evaluate reports and phone quality reads `phone_metric` from.
+  - `encode_signature(run)`: the encode signature (name, input specs, model); `card_facts(run)`: the
+    card's own facts and the files shipped beside the .tflite;
+  - its phone client, which reads only those: `phone_feed(raw, folder, card)` (raw inputs -> encode
+    feeds and output limits) and `phone_vocabulary(folder, card)`; parity and phone quality run it on
+    the run's files, query (`exported_inputs`: CLI inputs -> raw) on the export's;
+  - `parity_inputs(run, examples)`; `text_scores(run, test, texts)`: the scores of decoded texts,
+    which evaluate reports and phone quality reads `phone_metric` from.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -72,13 +76,19 @@ class EncoderDecoderApp(GeneratingApp):
     def serving_forms(self, run, write) -> dict:
         raise NotImplementedError
 
-    def tflite_encoder(self, run) -> tuple:
-        """-> (encode signature name, [its one input spec], the model whose layers it runs (the
-        step's too), {model card facts of the app's own}, {file name: text} shipped beside the .tflite)."""
+    def encode_signature(self, run) -> tuple:
+        """-> (encode signature name, [its one input spec], the model whose layers it and the step run)."""
         raise NotImplementedError
 
-    def phone_feed(self, run, raw) -> tuple:
-        """Raw inputs -> ([encode inputs {name: array [1, ...]} per input], limits int [inputs])."""
+    def card_facts(self, run) -> tuple:
+        """-> ({model card facts of the app's own}, {file name: text} shipped beside the .tflite):
+        what the phone client reads (`phone_feed`, `phone_vocabulary`)."""
+        raise NotImplementedError
+
+    def phone_feed(self, raw, folder, card) -> tuple:
+        """The phone client: raw inputs -> ([encode inputs {name: array [1, ...]} per input], limits
+        int [inputs]), from the files in `folder` and the model card `card` (as shipped: parity and
+        phone quality run it on the run's files, query on the export's)."""
         raise NotImplementedError
 
     def parity_inputs(self, run, examples: dict) -> list:
@@ -152,7 +162,7 @@ class EncoderDecoderApp(GeneratingApp):
 
     # --- the phone: TFLite file, model card, reference loop -------------------------------------
     def tflite_models(self, run):
-        name, specs, model, facts, files = self.tflite_encoder(run)
+        (name, specs, model), (facts, files) = self.encode_signature(run), self.card_facts(run)
         encode, step = self.encoder(model), self.step(model)
         cache_specs = tf.function(encode).get_concrete_function(*specs).structured_outputs
         names = list(cache_specs)
@@ -194,17 +204,25 @@ class EncoderDecoderApp(GeneratingApp):
 
     def phone_quality(self, run, test, interpreter):
         """phone_metric of the TFLite reference loop's greedy outputs on the test split."""
-        feeds, limits = self.phone_feed(run, self.parity_inputs(run, test))
-        out = self.on_phone(interpreter, feeds, limits, *self.output_vocabulary(run))
+        feeds, limits, words, language = self.phone_client_inputs(run, self.parity_inputs(run, test))
+        out = self.on_phone(interpreter, feeds, limits, words, language)
         return self.text_scores(run, test, [t.decode("utf-8") for t in out[self.output_name]])[self.phone_metric[0]]
+
+    def phone_client_inputs(self, run, raw) -> tuple:
+        """Raw inputs -> (feeds, limits, output words, their language), by the phone client from the
+        files the run's .tflite ships, written out as the export writes them."""
+        facts, files = self.card_facts(run)
+        with tempfile.TemporaryDirectory() as folder:
+            for name, text in files.items():
+                (Path(folder) / name).write_text(text, encoding="utf-8")
+            return *self.phone_feed(raw, folder, facts), *self.phone_vocabulary(folder, facts)
 
     def parity_cases(self, run, examples):
         """Greedy decoding of real test inputs: the SavedModel's outputs and the TFLite reference
-        loop's equal Keras's exactly (strings and ids)."""
+        loop's (fed by the phone client) equal Keras's exactly (strings and ids)."""
         raw = self.parity_inputs(run, examples)
         expected = self.generate(run, raw)
-        feeds, limits = self.phone_feed(run, raw)
-        words, language = self.output_vocabulary(run)
+        feeds, limits, words, language = self.phone_client_inputs(run, raw)
         spec = next(iter(self.serving_forms(run, None).values()))[0][0]
         served = np.array([r.encode("utf-8") if isinstance(r, str) else r for r in raw], dtype=object) \
             if spec.dtype == tf.string else np.asarray(raw, spec.dtype.as_numpy_dtype)
@@ -212,6 +230,7 @@ class EncoderDecoderApp(GeneratingApp):
                            ("serving_default", {spec.name: served}), f"{self.name}.tflite", list(expected),
                            tflite_loop=lambda interpreter: self.on_phone(interpreter, feeds, limits, words, language),
                            tflite_compare=[self.output_name, "token_ids", "lengths"])]
+
 
 def _card_shape(spec) -> str:
     """A tensor spec as the model card states it, at the batch of 1 every .tflite has."""

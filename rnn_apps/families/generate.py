@@ -13,9 +13,12 @@ An app of this kind writes:
   - `step_signature` and `end_id` (None: the loop writes `limit` tokens);
   - `phone_start(interpreter, feed) -> (cache, first token)`, from one input's feed;
   - `phone_text(token_ids, words, language) -> bytes [inputs]`: padded ids -> texts;
-  - `phone_vocabulary(tflite_dir) -> (words, language)`, from the files shipped beside the .tflite;
+  - `phone_vocabulary(folder, card) -> (words, language)`, from the files shipped beside the .tflite;
   - `exported_inputs` giving TFLite inputs {"feeds": [one feed per input], "limits": [int per input]}.
 """
+
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -35,8 +38,9 @@ class GeneratingApp(App):
     def phone_text(self, token_ids: np.ndarray, words: list, language) -> np.ndarray:
         raise NotImplementedError
 
-    def phone_vocabulary(self, tflite_dir) -> tuple:
-        """-> (the output words, their language), from the files shipped beside the .tflite."""
+    def phone_vocabulary(self, folder, card: dict) -> tuple:
+        """-> (the output words, their language), from the files shipped beside the .tflite (in
+        `folder`) and its model card."""
         raise NotImplementedError
 
     def on_phone(self, interpreter, feeds: list, limits, words: list, language=None) -> dict:
@@ -51,7 +55,8 @@ class GeneratingApp(App):
                 self.output_name: self.phone_text(token_ids, words, language)}
 
     def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
-        words, language = self.phone_vocabulary(tflite_dir)
+        card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
+        words, language = self.phone_vocabulary(tflite_dir, card)
         return self.on_phone(interpreter, tflite_inputs["feeds"], tflite_inputs["limits"], words, language)
 
     def query_rows(self, names, served, on_phone, tflite_dir):
