@@ -314,20 +314,16 @@ class Caption(EncoderDecoderApp):
                          "references": test_references[i]} for i in range(min(SAMPLES, len(test_references)))],
         }
 
-    def predict(self, run, inputs, beam=None):
-        """Image files; for a run on features, image names (or paths: their file names) of the features file."""
+    def raw_inputs(self, run, inputs):
+        """Image files (read as they are; one that is not an image is refused); for a run on
+        features, image names (or paths: their file names) of the features file."""
         if run.preprocessing.features is not None:
-            names = [Path(name).name for name in inputs]
-            out = self.generate(run, captions.features_of(run.preprocessing.features, names,
-                                                          run.preprocessing.features_path), beam)
-        else:
-            out = self.generate(run, images.read_image_bytes(inputs), beam)
-            images.refuse_unreadable(inputs, out["is_image"])
-        return [{"input": path, "caption": out["caption"][i].decode("utf-8"), "tokens": int(out["lengths"][i])}
-                for i, path in enumerate(inputs)]
-
-    def format_prediction(self, row):
-        return f"{row['caption']}\t{row['input']}"
+            return captions.features_of(run.preprocessing.features, [Path(name).name for name in inputs],
+                                        run.preprocessing.features_path)
+        encoded = images.read_image_bytes(inputs)
+        if encoded:
+            images.refuse_unreadable(inputs, captions.decode_images(encoded, run.config["image_size"])[1].numpy())
+        return encoded
 
     def report_sections(self, run, limit: int) -> list:
         """The test images (at most `limit`), each inlined beside its generated and human captions."""

@@ -77,6 +77,7 @@ class Translate(EncoderDecoderApp):
     decode_batch = 256
     default_data = ("spa_eng", "ted_hrlr_translate/pt_to_en")
     phone_metric = ("bleu", True, 1.0)
+    prediction_notes = {"source_truncated": "[the source was cut: only its first source_length tokens were translated]"}
     config = {
         **config_lib.COMMON,
         "direction": "spa-en",  # SOURCE-TARGET languages
@@ -288,16 +289,6 @@ class Translate(EncoderDecoderApp):
             "samples": [{"source": sources[i], "reference": references[i], "translation": hypotheses[i]}
                         for i in range(min(SAMPLES, len(references)))],
         }
-
-    def predict(self, run, inputs, beam=None):
-        out = self.generate(run, inputs, beam)
-        return [{"input": text, "translation": out["translation"][i].decode("utf-8"),
-                 "tokens": int(out["lengths"][i]), "source_truncated": bool(out["source_truncated"][i])}
-                for i, text in enumerate(inputs)]
-
-    def format_prediction(self, row):
-        cut = "\t[the source was cut: only its first source_length tokens were translated]"
-        return f"{row['translation']}\t{row['input']}" + (cut if row["source_truncated"] else "")
 
     # --- the phone ----------------------------------------------------------------------
     def encode_signature(self, run):

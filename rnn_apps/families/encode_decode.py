@@ -6,7 +6,7 @@ Written once here, for every app of the family:
   - `compile`: Adam with the config's clipnorm, label-smoothed cross-entropy on the logits, padding ignored;
   - `writer`: encode, decode (rnn_apps/decoding.py: greedy or beam search, in the graph) and
     detokenise: what predict, evaluate, the report and every SavedModel signature run;
-  - `generate`: many raw inputs in batches through it;
+  - `generate`: many raw inputs in batches through it; `predict` and its rows' text;
   - `serving`: `serving_default` (greedy) and `beam_search` on the first input form, a greedy
     `from_<form>` for each further form;
   - `tflite_models`: one .tflite with the app's encode signature and `decode_step`, whose inputs are
@@ -27,6 +27,7 @@ An app writes what is its own: its data, preprocessing and Keras model, and
   - its phone client, which reads only those: `phone_feed(raw, folder, card)` (raw inputs -> encode
     feeds and output limits) and `phone_vocabulary(folder, card)`; parity and phone quality run it on
     the run's files, query (`exported_inputs`: CLI inputs -> raw) on the export's;
+  - `raw_inputs(run, inputs)`: CLI inputs -> raw inputs (predict); `prediction_notes`;
   - `parity_inputs(run, examples)`; `text_scores(run, test, texts)`: the scores of decoded texts,
     which evaluate reports and phone quality reads `phone_metric` from.
 """
@@ -159,6 +160,26 @@ class EncoderDecoderApp(GeneratingApp):
     def serving_track(self, run) -> list:
         """Keras objects beside the model whose state the signatures use (lookup layers)."""
         return []
+
+    # --- predict ------------------------------------------------------------------------------
+    # Outputs of the first serving form that predict's rows keep beside the text, each with the note
+    # format_prediction adds where it is true (translate: a source cut to source_length).
+    prediction_notes = {}
+
+    def raw_inputs(self, run, inputs: list) -> list:
+        """CLI inputs (strings, file paths) -> raw inputs of the first serving form: the inputs
+        themselves by default (text)."""
+        return list(inputs)
+
+    def predict(self, run, inputs, beam=None):
+        out = self.generate(run, self.raw_inputs(run, inputs), beam)
+        return [{"input": item, self.output_name: out[self.output_name][i].decode("utf-8"),
+                 "tokens": int(out["lengths"][i]), **{flag: bool(out[flag][i]) for flag in self.prediction_notes}}
+                for i, item in enumerate(inputs)]
+
+    def format_prediction(self, row):
+        notes = "".join(f"\t{note}" for flag, note in self.prediction_notes.items() if row[flag])
+        return f"{row[self.output_name]}\t{row['input']}{notes}"
 
     # --- the phone: TFLite file, model card, reference loop -------------------------------------
     def tflite_models(self, run):
