@@ -191,15 +191,14 @@ class Tagger(LabelSteps):
     def split(self, text):
         return tokenize(text)
 
-    def more_scores(self, splits, pairs):
-        seen = training_words(splits)
-        unseen = [t == p for w, t, p in pairs if w.lower() not in seen]
-        return {"unseen_word_tokens": len(unseen), "unseen_word_accuracy": float(np.mean(unseen)) if unseen else None}
-
-    def more_per_example(self, splits, per_sequence):
+    def more_scores(self, splits, per_sequence):
+        """Accuracy on the tokens whose word the training split does not hold (lower-cased)."""
         seen = training_words(splits)
         unseen = [[t == p for w, t, p in s if w.lower() not in seen] for s in per_sequence]
-        return {"unseen_word_accuracy": {"correct": [sum(u) for u in unseen], "count": [len(u) for u in unseen]}}
+        every = [right for s in unseen for right in s]
+        return {"unseen_word_tokens": len(every), "unseen_word_accuracy": float(np.mean(every)) if every else None,
+                "per_example": {"unseen_word_accuracy": {"correct": [sum(u) for u in unseen],
+                                                         "count": [len(u) for u in unseen]}}}
 
     def shipped_files(self, preprocessing):
         return {WORDS: lines_text(preprocessing.words.get_vocabulary()),

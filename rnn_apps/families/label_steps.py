@@ -71,12 +71,10 @@ class LabelSteps(App):
         """A training batch's features changed while reading (tagger: word dropout); none by default."""
         return features
 
-    def more_scores(self, splits, pairs: list) -> dict:
-        """Scores of the app's own beside accuracy; `pairs` is [(piece, true tag, predicted tag)]."""
-        return {}
-
-    def more_per_example(self, splits, per_sequence: list) -> dict:
-        """The per-sequence parts ({"correct", "count"}) of those of `more_scores` that are ratios."""
+    def more_scores(self, splits, per_sequence: list) -> dict:
+        """Scores of the app's own beside accuracy, from [[(piece, true tag, predicted tag)] per test
+        sequence]; under "per_example", the per-sequence parts ({"correct", "count"}) of those that
+        are ratios (bench's bootstrap)."""
         return {}
 
     # --- training -----------------------------------------------------------------------
@@ -174,6 +172,7 @@ class LabelSteps(App):
         errors = Counter(f"{t} -> {p}" for _, t, p in pairs if t != p)
         per_sequence = [[(w, t, p) for w, t, p in zip(pieces, tags, preds, strict=True)]
                         for pieces, tags, preds in zip(sequences, truth, predicted, strict=True)]
+        more = self.more_scores(splits, per_sequence)
         # the baseline a per-step model must beat: each piece's most frequent training label
         baseline = metrics.most_frequent_labels([s.split(tagged.SEPARATOR) for s in splits.train[TOKENS]],
                                                 [t.split(tagged.SEPARATOR) for t in splits.train[TAGS]], sequences)
@@ -183,9 +182,9 @@ class LabelSteps(App):
                                     "count": [len(s) for s in per_sequence]},
                        "most_frequent_baseline.accuracy": {"correct": baseline_right,
                                                            "count": [len(s) for s in per_sequence]},
-                       **self.more_per_example(splits, per_sequence)}
+                       **more.pop("per_example", {})}
         return {"sentences": len(sequences), "tokens": len(pairs),
-                "accuracy": float(np.mean([t == p for _, t, p in pairs])), **self.more_scores(splits, pairs),
+                "accuracy": float(np.mean([t == p for _, t, p in pairs])), **more,
                 "most_frequent_baseline": {"accuracy": sum(baseline_right) / max(len(pairs), 1)},
                 "per_tag": per_tag, "most_frequent_errors": dict(errors.most_common(10)), "per_example": per_example}
 
