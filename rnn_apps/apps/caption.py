@@ -248,9 +248,6 @@ class Caption(EncoderDecoderApp):
 
         return step
 
-    def output_vocabulary(self, run):
-        return run.preprocessing.tokens, captions.LANGUAGE
-
     def serving_forms(self, run, write):
         """Encoded images (bytes [batch]: JPEG/PNG/GIF/BMP, decoded in the graph; adds is_image) and
         pixels (uint8 [batch, h, w, 3], any size); or, for a run on `features`, vectors [batch, d]

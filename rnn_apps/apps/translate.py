@@ -253,9 +253,6 @@ class Translate(EncoderDecoderApp):
         wanted = ops.ceil(config["length_ratio"] * tokens) + config["length_extra"]
         return ops.where(tokens > 0, ops.cast(ops.minimum(wanted, float(config["target_length"])), "int32"), 0)
 
-    def output_vocabulary(self, run):
-        return run.preprocessing.target_tokens, run.preprocessing.target_language
-
     def serving_forms(self, run, write):
         """text [batch] -> translation, token_ids, lengths, source_truncated: tokenise in the graph, decode."""
         config, source = run.config, run.preprocessing.source

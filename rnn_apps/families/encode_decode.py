@@ -17,7 +17,7 @@ Written once here, for every app of the family:
     it parity (Keras = SavedModel = the phone loop, word for word) and phone quality.
 
 An app writes what is its own: its data, preprocessing and Keras model, and
-  - `output_name` ("translation", "caption") and `output_vocabulary(run)`: (the output words, their language);
+  - `output_name` ("translation", "caption");
   - `encoder(model)`: encoder inputs -> the decoding cache; `step(model)`: (tokens, cache) ->
     (log-probabilities, cache);
   - `serving_forms(run, write)`: {form: (input specs, fn)}: each fn turns that raw form into encoder
@@ -25,7 +25,8 @@ An app writes what is its own: its data, preprocessing and Keras model, and
   - `encode_signature(run)`: the encode signature (name, input specs, model); `card_facts(run)`: the
     card's own facts and the files shipped beside the .tflite;
   - its phone client, which reads only those: `phone_feed(raw, folder, card)` (raw inputs -> encode
-    feeds and output limits) and `phone_vocabulary(folder, card)`; parity and phone quality run it on
+    feeds and output limits) and `phone_vocabulary(folder, card)` (the output words and their
+    language: the SavedModel's detokeniser reads them with it too); parity and phone quality run it on
     the run's files, query (`exported_inputs`: CLI inputs -> raw) on the export's;
   - `raw_inputs(run, inputs)`: CLI inputs -> raw inputs (predict); `prediction_notes`;
   - `parity_inputs(run, examples)`; `text_scores(run, test, texts)`: the scores of decoded texts,
@@ -70,9 +71,10 @@ class EncoderDecoderApp(GeneratingApp):
         raise NotImplementedError
 
     def output_vocabulary(self, run) -> tuple:
-        """-> (the output words, id i's at i; their language): what the run's decoder writes, as
-        `phone_vocabulary` reads the same from the files shipped beside the .tflite."""
-        raise NotImplementedError
+        """-> (the output words, id i's at i; their language): what the run's decoder writes, read
+        by the phone client's `phone_vocabulary` from the run's own files (they are the files the
+        .tflite ships), so the SavedModel and the phone detokenise with the same words."""
+        return self.phone_vocabulary(run.dir, self.card_facts(run)[0])
 
     def serving_forms(self, run, write) -> dict:
         raise NotImplementedError
