@@ -9,13 +9,22 @@ the apps of one topology share.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 
 from foundation.errors import UserError
 from foundation.lazy import tensorflow as tf
 from rnn_apps import config as config_lib
+
+CARD_FILE = "model_card.json"  # beside every .tflite: what each tensor means, the files, the loop
+
+
+def read_card(folder) -> dict:
+    """The model card shipped in `folder` beside a .tflite: what a phone client reads first."""
+    return json.loads((Path(folder) / CARD_FILE).read_text(encoding="utf-8"))
 
 
 @dataclass
@@ -40,7 +49,7 @@ class TFLiteModel:
     assets: dict = field(default_factory=dict)  # file name -> text content
     # An app's second file (a client's variant: digits' image input for MediaPipe) names its own
     # card and measures its quality itself: quality(run, test, interpreter) -> phone_metric.
-    card_file: str = "model_card.json"
+    card_file: str = CARD_FILE
     quality: object = None  # None: App.phone_quality
 
 

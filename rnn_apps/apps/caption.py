@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +53,7 @@ from foundation.lazy import tensorflow as tf
 from pipelines import captions, images, translation
 from rnn_apps import config as config_lib
 from rnn_apps import decoding, efficientnet_lite, metrics
-from rnn_apps.app import ParityCase
+from rnn_apps.app import ParityCase, read_card
 from rnn_apps.families.encode_decode import EncoderDecoderApp
 from rnn_apps.layers import AppendToEveryStep, FastSimpleRNN, FrozenTailEmbedding
 
@@ -375,7 +374,7 @@ class Caption(EncoderDecoderApp):
 
     def exported_inputs(self, inputs, tflite_dir):
         """Image files; for a model on features, image names looked up in the features file the card names."""
-        card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
+        card = read_card(tflite_dir)
         if "features" in card["preprocessing"]:
             path = card["preprocessing"]["file"]
             raw = captions.features_of(captions.read_features(path), [Path(n).name for n in inputs], path)

@@ -34,7 +34,6 @@ source_vocab.txt, target_vocab.txt and model_card.json beside it.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +47,7 @@ from pipelines import text as text_lib
 from pipelines import translation
 from rnn_apps import config as config_lib
 from rnn_apps import decoding, metrics
-from rnn_apps.app import float32_twin
+from rnn_apps.app import float32_twin, read_card
 from rnn_apps.families.encode_decode import EncoderDecoderApp
 from rnn_apps.layers import FastSimpleRNN, FrozenTailEmbedding, LuongAttention, simple_rnn_stack
 
@@ -322,7 +321,7 @@ class Translate(EncoderDecoderApp):
         return [{"source_ids": row[None]} for row in ids], self.limits(card["max_output_tokens"], ids).numpy()
 
     def exported_inputs(self, inputs, tflite_dir):
-        card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
+        card = read_card(tflite_dir)
         feeds, limits = self.phone_feed(inputs, tflite_dir, card)
         return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
             {"feeds": feeds, "limits": limits}

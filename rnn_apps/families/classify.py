@@ -25,7 +25,7 @@ import numpy as np
 from foundation.lazy import tensorflow as tf
 from pipelines import text
 from rnn_apps import config as config_lib
-from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
+from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, read_card
 from rnn_apps.layers import SparseCrossentropy
 
 MEDIAPIPE_VOCABULARY = "regex_vocab.txt"  # MediaPipe's "token id" lines (text.mediapipe_vocabulary)
@@ -214,7 +214,7 @@ class TextClassifierApp(ClassifierApp):
         return models
 
     def exported_inputs(self, inputs, tflite_dir):
-        card = json.loads((Path(tflite_dir) / "model_card.json").read_text())
+        card = read_card(tflite_dir)
         vectorizer = text.from_vocabulary(tflite_dir, card.get("tokenizer", "ptb"))
         padded = text.padded_ids(vectorizer, inputs, card["input"]["shape"][1])
         return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \

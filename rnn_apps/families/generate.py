@@ -17,13 +17,11 @@ An app of this kind writes:
   - `exported_inputs` giving TFLite inputs {"feeds": [one feed per input], "limits": [int per input]}.
 """
 
-import json
-from pathlib import Path
 
 import numpy as np
 
 from export import step_loop
-from rnn_apps.app import App
+from rnn_apps.app import App, read_card
 
 
 class GeneratingApp(App):
@@ -55,7 +53,7 @@ class GeneratingApp(App):
                 self.output_name: self.phone_text(token_ids, words, language)}
 
     def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
-        card = json.loads((Path(tflite_dir) / "model_card.json").read_text(encoding="utf-8"))
+        card = read_card(tflite_dir)
         words, language = self.phone_vocabulary(tflite_dir, card)
         return self.on_phone(interpreter, tflite_inputs["feeds"], tflite_inputs["limits"], words, language)
 

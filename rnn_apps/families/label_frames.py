@@ -29,7 +29,6 @@ causal file's step loop (export/step_loop.py `label_stream`) or the bidirectiona
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -40,7 +39,7 @@ from foundation.lazy import tensorflow as tf
 from pipelines import frames as frame_data
 from rnn_apps import config as config_lib
 from rnn_apps import metrics
-from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin
+from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, float32_twin, read_card
 from rnn_apps.layers import SparseCrossentropy, StepDifference, rnn_layers
 
 MAX_FRAMES = 108_000  # frames labelled per sequence by the SavedModel: an hour at 30 frames/s
@@ -321,7 +320,7 @@ class LabelFrames(App):
         return np.array(outputs, np.float32)
 
     def exported_inputs(self, inputs, tflite_dir):
-        card = json.loads((Path(tflite_dir) / "model_card.json").read_text())
+        card = read_card(tflite_dir)
         shape = tuple(card["statistics"]["frame_shape"])
         names, sequences = frame_data.read_sequence_files(inputs, shape, MAX_FRAMES)
         frames, lengths = frame_data.pad(sequences, shape)
@@ -330,13 +329,13 @@ class LabelFrames(App):
         return names, served, {"frames": frames, "lengths": lengths}
 
     def run_tflite(self, interpreter, tflite_inputs, tflite_dir):
-        card = json.loads((Path(tflite_dir) / "model_card.json").read_text())
+        card = read_card(tflite_dir)
         probabilities = self.phone_probabilities(interpreter, tflite_inputs["frames"], tflite_inputs["lengths"],
                                                  card.get("lookahead_frames", 0), card.get("max_frames"))
         return {"probabilities": probabilities}
 
     def query_rows(self, names, served, on_phone, tflite_dir):
-        labels = json.loads((Path(tflite_dir) / "model_card.json").read_text())["labels"]
+        labels = read_card(tflite_dir)["labels"]
         rows = []
         for i, name in enumerate(names):
             n = int(served["lengths"][i])
@@ -369,7 +368,6 @@ def frame_scores(names: list, truth: list, predicted: list) -> dict:
                             **{f"per_class.{name}.recall": {
                                 "correct": [int(((t == i) & (q == i)).sum()) for t, q in recordings],
                                 "count": [int((t == i).sum()) for t in truth]} for i, name in enumerate(names)}}}
-
 
 
 def class_weights(config, preprocessing) -> list:

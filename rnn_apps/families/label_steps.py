@@ -39,11 +39,11 @@ from foundation.lazy import tensorflow as tf
 from pipelines import batching, tagged
 from rnn_apps import config as config_lib
 from rnn_apps import metrics
-from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel
+from rnn_apps.app import CARD_FILE, App, Endpoint, ParityCase, TFLiteModel, read_card
 from rnn_apps.layers import SparseCrossentropy
 
 TOKENS, TAGS = "tokens", "tags"  # the data's columns
-TAGS_FILE, CARD_FILE = "tags.txt", "model_card.json"
+TAGS_FILE = "tags.txt"
 PADDING_TAG_ID = -1
 MAX_TEXT_CHARACTERS = 65536  # a 1 MB string costs no more than its first 64 kB
 
@@ -277,7 +277,7 @@ class LabelSteps(App):
         return float(np.mean(right))
 
     def exported_inputs(self, inputs, tflite_dir):
-        length = json.loads((Path(tflite_dir) / CARD_FILE).read_text())["max_length"]
+        length = read_card(tflite_dir)["max_length"]
         preprocessing = self.shipped_preprocessing(tflite_dir)
         return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
             self.phone_inputs(preprocessing, list(inputs), length)
