@@ -1,7 +1,8 @@
 """Which translate training choices learn fastest per epoch: a sweep run on a GPU (the `device`
 machine: Keras on JAX, no TensorFlow) of the app's own model and decoder, `rnn_apps/apps/translate.py`
-(`build_model`, `compile`, and for greedy decoding `encoder`, `step` and `limits`, driven by
-`rnn_apps/decoding.py`), with each recipe's config overrides. Nothing here restates the model.
+(`build_model`, `compile`, and for greedy decoding `encoder` and `step`, with
+`pipelines.translation.output_limits`, driven by `rnn_apps/decoding.py`), with each recipe's config
+overrides. Nothing here restates the model.
 
 Input: the spa_eng splits as the app tokenises them (`--prepare`, run where TensorFlow is):
 padded id arrays, the vocabulary sizes, the target vocabulary and the raw validation references.
@@ -98,7 +99,7 @@ def greedy(app, model, config: dict, source: np.ndarray) -> np.ndarray:
     for start in range(0, len(source), app.decode_batch):
         batch = source[start: start + app.decode_batch]
         ids, _ = decoding.greedy(app.step(model), app.encoder(model)(batch), translation.START_ID,
-                                 translation.END_ID, app.limits(config, batch))
+                                 translation.END_ID, translation.output_limits(config, batch))
         ids = ops.convert_to_numpy(ids)
         out[start: start + len(batch), :ids.shape[1]] = ids
     return out

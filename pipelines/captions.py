@@ -320,3 +320,146 @@ def training_examples(columns: dict, words, features, size: int, length: int, ba
     ds = tf.data.Dataset.zip(ds, seeds).map(example, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.padded_batch(batch_size, drop_remainder=False)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# --- the preprocessor: what caption learns from the training split, keeps, and ships --------------
+
+VOCABULARY = "vocabulary.txt"
+
+
+class Preprocessor:
+    """caption's preprocessing (keras-hub's sense of the word): the caption vocabulary, learnt from
+    the training split, in the file a run keeps and caption.tflite ships; the image decoding (or,
+    with `--set features=PATH`, the precomputed vectors by image name) that training batches, the
+    SavedModel graph and the phone client share. `from_card` is the phone client's: it reads only
+    the shipped vocabulary and the model card."""
+
+    def __init__(self, words, image_size: int, caption_length: int, features_path: str = ""):
+        self.words = words  # caption text -> ids; START and END are ids 2 and 3
+        self.image_size, self.caption_length = image_size, caption_length
+        self.features_path = str(Path(features_path).expanduser().resolve()) if features_path else ""
+        # image name -> vector, with `--set features=PATH`
+        self.features = read_features(self.features_path) if features_path else None
+
+    @classmethod
+    def fit(cls, splits, config: dict) -> Preprocessor:
+        texts = [c for refs in references(splits.train["references"]) for c in refs]
+        words = translation.adapt(texts, LANGUAGE, "target", config["vocab_size"], standardize)
+        preprocessor = cls(words, config["image_size"], config["caption_length"], config["features"])
+        for split in ("train", "validation", "test"):
+            preprocessor.encoder_inputs(splits[split])  # every image has a vector, before training starts
+        return preprocessor
+
+    @classmethod
+    def load(cls, folder, config: dict) -> Preprocessor:
+        return cls(cls._words(folder), config["image_size"], config["caption_length"], config["features"])
+
+    @classmethod
+    def from_card(cls, folder, card: dict) -> Preprocessor:
+        preprocessing = card["preprocessing"]
+        size = preprocessing["size"][0] if "size" in preprocessing else 0
+        return cls(cls._words(folder), size, card["max_output_tokens"], preprocessing.get("file", ""))
+
+    @staticmethod
+    def _words(folder):
+        return translation.from_vocabulary(Path(folder) / VOCABULARY, LANGUAGE, "target", standardize)
+
+    @property
+    def tokens(self) -> list:
+        return [str(t) for t in self.words.get_vocabulary()]
+
+    output_words = tokens  # the decoder's words: what detokenising reads
+    output_language = LANGUAGE
+    lookup_layers = ()  # the SavedModel's graph looks no words up
+
+    @property
+    def feature_size(self) -> int:
+        return len(next(iter(self.features.values())))
+
+    def files(self) -> dict:
+        return {VOCABULARY: "\n".join(self.tokens) + "\n"}
+
+    def card(self, config: dict) -> dict:
+        size = self.image_size
+        if self.features is not None:
+            preprocessing = {"features": f"the image's feature vector, float32 [1, {self.feature_size}], as in "
+                                         f"{self.features_path} (NaN reads as 0, values are clipped to "
+                                         f"±{FEATURE_LIMIT:g})",
+                             "file": self.features_path}
+        else:
+            preprocessing = {"size": [size, size], "channels": "RGB, in that order",
+                             "scaling": "0..255 floats (the model scales inside; NaN reads as 0, "
+                                        "values outside 0..255 are clipped)",
+                             "layout": "[1, height, width, channels]",
+                             "rule": PREPROCESSING_RULES.replace("SIZE", str(size))}
+        return {"encoder": config["encoder"], "preprocessing": preprocessing, "vocabulary": VOCABULARY,
+                "detokenise": "join the words of the ids before end_id with spaces (captions are lower-case, "
+                              "without punctuation)",
+                "max_output_tokens": self.caption_length}
+
+    def dataset(self, columns: dict, config: dict, shuffle_seed=None) -> tf.data.Dataset:
+        features = None if self.features is None else self.encoder_inputs(columns)
+        return training_examples(columns, self.words, features, self.image_size, self.caption_length,
+                                 config["batch_size"], config["augment"], shuffle_seed)
+
+    # --- raw inputs: what the SavedModel's first form and the phone client take ------------------
+    def encoder_inputs(self, columns: dict):
+        """What the model's encoder reads for split columns: the encoded images (decoded in the
+        graph), or the precomputed feature vectors [n, d] of their names."""
+        if self.features is None:
+            return list(columns["image"])
+        return features_of(self.features, columns["name"], self.features_path)
+
+    def raw_inputs(self, inputs: list):
+        """CLI inputs -> raw inputs: image files (read as they are; one that is not an image is
+        refused), or, on features, image names (or paths: their file names) of the features file."""
+        if self.features is not None:
+            return features_of(self.features, [Path(name).name for name in inputs], self.features_path)
+        encoded = images.read_image_bytes(inputs)
+        if encoded:
+            images.refuse_unreadable(inputs, decode_images(encoded, self.image_size)[1].numpy())
+        return encoded
+
+    def served(self, raw) -> dict:
+        if self.features is not None:
+            return {"features": np.asarray(raw, np.float32)}
+        return {"image_bytes": np.array(raw, dtype=object)}
+
+    def further_feeds(self, raw) -> dict:
+        """{form: its SavedModel feed} for the same inputs in the further forms: the images as
+        uint8 pixels (from_pixels)."""
+        if self.features is not None:
+            return {}
+        return {"pixels": {"pixels": np.round(decode_images(raw, self.image_size)[0].numpy()).astype(np.uint8)}}
+
+    def serving_forms(self, write) -> dict:
+        """Encoded images (bytes [batch]: JPEG/PNG/GIF/BMP, decoded in the graph; adds is_image) and
+        pixels (uint8 [batch, h, w, 3], any size); or, on features, vectors [batch, d] -> caption,
+        token_ids, lengths. At most caption_length tokens each."""
+        size, length = self.image_size, self.caption_length
+
+        def caption_encoded(inputs):
+            return write(inputs, tf.fill([tf.shape(inputs)[0]], length))
+
+        def caption_bytes(image_bytes):
+            pixels, is_image = decode_images(image_bytes, size)
+            out = caption_encoded(pixels)
+            return {"caption": tf.where(is_image, out["caption"], ""),
+                    "token_ids": tf.where(is_image[:, None], out["token_ids"], 0),
+                    "lengths": tf.where(is_image, out["lengths"], 0), "is_image": is_image}
+
+        if self.features is not None:
+            return {"features": ([tf.TensorSpec([None, self.feature_size], tf.float32, name="features")],
+                                 caption_encoded)}
+        return {"bytes": ([tf.TensorSpec([None], tf.string, name="image_bytes")], caption_bytes),
+                "pixels": ([tf.TensorSpec([None, None, None, 3], tf.uint8, name="pixels")],
+                           lambda pixels: caption_encoded(resize(pixels, size)))}
+
+    def phone_feed(self, raw) -> tuple:
+        """Encoded images (decoded and resized as the card says) or feature vectors -> encode feeds
+        and output limits, as a phone computes them."""
+        limits = np.full(len(raw), self.caption_length, np.int32)
+        if self.features is not None:
+            return [{"features": np.asarray(x, np.float32)[None]} for x in raw], limits
+        pixels = decode_images(raw, self.image_size)[0].numpy()
+        return [{"image": p[None]} for p in pixels], limits

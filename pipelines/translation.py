@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
 from keras import layers
 
@@ -27,7 +28,7 @@ from foundation.errors import UserError
 from foundation.lazy import tensorflow as tf
 from pipelines import batching, tfds_source
 from pipelines.splits import Splits, local_path, not_found, select
-from pipelines.text import RAGGED, ragged_ids
+from pipelines.text import RAGGED, ragged_ids, truncated
 
 PADDING_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
 START, END, SPACE = "[START]", "[END]", "▁"
@@ -225,3 +226,140 @@ def teacher_forcing(source_vectorizer, target_vectorizer, columns: dict, source_
         [batch_size] * (len(bounds) + 1), pad_to_bucket_boundary=True,
         drop_remainder=shuffle_seed is not None)
     return ds.map(lambda s, i, o: ((tf.cast(s, tf.int32), tf.cast(i, tf.int32)), o)).prefetch(tf.data.AUTOTUNE)
+
+
+# --- the preprocessor: what translate learns from the training split, keeps, and ships ------------
+
+SOURCE_VOCAB, TARGET_VOCAB = "source_vocab.txt", "target_vocab.txt"
+NEVER_WRITTEN = (PADDING_ID, UNKNOWN_ID, START_ID)  # ids a translation never holds
+
+
+def source_mask(source_ids):
+    """1.0 where a source step holds a token, 0.0 on padding."""
+    return keras.ops.cast(keras.ops.not_equal(source_ids, PADDING_ID), "float32")
+
+
+def output_limits(rule: dict, source_ids):
+    """The longest output for each source: min(target_length, ceil(length_ratio * tokens) +
+    length_extra), and 0 for a source of no tokens ("" or blanks translate to "", not to whatever the
+    decoder writes from nothing). `rule` is a run's config or the model card's max_output_tokens."""
+    ops = keras.ops
+    tokens = ops.sum(source_mask(source_ids), axis=1)
+    wanted = ops.ceil(rule["length_ratio"] * tokens) + rule["length_extra"]
+    return ops.where(tokens > 0, ops.cast(ops.minimum(wanted, float(rule["target_length"])), "int32"), 0)
+
+
+def padded_source(vectorizer, texts, length: int) -> np.ndarray:
+    """Texts -> int32 source ids [batch, length], right-padded with 0: what `encode` takes."""
+    ids = token_ids(vectorizer, texts, length).to_tensor(shape=[None, length])
+    return ids.numpy().astype(np.int32)
+
+
+class Preprocessor:
+    """translate's preprocessing (keras-hub's sense of the word): the source and target vocabularies,
+    learnt from the training split; the files that hold them, which a run keeps and translate.tflite
+    ships; and the one tokenisation that training batches, the SavedModel graph and the phone client
+    run. `from_card` is the phone client's: it reads only those files and the model card."""
+
+    def __init__(self, source, target, source_language: str, target_language: str, source_length: int,
+                 output_rule: dict):
+        self.source, self.target = source, target
+        self.source_language, self.target_language = source_language, target_language
+        self.source_length = source_length
+        self.output_rule = {key: output_rule[key] for key in ("target_length", "length_ratio", "length_extra")}
+
+    @classmethod
+    def fit(cls, splits, config: dict) -> Preprocessor:
+        source_language, target_language = parse_direction(config["direction"])
+        return cls(adapt(splits.train["source"], source_language, "source", config["source_vocab_size"]),
+                   adapt(splits.train["target"], target_language, "target", config["target_vocab_size"]),
+                   source_language, target_language, config["source_length"], config)
+
+    @classmethod
+    def load(cls, folder, config: dict) -> Preprocessor:
+        languages = parse_direction(config["direction"])
+        return cls._read(folder, *languages, config["source_length"], config)
+
+    @classmethod
+    def from_card(cls, folder, card: dict) -> Preprocessor:
+        return cls._read(folder, card["source"]["language"], card["target"]["language"], card["source"]["length"],
+                         card["max_output_tokens"])
+
+    @classmethod
+    def _read(cls, folder, source_language, target_language, source_length, output_rule) -> Preprocessor:
+        return cls(from_vocabulary(Path(folder) / SOURCE_VOCAB, source_language, "source"),
+                   from_vocabulary(Path(folder) / TARGET_VOCAB, target_language, "target"),
+                   source_language, target_language, source_length, output_rule)
+
+    @property
+    def target_tokens(self) -> list:
+        return [str(t) for t in self.target.get_vocabulary()]
+
+    # the decoder's words and their language: what detokenising reads
+    output_words = target_tokens
+
+    @property
+    def output_language(self) -> str:
+        return self.target_language
+
+    @property
+    def lookup_layers(self) -> list:
+        """The lookup layers the SavedModel's graph calls (tracked with it)."""
+        return [self.source]
+
+    def files(self) -> dict:
+        return {SOURCE_VOCAB: "\n".join(map(str, self.source.get_vocabulary())) + "\n",
+                TARGET_VOCAB: "\n".join(self.target_tokens) + "\n"}
+
+    def card(self, config: dict) -> dict:
+        length = self.source_length
+        return {
+            "direction": f"{self.source_language}-{self.target_language}",
+            "source": {"vocabulary": SOURCE_VOCAB, "language": self.source_language, "length": length,
+                       "padding": f"right-pad with 0 to exactly {length} ids; ids after {length} are dropped",
+                       "id_range": "0 = padding, 1 = unknown; ids outside the vocabulary read as 1"},
+            "target": {"vocabulary": TARGET_VOCAB, "language": self.target_language,
+                       "start_id": START_ID, "end_id": END_ID,
+                       "never_written": f"ids {', '.join(map(str, NEVER_WRITTEN))} (padding, unknown, START: "
+                                        "decode_step gives them log-probability -1e9)"},
+            "tokenisation": TOKENISATION_RULES,
+            "max_output_tokens": {**self.output_rule,
+                                  "rule": "min(target_length, ceil(length_ratio * source tokens) + length_extra); "
+                                          "0 (an empty translation) for a source of no tokens"},
+        }
+
+    def dataset(self, columns: dict, config: dict, shuffle_seed=None) -> tf.data.Dataset:
+        return teacher_forcing(self.source, self.target, columns, self.source_length,
+                               self.output_rule["target_length"], config["batch_size"], shuffle_seed)
+
+    # --- raw inputs: what the SavedModel's first form and the phone client take ------------------
+    def encoder_inputs(self, columns: dict) -> list:
+        return list(columns["source"])
+
+    def raw_inputs(self, inputs: list) -> list:
+        """CLI inputs -> raw inputs: the texts themselves."""
+        return list(inputs)
+
+    def served(self, raw: list) -> dict:
+        return {"text": np.array([t.encode("utf-8") for t in raw], dtype=object)}
+
+    def further_feeds(self, raw: list) -> dict:
+        return {}  # one serving form
+
+    def serving_forms(self, write) -> dict:
+        """text [batch] -> translation, token_ids, lengths, source_truncated: tokenise in the graph, decode."""
+
+        def translate_text(text):
+            ids = token_ids(self.source, text, self.source_length).to_tensor()
+            ids = tf.pad(tf.cast(ids, tf.int32), [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])  # >= 1 step
+            # the source's tail past source_length tokens was not read: say so, not translate it silently
+            return {**write(ids, output_limits(self.output_rule, ids)),
+                    "source_truncated": truncated(self.source, text, self.source_length)}
+
+        return {"text": ([tf.TensorSpec([None], tf.string, name="text")], translate_text)}
+
+    def phone_feed(self, raw: list) -> tuple:
+        """Texts -> encode feeds (source ids) and output limits, as a phone computes them."""
+        ids = padded_source(self.source, raw, self.source_length)
+        return [{"source_ids": row[None]} for row in ids], keras.ops.convert_to_numpy(
+            output_limits(self.output_rule, ids))

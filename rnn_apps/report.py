@@ -6,6 +6,7 @@ every epoch as an SVG chart, the test metrics once `evaluate` has run) and what 
 and the human captions). Nothing is fetched from elsewhere: the file can be mailed or archived.
 """
 
+import base64
 import html
 import json
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from foundation.files import write_text
 from foundation.html import STYLE
+from pipelines import images
 
 WIDTH, HEIGHT, MARGIN = 640, 280, 48
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -70,6 +72,20 @@ def table(values: dict) -> str:
         cell = '<td class="number">' if number else "<td>"
         rows.append(f"<tr><th>{html.escape(str(key))}</th>{cell}{html.escape(shown)}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
+
+
+def captioned_images(items) -> str:
+    """[(name, encoded image, generated text, [human texts])] -> the images inlined as data: URIs,
+    each beside its generated text and the human ones (the report's .captions style)."""
+    cards = []
+    for name, data, generated, humans in items:
+        listed = "".join(f"<li>{html.escape(h)}</li>" for h in humans)
+        cards.append(f'<figure class="caption"><img src="data:{images.mime_type(data)};base64,'
+                     f'{base64.b64encode(data).decode("ascii")}" alt="{html.escape(str(name))}">'
+                     f'<figcaption><p class="generated">{html.escape(generated)}</p>'
+                     f'<p class="name">{html.escape(str(name))}</p><ul class="human">{listed}</ul>'
+                     f'</figcaption></figure>')
+    return '<div class="captions">' + "".join(cards) + "</div>"
 
 
 def loss_chart(history: list, best_epoch=None) -> str:

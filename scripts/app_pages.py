@@ -110,6 +110,9 @@ def family(app) -> str:
 def client_code(app) -> dict:
     """{module: [hooks]}: where the app's phone client is written (its own module, or its family's)."""
     found = {}
+    preprocessor = getattr(app, "preprocessor", None)  # an encoder-decoder's client reads the files through it
+    if preprocessor is not None:
+        found[f"{preprocessor.__module__}.{preprocessor.__name__}"] = ["from_card", "phone_feed", "output_words"]
     for hook in ("exported_inputs", "run_tflite"):
         found.setdefault(getattr(type(app), hook).__module__, []).append(hook)
     return found

@@ -73,7 +73,7 @@ def test_tfds_coco_captions_goes_through_the_same_path_under_mock_data(monkeypat
         run = train(app, app.resolve_config("tiny", {"epochs": 1}), "coco_captions", None, tmp_path / "run", {},
                     echo=lambda *_: None)
     assert run.metrics()["examples"] == {"train": 2, "validation": 1, "test": 3}
-    assert (run.dir / caption.VOCABULARY).read_text().split("\n")[2:4] == ["[START]", "[END]"]
+    assert (run.dir / captions.VOCABULARY).read_text().split("\n")[2:4] == ["[START]", "[END]"]
     assert splits.size("test") == 3 and splits.size("train") + splits.size("validation") == 3
     assert splits.origin["test"].startswith("tfds coco_captions 'test'")
     images, is_image = captions.decode_images(list(splits.test["image"]), 16)
@@ -263,7 +263,7 @@ def test_tflite_signatures_and_model_card_are_what_a_phone_needs(tiny_export, ti
     assert cache["state"].shape == (1, units) and cache["image_inputs"].shape == (1, run.config["image_inputs"])
     assert card["signatures"]["decode_step"]["inputs"]["image_inputs"] == f"float32 [1, {run.config['image_inputs']}]"
     result = interpreter.get_signature_runner("decode_step")(token=np.array([caption.START_ID], np.int32), **cache)
-    vocabulary = (folder / caption.VOCABULARY).read_text().split("\n")[:-1]
+    vocabulary = (folder / captions.VOCABULARY).read_text().split("\n")[:-1]
     assert result["log_probabilities"].shape == (1, len(vocabulary))
     np.testing.assert_allclose(np.exp(result["log_probabilities"]).sum(), 1.0, rtol=1e-4)
     assert vocabulary[caption.START_ID] == "[START]" and vocabulary[caption.END_ID] == "[END]"

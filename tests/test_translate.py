@@ -212,11 +212,9 @@ def test_saved_model_signatures_and_the_tflite_loop_agree_on_odd_input(tiny_expo
     assert greedy["translation"].tolist() == keras_out["translation"].tolist()
     # Both run one decoding closure (eager, traced): check its ids against the plain reference loop
     # a phone runs (export/step_loop.py), one sentence at a time over the Keras model's own step.
-    from rnn_apps.apps.translate import padded_source
-
     texts = [b.decode("utf-8", "replace") for b in batch]
-    ids = padded_source(run.preprocessing.source, texts, run.config["source_length"])
-    limits, step = app.limits(run.config, ids).numpy(), app.step(run.model)
+    ids = translation.padded_source(run.preprocessing.source, texts, run.config["source_length"])
+    limits, step = translation.output_limits(run.config, ids).numpy(), app.step(run.model)
 
     def keras_step(token, **cache):
         log_probabilities, updated = step(tf.constant(token), cache)

@@ -40,48 +40,18 @@ exports `serving_default(features)`, `beam_search(features)` and `encode_feature
 
 from __future__ import annotations
 
-import base64
-import html
-from dataclasses import dataclass
-from pathlib import Path
-
 import keras
 import numpy as np
 from keras import layers
 
 from foundation.lazy import tensorflow as tf
-from pipelines import captions, images, translation
+from pipelines import captions, translation
 from rnn_apps import config as config_lib
-from rnn_apps import decoding, efficientnet_lite, metrics
-from rnn_apps.app import ParityCase, read_card
+from rnn_apps import decoding, efficientnet_lite, metrics, report
 from rnn_apps.families.encode_decode import EncoderDecoderApp
 from rnn_apps.layers import AppendToEveryStep, FastSimpleRNN, FrozenTailEmbedding
 
-VOCABULARY = "vocabulary.txt"
-PADDING_ID, START_ID, END_ID = translation.PADDING_ID, translation.START_ID, translation.END_ID
 SAMPLES = 5
-
-
-@dataclass
-class Preprocessing:
-    words: layers.TextVectorization  # caption text -> ids; START and END are ids 2 and 3
-    features: dict | None = None  # image name -> vector, with `--set features=PATH`
-    features_path: str = ""
-
-    @property
-    def tokens(self) -> list:
-        return [str(t) for t in self.words.get_vocabulary()]
-
-    @property
-    def feature_size(self) -> int:
-        return len(next(iter(self.features.values())))
-
-    def encoder_inputs(self, columns: dict):
-        """What the model's encoder reads for split columns: the encoded images (decoded in the
-        graph), or the precomputed feature vectors [n, d] of their names."""
-        if self.features is None:
-            return list(columns["image"])
-        return captions.features_of(self.features, columns["name"], self.features_path)
 
 
 class Caption(EncoderDecoderApp):
@@ -89,6 +59,7 @@ class Caption(EncoderDecoderApp):
     topology = "one-to-many"
     task = "image captioning"
     output_name = "caption"
+    preprocessor = captions.Preprocessor
     default_data = ("coco_captions_mini", "coco_captions")
     phone_metric = ("bleu_4", True, 1.0)
     config = {
@@ -158,31 +129,6 @@ class Caption(EncoderDecoderApp):
     def load_data(self, data, data_root, config, options):
         return captions.load(data, data_root, config["seed"], options.get("tfds_data_dir"))
 
-    def fit_preprocessing(self, splits, config, run_dir):
-        texts = [c for refs in captions.references(splits.train["references"]) for c in refs]
-        words = translation.adapt(texts, captions.LANGUAGE, "target", config["vocab_size"], captions.standardize)
-        preprocessing = self._with_features(Preprocessing(words), config)
-        for split in ("train", "validation", "test"):
-            preprocessing.encoder_inputs(splits[split])  # every image has a vector, before training starts
-        translation.save_vocabulary(words, Path(run_dir) / VOCABULARY)
-        return preprocessing
-
-    def load_preprocessing(self, run_dir, config):
-        return self._with_features(Preprocessing(translation.from_vocabulary(
-            Path(run_dir) / VOCABULARY, captions.LANGUAGE, "target", captions.standardize)), config)
-
-    def _with_features(self, preprocessing, config) -> Preprocessing:
-        if config["features"]:
-            path = str(Path(config["features"]).expanduser().resolve())
-            preprocessing.features, preprocessing.features_path = captions.read_features(path), path
-        return preprocessing
-
-    def dataset(self, columns, preprocessing, config, shuffle_seed=None):
-        features = None if preprocessing.features is None else preprocessing.encoder_inputs(columns)
-        return captions.training_examples(columns, preprocessing.words, features, config["image_size"],
-                                          config["caption_length"], config["batch_size"],
-                                          config["augment"], shuffle_seed)
-
     # --- model --------------------------------------------------------------------------
     def build_model(self, config, preprocessing, unroll_length=None):
         if preprocessing.features is None:
@@ -208,7 +154,8 @@ class Caption(EncoderDecoderApp):
         return keras.Model({source.name: source, "caption_ids": caption_ids}, logits, name=self.name)
 
     def stored_sizes(self, model, run):
-        return [(VOCABULARY, run.preprocessing.words.vocabulary_size(), model.get_layer("word_embedding").input_dim)]
+        vocabulary = run.preprocessing.words.vocabulary_size()
+        return [(captions.VOCABULARY, vocabulary, model.get_layer("word_embedding").input_dim)]
 
     # --- decoding (rnn_apps/families/encode_decode.py drives these) ------------------------------
     def _encoder(self, model) -> keras.Model:
@@ -234,8 +181,8 @@ class Caption(EncoderDecoderApp):
         decoder's cell and output layer on one step."""
         embedding, cell = model.get_layer("word_embedding"), model.get_layer("decoder_rnn").cell
         logits = model.get_layer("logits")
-        # never outputs: a caption says no "[UNK]"
-        never = decoding.never_written(embedding.input_dim, (PADDING_ID, translation.UNKNOWN_ID, START_ID))
+        # never outputs: padding, START, and "[UNK]" (a caption says no "[UNK]")
+        never = decoding.never_written(embedding.input_dim, translation.NEVER_WRITTEN)
 
         def step(tokens, cache):
             # tf.identity drops the padding mask Keras attaches to the embedding: one step has no time axis.
@@ -246,30 +193,6 @@ class Caption(EncoderDecoderApp):
             return tf.nn.log_softmax(logits(output) + never, axis=-1), {**cache, "state": new_state[0]}
 
         return step
-
-    def serving_forms(self, run, write):
-        """Encoded images (bytes [batch]: JPEG/PNG/GIF/BMP, decoded in the graph; adds is_image) and
-        pixels (uint8 [batch, h, w, 3], any size); or, for a run on `features`, vectors [batch, d]
-        -> caption, token_ids, lengths. At most caption_length tokens each."""
-        config = run.config
-        size, length = config["image_size"], config["caption_length"]
-
-        def caption_encoded(inputs):
-            return write(inputs, tf.fill([tf.shape(inputs)[0]], length))
-
-        def caption_bytes(image_bytes):
-            pixels, is_image = captions.decode_images(image_bytes, size)
-            out = caption_encoded(pixels)
-            return {"caption": tf.where(is_image, out["caption"], ""),
-                    "token_ids": tf.where(is_image[:, None], out["token_ids"], 0),
-                    "lengths": tf.where(is_image, out["lengths"], 0), "is_image": is_image}
-
-        if run.preprocessing.features is not None:
-            return {"features": ([tf.TensorSpec([None, run.preprocessing.feature_size], tf.float32, name="features")],
-                                 caption_encoded)}
-        return {"bytes": ([tf.TensorSpec([None], tf.string, name="image_bytes")], caption_bytes),
-                "pixels": ([tf.TensorSpec([None, None, None, 3], tf.uint8, name="pixels")],
-                           lambda pixels: caption_encoded(captions.resize(pixels, size)))}
 
     def features(self, run, inputs) -> np.ndarray:
         """The features the decoder starts from [n, d] (what nearest neighbours compare): the
@@ -310,32 +233,13 @@ class Caption(EncoderDecoderApp):
                          "references": test_references[i]} for i in range(min(SAMPLES, len(test_references)))],
         }
 
-    def raw_inputs(self, run, inputs):
-        """Image files (read as they are; one that is not an image is refused); for a run on
-        features, image names (or paths: their file names) of the features file."""
-        if run.preprocessing.features is not None:
-            return captions.features_of(run.preprocessing.features, [Path(name).name for name in inputs],
-                                        run.preprocessing.features_path)
-        encoded = images.read_image_bytes(inputs)
-        if encoded:
-            images.refuse_unreadable(inputs, captions.decode_images(encoded, run.config["image_size"])[1].numpy())
-        return encoded
-
     def report_sections(self, run, limit: int) -> list:
         """The test images (at most `limit`), each inlined beside its generated and human captions."""
         test = {k: v[:limit] for k, v in run.load_data().test.items()}
-        generated = self.generate(run, run.preprocessing.encoder_inputs(test))["caption"]
-        cards = []
-        for name, data, caption, refs in zip(test["name"], test["image"], generated,
-                                             captions.references(test["references"]), strict=True):
-            humans = "".join(f"<li>{html.escape(r)}</li>" for r in refs)
-            cards.append(f'<figure class="caption"><img src="data:{images.mime_type(data)};base64,'
-                         f'{base64.b64encode(data).decode("ascii")}" alt="{html.escape(str(name))}">'
-                         f'<figcaption><p class="generated">{html.escape(caption.decode("utf-8"))}</p>'
-                         f'<p class="name">{html.escape(str(name))}</p><ul class="human">{humans}</ul>'
-                         f'</figcaption></figure>')
-        title = f"Test images: generated caption (greedy), then the human captions ({len(cards)} images)"
-        return [(title, '<div class="captions">' + "".join(cards) + "</div>")]
+        generated = [c.decode("utf-8") for c in self.generate(run, run.preprocessing.encoder_inputs(test))["caption"]]
+        items = list(zip(test["name"], test["image"], generated, captions.references(test["references"]), strict=True))
+        title = f"Test images: generated caption (greedy), then the human captions ({len(items)} images)"
+        return [(title, report.captioned_images(items))]
 
     # --- the phone ----------------------------------------------------------------------
     def encode_signature(self, run):
@@ -344,70 +248,9 @@ class Caption(EncoderDecoderApp):
             if preprocessing.features is not None else tf.TensorSpec([None, size, size, 3], tf.float32, name="image")
         return f"encode_{spec.name}", [spec], run.model
 
-    def card_facts(self, run):
-        config, preprocessing = run.config, run.preprocessing
-        size = config["image_size"]
-        if preprocessing.features is not None:
-            preprocessing_card = {"features": f"the image's feature vector, float32 [1, {preprocessing.feature_size}],"
-                                              f" as in {preprocessing.features_path} (NaN reads as 0, values are "
-                                              f"clipped to ±{captions.FEATURE_LIMIT:g})",
-                                  "file": preprocessing.features_path}
-        else:
-            preprocessing_card = {"size": [size, size], "channels": "RGB, in that order",
-                                  "scaling": "0..255 floats (the model scales inside; NaN reads as 0, "
-                                             "values outside 0..255 are clipped)",
-                                  "layout": "[1, height, width, channels]",
-                                  "rule": captions.PREPROCESSING_RULES.replace("SIZE", str(size))}
-        facts = {"encoder": config["encoder"], "preprocessing": preprocessing_card, "vocabulary": VOCABULARY,
-                 "detokenise": "join the words of the ids before end_id with spaces (captions are lower-case, "
-                               "without punctuation)",
-                 "max_output_tokens": config["caption_length"]}
-        return facts, {VOCABULARY: "\n".join(preprocessing.tokens) + "\n"}
-
-    def phone_feed(self, raw, folder, card):
-        """Encoded images (decoded and resized as the card says) or feature vectors -> encode feeds."""
-        limits = np.full(len(raw), card["max_output_tokens"], np.int32)
-        if "features" in card["preprocessing"]:
-            return [{"features": np.asarray(x, np.float32)[None]} for x in raw], limits
-        pixels = captions.decode_images(raw, card["preprocessing"]["size"][0])[0].numpy()
-        return [{"image": p[None]} for p in pixels], limits
-
-    def exported_inputs(self, inputs, tflite_dir):
-        """Image files; for a model on features, image names looked up in the features file the card names."""
-        card = read_card(tflite_dir)
-        if "features" in card["preprocessing"]:
-            path = card["preprocessing"]["file"]
-            raw = captions.features_of(captions.read_features(path), [Path(n).name for n in inputs], path)
-            served = {"features": raw}
-        else:
-            raw = images.read_image_bytes(inputs)
-            images.refuse_unreadable(inputs, captions.decode_images(raw, card["preprocessing"]["size"][0])[1].numpy())
-            served = {"image_bytes": np.array(raw, dtype=object)}
-        feeds, limits = self.phone_feed(raw, tflite_dir, card)
-        return list(inputs), served, {"feeds": feeds, "limits": limits}
-
-    def phone_vocabulary(self, folder, card):
-        return translation.load_vocabulary(Path(folder) / VOCABULARY), captions.LANGUAGE
-
-    def parity_inputs(self, run, examples):
-        return run.preprocessing.encoder_inputs(examples)
-
     def text_scores(self, run, test, texts):
         """BLEU-1..4 and CIDEr-D (pycocoevalcap) against every human caption of the test images."""
         return metrics.caption_scores(texts, captions.references(test["references"]))
-
-    def parity_cases(self, run, examples):
-        """The family's (encoded images or features: Keras = SavedModel = the phone loop), and for
-        images the from_pixels signature on the same images as uint8 pixels."""
-        cases = super().parity_cases(run, examples)
-        if run.preprocessing.features is not None:
-            return cases
-        inputs = run.preprocessing.encoder_inputs(examples)
-        pixels = np.round(captions.decode_images(inputs, run.config["image_size"])[0].numpy()).astype(np.uint8)
-        from_pixels = tf.function(self.decoder(run)["pixels"])
-        expected = {k: v.numpy() for k, v in from_pixels(tf.constant(pixels)).items()}
-        return cases + [ParityCase("greedy captions of test images (uint8 pixels)", expected,
-                                   ("from_pixels", {"pixels": pixels}), None, ["caption", "token_ids", "lengths"])]
 
 
 def image_encoder(config) -> keras.Model:

@@ -34,38 +34,20 @@ source_vocab.txt, target_vocab.txt and model_card.json beside it.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from pathlib import Path
 
 import keras
-import numpy as np
 from keras import layers
 
 from foundation import internals
 from foundation.lazy import tensorflow as tf
-from pipelines import text as text_lib
 from pipelines import translation
 from rnn_apps import config as config_lib
 from rnn_apps import decoding, metrics
-from rnn_apps.app import float32_twin, read_card
+from rnn_apps.app import float32_twin
 from rnn_apps.families.encode_decode import EncoderDecoderApp
 from rnn_apps.layers import FastSimpleRNN, FrozenTailEmbedding, LuongAttention, simple_rnn_stack
 
-SOURCE_VOCAB, TARGET_VOCAB = "source_vocab.txt", "target_vocab.txt"
-NEVER_WRITTEN = (translation.PADDING_ID, translation.UNKNOWN_ID, translation.START_ID)
 SAMPLES = 5
-
-
-@dataclass
-class Preprocessing:
-    source: layers.TextVectorization
-    target: layers.TextVectorization
-    source_language: str
-    target_language: str
-
-    @property
-    def target_tokens(self) -> list:
-        return [str(t) for t in self.target.get_vocabulary()]
 
 
 class Translate(EncoderDecoderApp):
@@ -73,6 +55,7 @@ class Translate(EncoderDecoderApp):
     topology = "many-to-many (encoder-decoder)"
     task = "translation"
     output_name = "translation"
+    preprocessor = translation.Preprocessor
     decode_batch = 256
     default_data = ("spa_eng", "ted_hrlr_translate/pt_to_en")
     phone_metric = ("bleu", True, 1.0)
@@ -155,26 +138,6 @@ class Translate(EncoderDecoderApp):
     def load_data(self, data, data_root, config, options):
         return translation.load(data, data_root, config["seed"], config["direction"], options.get("tfds_data_dir"))
 
-    def fit_preprocessing(self, splits, config, run_dir):
-        source_language, target_language = translation.parse_direction(config["direction"])
-        preprocessing = Preprocessing(
-            translation.adapt(splits.train["source"], source_language, "source", config["source_vocab_size"]),
-            translation.adapt(splits.train["target"], target_language, "target", config["target_vocab_size"]),
-            source_language, target_language)
-        translation.save_vocabulary(preprocessing.source, Path(run_dir) / SOURCE_VOCAB)
-        translation.save_vocabulary(preprocessing.target, Path(run_dir) / TARGET_VOCAB)
-        return preprocessing
-
-    def load_preprocessing(self, run_dir, config):
-        source_language, target_language = translation.parse_direction(config["direction"])
-        return Preprocessing(translation.from_vocabulary(Path(run_dir) / SOURCE_VOCAB, source_language, "source"),
-                             translation.from_vocabulary(Path(run_dir) / TARGET_VOCAB, target_language, "target"),
-                             source_language, target_language)
-
-    def dataset(self, columns, preprocessing, config, shuffle_seed=None):
-        return translation.teacher_forcing(preprocessing.source, preprocessing.target, columns, config["source_length"],
-                                           config["target_length"], config["batch_size"], shuffle_seed)
-
     # --- model --------------------------------------------------------------------------
     def build_model(self, config, preprocessing, unroll_length=None):
         if unroll_length:
@@ -195,7 +158,7 @@ class Translate(EncoderDecoderApp):
         states = FastSimpleRNN(config["decoder_units"], return_sequences=True, name="decoder_rnn",
                                dtype=policy)(y, initial_state=initial_state)
         attended = LuongAttention(config["attention_units"], name="attention", dtype=policy)(
-            states, encoder_outputs, source_mask(source))
+            states, encoder_outputs, translation.source_mask(source))
         # float32 logits: the softmax and loss stay in float32.
         if config["tied_output"]:
             logits = target_embedding(attended, reverse=True)
@@ -208,8 +171,9 @@ class Translate(EncoderDecoderApp):
 
     def stored_sizes(self, model, run):
         return [(file, vectorizer.vocabulary_size(), model.get_layer(layer_name).input_dim)
-                for layer_name, vectorizer, file in (("source_embedding", run.preprocessing.source, SOURCE_VOCAB),
-                                                     ("target_embedding", run.preprocessing.target, TARGET_VOCAB))]
+                for layer_name, vectorizer, file in (
+                    ("source_embedding", run.preprocessing.source, translation.SOURCE_VOCAB),
+                    ("target_embedding", run.preprocessing.target, translation.TARGET_VOCAB))]
 
     # --- decoding (rnn_apps/families/encode_decode.py drives these) ------------------------------
     def encoder(self, model):
@@ -220,7 +184,7 @@ class Translate(EncoderDecoderApp):
 
         def encode(source_ids):
             outputs, state = keras_encoder(source_ids, training=False)
-            return {"encoder_outputs": outputs, "source_mask": source_mask(source_ids), "state": state}
+            return {"encoder_outputs": outputs, "source_mask": translation.source_mask(source_ids), "state": state}
 
         return encode
 
@@ -232,7 +196,7 @@ class Translate(EncoderDecoderApp):
         logits = functools.partial(embedding, reverse=True) if embedding.reversible else model.get_layer("logits")
         # Padding, START and "[UNK]" are never outputs (as in caption and charlm): "[UNK]" matches no
         # reference word, and the next likeliest word may.
-        never = decoding.never_written(embedding.input_dim, NEVER_WRITTEN)
+        never = decoding.never_written(embedding.input_dim, translation.NEVER_WRITTEN)
 
         def step(tokens, cache):
             # A copy drops the padding mask Keras attaches to the embedding: one step has no time axis.
@@ -242,31 +206,6 @@ class Translate(EncoderDecoderApp):
             return log_probabilities, {**cache, "state": new_state[0]}
 
         return step
-
-    def limits(self, config, source_ids):
-        """The longest output for each source: min(target_length, ceil(ratio * tokens) + extra), and
-        0 for a source of no tokens ("" or blanks translate to "", not to whatever the decoder writes
-        from nothing). `config` is the run's config or the model card's max_output_tokens (same keys)."""
-        ops = keras.ops
-        tokens = ops.sum(source_mask(source_ids), axis=1)
-        wanted = ops.ceil(config["length_ratio"] * tokens) + config["length_extra"]
-        return ops.where(tokens > 0, ops.cast(ops.minimum(wanted, float(config["target_length"])), "int32"), 0)
-
-    def serving_forms(self, run, write):
-        """text [batch] -> translation, token_ids, lengths, source_truncated: tokenise in the graph, decode."""
-        config, source = run.config, run.preprocessing.source
-
-        def translate_text(text):
-            ids = translation.token_ids(source, text, config["source_length"]).to_tensor()
-            ids = tf.pad(tf.cast(ids, tf.int32), [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])  # >= 1 step
-            # the source's tail past source_length tokens was not read: say so, not translate it silently
-            return {**write(ids, self.limits(config, ids)),
-                    "source_truncated": text_lib.truncated(source, text, config["source_length"])}
-
-        return {"text": ([tf.TensorSpec([None], tf.string, name="text")], translate_text)}
-
-    def serving_track(self, run):
-        return [run.preprocessing.source]
 
     # --- use ----------------------------------------------------------------------------
     def evaluate(self, run, splits, beam=None) -> dict:
@@ -291,47 +230,6 @@ class Translate(EncoderDecoderApp):
         length = run.config["source_length"]
         return "encode", [tf.TensorSpec([None, length], tf.int32, name="source_ids")], self.unrolled_twin(run, length)
 
-    def card_facts(self, run):
-        config, preprocessing = run.config, run.preprocessing
-        length = config["source_length"]
-        facts = {
-            "direction": config["direction"],
-            "source": {"vocabulary": SOURCE_VOCAB, "language": preprocessing.source_language, "length": length,
-                       "padding": f"right-pad with 0 to exactly {length} ids; ids after {length} are dropped",
-                       "id_range": "0 = padding, 1 = unknown; ids outside the vocabulary read as 1"},
-            "target": {"vocabulary": TARGET_VOCAB, "language": preprocessing.target_language,
-                       "start_id": translation.START_ID, "end_id": translation.END_ID,
-                       "never_written": f"ids {', '.join(map(str, NEVER_WRITTEN))} (padding, unknown, START: "
-                                        "decode_step gives them log-probability -1e9)"},
-            "tokenisation": translation.TOKENISATION_RULES,
-            "max_output_tokens": {"target_length": config["target_length"], "length_ratio": config["length_ratio"],
-                                  "length_extra": config["length_extra"],
-                                  "rule": "min(target_length, ceil(length_ratio * source tokens) + length_extra); "
-                                          "0 (an empty translation) for a source of no tokens"},
-        }
-        files = {SOURCE_VOCAB: "\n".join(map(str, preprocessing.source.get_vocabulary())) + "\n",
-                 TARGET_VOCAB: "\n".join(preprocessing.target_tokens) + "\n"}
-        return facts, files
-
-    def phone_feed(self, texts, folder, card):
-        """Texts -> encode feeds (source ids, tokenised with the shipped source vocabulary) and
-        output limits (the card's rule)."""
-        source = translation.from_vocabulary(Path(folder) / SOURCE_VOCAB, card["source"]["language"], "source")
-        ids = padded_source(source, texts, card["source"]["length"])
-        return [{"source_ids": row[None]} for row in ids], self.limits(card["max_output_tokens"], ids).numpy()
-
-    def exported_inputs(self, inputs, tflite_dir):
-        card = read_card(tflite_dir)
-        feeds, limits = self.phone_feed(inputs, tflite_dir, card)
-        return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
-            {"feeds": feeds, "limits": limits}
-
-    def phone_vocabulary(self, folder, card):
-        return translation.load_vocabulary(Path(folder) / TARGET_VOCAB), card["target"]["language"]
-
-    def parity_inputs(self, run, examples):
-        return list(examples["source"])
-
     def text_scores(self, run, test, texts):
         """Corpus BLEU and chrF (sacrebleu) against the test targets, and each sentence's BLEU
         statistics (bench resamples sentences for a bootstrap interval)."""
@@ -342,17 +240,6 @@ class Translate(EncoderDecoderApp):
                 "chrf": sacrebleu.corpus_chrf(texts, [references]).score, "bleu_tokenizer": tokenize,
                 "per_example": {"bleu": {"bleu_stats": internals.bleu_statistics(texts, references, tokenize),
                                          "tokenize": tokenize}}}
-
-
-def padded_source(vectorizer, texts, length: int) -> np.ndarray:
-    """Texts -> int32 source ids [batch, length], right-padded with 0: what `encode` takes."""
-    ids = translation.token_ids(vectorizer, texts, length).to_tensor(shape=[None, length])
-    return ids.numpy().astype(np.int32)
-
-
-def source_mask(source_ids):
-    """1.0 where a source step holds a token, 0.0 on padding."""
-    return keras.ops.cast(keras.ops.not_equal(source_ids, translation.PADDING_ID), "float32")
 
 
 APP = Translate()

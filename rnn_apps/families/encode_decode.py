@@ -16,21 +16,30 @@ Written once here, for every app of the family:
     for the loop every generating app shares (families/generate.py: `on_phone`, `query`), and with
     it parity (Keras = SavedModel = the phone loop, word for word) and phone quality.
 
-An app writes what is its own: its data, preprocessing and Keras model, and
-  - `output_name` ("translation", "caption");
-  - `encoder(model)`: encoder inputs -> the decoding cache; `step(model)`: (tokens, cache) ->
-    (log-probabilities, cache);
-  - `serving_forms(run, write)`: {form: (input specs, fn)}: each fn turns that raw form into encoder
-    inputs and limits, calls `write`, and may add outputs of its own (`source_truncated`, `is_image`);
-  - `encode_signature(run)`: the encode signature (name, input specs, model); `card_facts(run)`: the
-    card's own facts and the files shipped beside the .tflite;
-  - its phone client, which reads only those: `phone_feed(raw, folder, card)` (raw inputs -> encode
-    feeds and output limits) and `phone_vocabulary(folder, card)` (the output words and their
-    language: the SavedModel's detokeniser reads them with it too); parity and phone quality run it on
-    the run's files, query (`exported_inputs`: CLI inputs -> raw) on the export's;
-  - `raw_inputs(run, inputs)`: CLI inputs -> raw inputs (predict); `prediction_notes`;
-  - `parity_inputs(run, examples)`; `text_scores(run, test, texts)`: the scores of decoded texts,
-    which evaluate reports and phone quality reads `phone_metric` from.
+An app writes what is its own:
+  - `output_name` ("translation", "caption"), and its data (`load_data`);
+  - its Keras model (`build_model`), and from it `encoder(model)`: encoder inputs -> the decoding
+    cache, and `step(model)`: (tokens, cache) -> (log-probabilities, cache);
+  - `encode_signature(run)`: the .tflite's encode signature (name, input specs, model);
+  - `text_scores(run, test, texts)`: the scores of decoded texts, which evaluate reports and phone
+    quality reads `phone_metric` from; and `evaluate`;
+  - `preprocessor`: its preprocessor class, in pipelines/ beside the data (keras-hub's sense of the
+    word: what turns raw inputs into model inputs, with its files). The family fits it on the
+    training split, keeps its `files()` in the run folder and ships the same files beside the
+    .tflite. It has
+      - `fit(splits, config)`, `load(folder, config)` (a run's), `from_card(folder, card)` (the
+        phone client's: the shipped files and the model card, nothing else), `files()`, `card(config)`;
+      - `dataset(columns, config, shuffle_seed)`: teacher-forcing batches;
+      - `serving_forms(write)`: {form: (input specs, fn)}: each fn turns that raw form into encoder
+        inputs and limits in the graph, calls `write`, and may add outputs of its own
+        (`source_truncated`, `is_image`); `lookup_layers` the graph uses;
+      - `encoder_inputs(columns)` (raw inputs of the first form from split columns),
+        `raw_inputs(cli inputs)`, `served(raw)` (the SavedModel's feed);
+      - the phone client: `phone_feed(raw)` -> (encode feeds, output limits), and `output_words`
+        and `output_language` (the SavedModel's detokeniser reads the same words). Parity and
+        phone quality run it on the files written out as the export writes them, query on the
+        export's own;
+  - `prediction_notes`.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from foundation.lazy import tensorflow as tf
 from pipelines import translation
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
-from rnn_apps.app import Endpoint, ParityCase, TFLiteModel
+from rnn_apps.app import CARD_FILE, Endpoint, ParityCase, TFLiteModel, read_card
 from rnn_apps.families.generate import GeneratingApp
 from rnn_apps.layers import SparseCrossentropy
 
@@ -60,6 +69,7 @@ class EncoderDecoderApp(GeneratingApp):
     step_signature, end_id = DECODE_STEP, END_ID
     output_name: str  # the decoded text's output name: "translation", "caption"
     decode_batch = 64  # raw inputs per call when `generate` decodes many
+    preprocessor: type  # the app's preprocessor class (pipelines.translation.Preprocessor, ...)
 
     # --- what the app supplies ---------------------------------------------------------------
     def encoder(self, model):
@@ -70,38 +80,41 @@ class EncoderDecoderApp(GeneratingApp):
         """-> step(tokens [rows], cache) -> (log-probabilities [rows, vocabulary], cache)."""
         raise NotImplementedError
 
-    def output_vocabulary(self, run) -> tuple:
-        """-> (the output words, id i's at i; their language): what the run's decoder writes, read
-        by the phone client's `phone_vocabulary` from the run's own files (they are the files the
-        .tflite ships), so the SavedModel and the phone detokenise with the same words."""
-        return self.phone_vocabulary(run.dir, self.card_facts(run)[0])
-
-    def serving_forms(self, run, write) -> dict:
-        raise NotImplementedError
-
     def encode_signature(self, run) -> tuple:
         """-> (encode signature name, [its one input spec], the model whose layers it and the step run)."""
-        raise NotImplementedError
-
-    def card_facts(self, run) -> tuple:
-        """-> ({model card facts of the app's own}, {file name: text} shipped beside the .tflite):
-        what the phone client reads (`phone_feed`, `phone_vocabulary`)."""
-        raise NotImplementedError
-
-    def phone_feed(self, raw, folder, card) -> tuple:
-        """The phone client: raw inputs -> ([encode inputs {name: array [1, ...]} per input], limits
-        int [inputs]), from the files in `folder` and the model card `card` (as shipped: parity and
-        phone quality run it on the run's files, query on the export's)."""
-        raise NotImplementedError
-
-    def parity_inputs(self, run, examples: dict) -> list:
-        """Raw inputs of the first serving form from test-split columns."""
         raise NotImplementedError
 
     def text_scores(self, run, test: dict, texts: list) -> dict:
         """{metric: value} of decoded texts against the test split's references: what evaluate
         reports, and (its phone_metric) what phone quality measures on the .tflite."""
         raise NotImplementedError
+
+    # --- preprocessing: the app's preprocessor, fitted, kept, read back -------------------------
+    def fit_preprocessing(self, splits, config, run_dir):
+        preprocessing = self.preprocessor.fit(splits, config)
+        write_files(preprocessing.files(), run_dir)  # the same files the .tflite ships
+        return preprocessing
+
+    def load_preprocessing(self, run_dir, config):
+        return self.preprocessor.load(run_dir, config)
+
+    def dataset(self, columns, preprocessing, config, shuffle_seed=None):
+        return preprocessing.dataset(columns, config, shuffle_seed)
+
+    def serving_forms(self, run, write) -> dict:
+        """{form: ([input spec], fn(raw) -> outputs)}: the preprocessor's, over `write`."""
+        return run.preprocessing.serving_forms(write)
+
+    def phone_vocabulary(self, folder, card):
+        client = self.preprocessor.from_card(folder, card)
+        return client.output_words, client.output_language
+
+    def exported_inputs(self, inputs, tflite_dir):
+        """CLI inputs -> the SavedModel's feed and the phone client's, from the export's files alone."""
+        client = self.preprocessor.from_card(tflite_dir, read_card(tflite_dir))
+        raw = client.raw_inputs(inputs)
+        feeds, limits = client.phone_feed(raw)
+        return list(inputs), client.served(raw), {"feeds": feeds, "limits": limits}
 
     # --- training -----------------------------------------------------------------------------
     def compile(self, model, config):
@@ -117,8 +130,7 @@ class EncoderDecoderApp(GeneratingApp):
         """-> write(encoder inputs, limits int32 [batch]) -> {output_name, "token_ids" (int32
         [batch, longest], 0 after the end), "lengths"}."""
         encode, step = self.encoder(run.model), self.step(run.model)
-        words, language = self.output_vocabulary(run)
-        vocabulary = tf.constant(words)
+        vocabulary, language = tf.constant(run.preprocessing.output_words), run.preprocessing.output_language
 
         def write(inputs, limits):
             cache = encode(inputs)
@@ -154,27 +166,18 @@ class EncoderDecoderApp(GeneratingApp):
         greedy, beam = self.decoder(run), self.decoder(run, beam=run.config["beam_width"])
         forms = self.serving_forms(run, None)
         first, *others = forms
-        track = [run.model, *self.serving_track(run)]
+        track = [run.model, *run.preprocessing.lookup_layers]
         return ([Endpoint("serving_default", greedy[first], forms[first][0], track=track),
                  Endpoint("beam_search", beam[first], forms[first][0], track=track)]
                 + [Endpoint(f"from_{form}", greedy[form], forms[form][0], track=track) for form in others])
-
-    def serving_track(self, run) -> list:
-        """Keras objects beside the model whose state the signatures use (lookup layers)."""
-        return []
 
     # --- predict ------------------------------------------------------------------------------
     # Outputs of the first serving form that predict's rows keep beside the text, each with the note
     # format_prediction adds where it is true (translate: a source cut to source_length).
     prediction_notes = {}
 
-    def raw_inputs(self, run, inputs: list) -> list:
-        """CLI inputs (strings, file paths) -> raw inputs of the first serving form: the inputs
-        themselves by default (text)."""
-        return list(inputs)
-
     def predict(self, run, inputs, beam=None):
-        out = self.generate(run, self.raw_inputs(run, inputs), beam)
+        out = self.generate(run, run.preprocessing.raw_inputs(inputs), beam)
         return [{"input": item, self.output_name: out[self.output_name][i].decode("utf-8"),
                  "tokens": int(out["lengths"][i]), **{flag: bool(out[flag][i]) for flag in self.prediction_notes}}
                 for i, item in enumerate(inputs)]
@@ -185,7 +188,8 @@ class EncoderDecoderApp(GeneratingApp):
 
     # --- the phone: TFLite file, model card, reference loop -------------------------------------
     def tflite_models(self, run):
-        (name, specs, model), (facts, files) = self.encode_signature(run), self.card_facts(run)
+        name, specs, model = self.encode_signature(run)
+        facts = run.preprocessing.card(run.config)
         encode, step = self.encoder(model), self.step(model)
         cache_specs = tf.function(encode).get_concrete_function(*specs).structured_outputs
         names = list(cache_specs)
@@ -196,7 +200,7 @@ class EncoderDecoderApp(GeneratingApp):
 
         step_specs = [tf.TensorSpec([None], tf.int32, name="token")] + [
             tf.TensorSpec(cache_specs[n].shape, cache_specs[n].dtype, name=n) for n in names]
-        vocabulary_size = len(self.output_vocabulary(run)[0])
+        vocabulary_size = len(run.preprocessing.output_words)
         card = {
             "app": self.name, "topology": self.topology, "task": self.task,
             "signatures": {
@@ -213,7 +217,7 @@ class EncoderDecoderApp(GeneratingApp):
         return [TFLiteModel(f"{self.name}.tflite", [
             Endpoint(name, encode, specs, track=[model]),  # one input: an encoder reads one thing
             Endpoint(DECODE_STEP, decode_step, step_specs, track=[model]),
-        ], assets={**files, "model_card.json": json.dumps(card, indent=2, ensure_ascii=False) + "\n"})]
+        ], assets={**run.preprocessing.files(), CARD_FILE: json.dumps(card, indent=2, ensure_ascii=False) + "\n"})]
 
     def phone_start(self, interpreter, feed):
         """The encode signature on one input: its outputs are the decoding cache; START first."""
@@ -227,32 +231,41 @@ class EncoderDecoderApp(GeneratingApp):
 
     def phone_quality(self, run, test, interpreter):
         """phone_metric of the TFLite reference loop's greedy outputs on the test split."""
-        feeds, limits, words, language = self.phone_client_inputs(run, self.parity_inputs(run, test))
+        feeds, limits, words, language = self.phone_client_inputs(run, run.preprocessing.encoder_inputs(test))
         out = self.on_phone(interpreter, feeds, limits, words, language)
         return self.text_scores(run, test, [t.decode("utf-8") for t in out[self.output_name]])[self.phone_metric[0]]
 
     def phone_client_inputs(self, run, raw) -> tuple:
         """Raw inputs -> (feeds, limits, output words, their language), by the phone client from the
-        files the run's .tflite ships, written out as the export writes them."""
-        facts, files = self.card_facts(run)
+        files the run's .tflite ships and its card, written out as the export writes them."""
         with tempfile.TemporaryDirectory() as folder:
-            for name, text in files.items():
-                (Path(folder) / name).write_text(text, encoding="utf-8")
-            return *self.phone_feed(raw, folder, facts), *self.phone_vocabulary(folder, facts)
+            write_files(run.preprocessing.files(), folder)
+            client = self.preprocessor.from_card(folder, run.preprocessing.card(run.config))
+            return *client.phone_feed(raw), client.output_words, client.output_language
 
     def parity_cases(self, run, examples):
         """Greedy decoding of real test inputs: the SavedModel's outputs and the TFLite reference
-        loop's (fed by the phone client) equal Keras's exactly (strings and ids)."""
-        raw = self.parity_inputs(run, examples)
+        loop's (fed by the phone client) equal Keras's exactly (strings and ids); and each further
+        serving form (caption's from_pixels) on the same inputs equals Keras's on that form."""
+        raw = run.preprocessing.encoder_inputs(examples)
         expected = self.generate(run, raw)
         feeds, limits, words, language = self.phone_client_inputs(run, raw)
-        spec = next(iter(self.serving_forms(run, None).values()))[0][0]
-        served = np.array([r.encode("utf-8") if isinstance(r, str) else r for r in raw], dtype=object) \
-            if spec.dtype == tf.string else np.asarray(raw, spec.dtype.as_numpy_dtype)
-        return [ParityCase(f"greedy {self.output_name}s of test examples", expected,
-                           ("serving_default", {spec.name: served}), f"{self.name}.tflite", list(expected),
-                           tflite_loop=lambda interpreter: self.on_phone(interpreter, feeds, limits, words, language),
-                           tflite_compare=[self.output_name, "token_ids", "lengths"])]
+        cases = [ParityCase(f"greedy {self.output_name}s of test examples", expected,
+                            ("serving_default", run.preprocessing.served(raw)), f"{self.name}.tflite", list(expected),
+                            tflite_loop=lambda interpreter: self.on_phone(interpreter, feeds, limits, words, language),
+                            tflite_compare=[self.output_name, "token_ids", "lengths"])]
+        decoder = self.decoder(run)
+        for form, feed in run.preprocessing.further_feeds(raw).items():
+            keras_outputs = tf.function(decoder[form])(*(tf.constant(v) for v in feed.values()))
+            cases.append(ParityCase(f"greedy {self.output_name}s of test examples ({form})",
+                                    {k: v.numpy() for k, v in keras_outputs.items()}, (f"from_{form}", feed), None,
+                                    [self.output_name, "token_ids", "lengths"]))
+        return cases
+
+
+def write_files(files: dict, folder):
+    for name, text in files.items():
+        (Path(folder) / name).write_text(text, encoding="utf-8")
 
 
 def _card_shape(spec) -> str:
