@@ -34,7 +34,8 @@ An app writes what is its own:
         inputs and limits in the graph, calls `write`, and may add outputs of its own
         (`source_truncated`, `is_image`); `lookup_layers` the graph uses;
       - `encoder_inputs(columns)` (raw inputs of the first form from split columns),
-        `raw_inputs(cli inputs)`, `served(raw)` (the SavedModel's feed);
+        `raw_inputs(cli inputs)`, `served(raw)` (the SavedModel's feed), `further_feeds(raw)`
+        ({further form: its feed}, for parity);
       - the phone client: `phone_feed(raw)` -> (encode feeds, output limits), and `output_words`
         and `output_language` (the SavedModel's detokeniser reads the same words). Parity and
         phone quality run it on the files written out as the export writes them, query on the
