@@ -14,9 +14,8 @@ from PIL import Image
 
 from export import tflite
 from foundation.errors import UserError
-from pipelines import captions
+from pipelines import captions, translation
 from rnn_apps import metrics
-from rnn_apps.apps import caption
 from rnn_apps.run import PARITY_FILE
 from tests.test_cli import assert_one_line_error, invoke
 
@@ -108,11 +107,11 @@ def test_examples_are_one_per_caption_with_start_and_end(tiny_run):
     inputs, targets = next(iter(validation))
     size = config["image_size"]
     assert inputs["image"].shape[1:] == (size, size, 3) and inputs["image"].dtype == tf.float32
-    assert (inputs["caption_ids"][:, 0] == caption.START_ID).numpy().all()
+    assert (inputs["caption_ids"][:, 0] == translation.START_ID).numpy().all()
     ids, out = inputs["caption_ids"].numpy(), targets.numpy()
     for row_in, row_out in zip(ids, out, strict=True):
         words = row_out[row_out > 0]
-        assert words[-1] == caption.END_ID and list(row_in[1: len(words)]) == list(words[:-1])
+        assert words[-1] == translation.END_ID and list(row_in[1: len(words)]) == list(words[:-1])
     total = sum(len(inputs["image"]) for inputs, _ in validation)
     assert total == sum(len(r) for r in captions.references(splits.validation["references"]))  # every caption
     augmented = captions.augment(inputs["image"][0], tf.constant([1, 2], tf.int64))
@@ -262,11 +261,11 @@ def test_tflite_signatures_and_model_card_are_what_a_phone_needs(tiny_export, ti
     cache = encode(image=np.full((1, size, size, 3), 127.0, np.float32))
     assert cache["state"].shape == (1, units) and cache["image_inputs"].shape == (1, run.config["image_inputs"])
     assert card["signatures"]["decode_step"]["inputs"]["image_inputs"] == f"float32 [1, {run.config['image_inputs']}]"
-    result = interpreter.get_signature_runner("decode_step")(token=np.array([caption.START_ID], np.int32), **cache)
+    result = interpreter.get_signature_runner("decode_step")(token=np.array([translation.START_ID], np.int32), **cache)
     vocabulary = (folder / captions.VOCABULARY).read_text().split("\n")[:-1]
     assert result["log_probabilities"].shape == (1, len(vocabulary))
     np.testing.assert_allclose(np.exp(result["log_probabilities"]).sum(), 1.0, rtol=1e-4)
-    assert vocabulary[caption.START_ID] == "[START]" and vocabulary[caption.END_ID] == "[END]"
+    assert vocabulary[translation.START_ID] == "[START]" and vocabulary[translation.END_ID] == "[END]"
     tflite_case = next(c for c in entry["parity"]["cases"] if "tflite" in c)
     assert tflite_case["examples"] == 12 and tflite_case["tflite"]["caption"]["mismatches"] == 0
     # an id outside the vocabulary (a phone's off-by-one) reads as [UNK], as the card says of every app,
@@ -279,7 +278,7 @@ def test_tflite_signatures_and_model_card_are_what_a_phone_needs(tiny_export, ti
     unknown = after(1)
     for odd in (-1, -100, len(vocabulary), len(vocabulary) + 7, 2 ** 31 - 1):
         np.testing.assert_allclose(after(odd), unknown, atol=1e-6, err_msg=str(odd))
-    assert not np.allclose(after(caption.START_ID), unknown, atol=1e-6)
+    assert not np.allclose(after(translation.START_ID), unknown, atol=1e-6)
     # NaN pixels read as 0 and ±inf / out-of-range values as 0..255, in the phone graph as in the
     # SavedModel: the state a phone passes on is always finite (issue 30's soak found NaN passed through)
     odd = np.full((1, size, size, 3), 127.0, np.float32)
