@@ -189,10 +189,6 @@ def detokenize(tokens: tf.Tensor, language: str) -> tf.Tensor:
     return tf.strings.regex_replace(text, r"([¿¡(«]) ", r"\1")
 
 
-def save_vocabulary(layer: layers.TextVectorization, path: Path):
-    Path(path).write_text("\n".join(layer.get_vocabulary()) + "\n", encoding="utf-8")
-
-
 def load_vocabulary(path: Path) -> list:
     return Path(path).read_text(encoding="utf-8").split("\n")[:-1]
 
