@@ -28,11 +28,10 @@ from foundation.errors import UserError
 from foundation.lazy import tensorflow as tf
 from pipelines import batching, tfds_source
 from pipelines.splits import Splits, local_path, not_found, select
-from pipelines.text import RAGGED, ragged_ids, truncated
+from pipelines.text import MAX_BYTES_PER_TOKEN, RAGGED, padded_ids, token_ids, truncated
 
 PADDING_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
 START, END, SPACE = "[START]", "[END]", "▁"
-MAX_BYTES_PER_TOKEN = 32
 CHARACTER_LANGUAGES = ("ko", "ja", "zh")
 # Anki files: name -> language of each text column, and the files, read in this order.
 ANKI = {"spa_eng": (("en", "spa"), "spa.part*.txt"), "kor_eng": (("en", "ko"), "kor.txt")}
@@ -172,12 +171,6 @@ def adapt(texts, language: str, side: str, max_tokens: int, standardize=None) ->
     return vectorizer(language, side, vocabulary=words, standardize=standardize)
 
 
-def token_ids(layer: layers.TextVectorization, texts, max_length: int) -> tf.RaggedTensor:
-    """A batch of strings -> ragged ids, at most max_length per text (a 1 MB string is cut first)."""
-    texts = tf.strings.substr(tf.convert_to_tensor(texts, tf.string), 0, MAX_BYTES_PER_TOKEN * max_length)
-    return ragged_ids(layer, texts)[:, :max_length]
-
-
 def detokenize(tokens: tf.Tensor, language: str) -> tf.Tensor:
     """Token strings [batch, time] ("" for padding) -> one string per row."""
     if is_character_level(language):
@@ -243,12 +236,6 @@ def output_limits(rule: dict, source_ids):
     tokens = ops.sum(source_mask(source_ids), axis=1)
     wanted = ops.ceil(rule["length_ratio"] * tokens) + rule["length_extra"]
     return ops.where(tokens > 0, ops.cast(ops.minimum(wanted, float(rule["target_length"])), "int32"), 0)
-
-
-def padded_source(vectorizer, texts, length: int) -> np.ndarray:
-    """Texts -> int32 source ids [batch, length], right-padded with 0: what `encode` takes."""
-    ids = token_ids(vectorizer, texts, length).to_tensor(shape=[None, length])
-    return ids.numpy().astype(np.int32)
 
 
 class Preprocessor:
@@ -356,6 +343,6 @@ class Preprocessor:
 
     def phone_feed(self, raw: list) -> tuple:
         """Texts -> encode feeds (source ids) and output limits, as a phone computes them."""
-        ids = padded_source(self.source, raw, self.source_length)
+        ids = padded_ids(self.source, raw, self.source_length)
         return [{"source_ids": row[None]} for row in ids], keras.ops.convert_to_numpy(
             output_limits(self.output_rule, ids))

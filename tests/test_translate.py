@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 
 from export import step_loop
 from foundation.errors import UserError
-from pipelines import translation
+from pipelines import text, translation
 from rnn_apps import decoding, registry
 from tests.test_cli import assert_one_line_error, invoke
 
@@ -213,7 +213,7 @@ def test_saved_model_signatures_and_the_tflite_loop_agree_on_odd_input(tiny_expo
     # Both run one decoding closure (eager, traced): check its ids against the plain reference loop
     # a phone runs (export/step_loop.py), one sentence at a time over the Keras model's own step.
     texts = [b.decode("utf-8", "replace") for b in batch]
-    ids = translation.padded_source(run.preprocessing.source, texts, run.config["source_length"])
+    ids = text.padded_ids(run.preprocessing.source, texts, run.config["source_length"])
     limits, step = translation.output_limits(run.config, ids).numpy(), app.step(run.model)
 
     def keras_step(token, **cache):

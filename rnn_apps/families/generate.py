@@ -17,7 +17,6 @@ An app of this kind writes:
   - `exported_inputs` giving TFLite inputs {"feeds": [one feed per input], "limits": [int per input]}.
 """
 
-
 import numpy as np
 
 from export import step_loop
