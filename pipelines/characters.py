@@ -86,9 +86,9 @@ def build_vocabulary(text: str) -> list:
     return ["", UNKNOWN] + sorted(counts, key=lambda c: (-counts[c], c))
 
 
-def save_vocabulary(vocabulary: list, path: Path):
-    """JSON, not one character a line: the vocabulary holds the newline character itself."""
-    Path(path).write_text(json.dumps(vocabulary, ensure_ascii=False) + "\n", encoding="utf-8")
+def vocabulary_text(vocabulary: list) -> str:
+    """The vocabulary file's text: JSON, not one character a line, as it holds the newline itself."""
+    return json.dumps(vocabulary, ensure_ascii=False) + "\n"
 
 
 def load_vocabulary(path: Path) -> list:

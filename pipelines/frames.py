@@ -163,24 +163,26 @@ class FrameStatistics:
     std: list | None = None
 
     @classmethod
-    def fit(cls, train: dict, label_names: list) -> FrameStatistics:
-        frames, length = train["frames"], train["length"]
+    def fit(cls, splits, config=None) -> FrameStatistics:
+        """From the training split's real frames (padding left out)."""
+        frames, length, label_names = splits.train["frames"], splits.train["length"], list(splits.label_names)
         kind, shape = ("video" if frames.ndim == 5 else "features"), tuple(frames.shape[2:])
         if kind == "video":
-            return cls(kind, shape, list(label_names))
+            return cls(kind, shape, label_names)
         real = np.concatenate([frames[i, :n] for i, n in enumerate(length)]).astype(np.float64)
-        return cls(kind, shape, list(label_names), real.mean(0).tolist(), real.std(0).tolist())
+        return cls(kind, shape, label_names, real.mean(0).tolist(), real.std(0).tolist())
 
-    def save(self, path: Path):
+    def files(self) -> dict:
         stored = {"kind": self.kind, "frame_shape": list(self.frame_shape), "label_names": self.label_names}
         if self.kind == "features":
             stored.update(mean=self.mean, std=self.std)
-        Path(path).write_text(json.dumps(stored, indent=2) + "\n")
+        return {STATISTICS: json.dumps(stored, indent=2) + "\n"}
 
     @classmethod
-    def read(cls, path: Path) -> FrameStatistics:
+    def load(cls, folder, config=None) -> FrameStatistics:
         """Checked whole: an edited file must be blamed here, not on the CSV or the recording that
         a later step would fail on."""
+        path = Path(folder) / STATISTICS
         try:
             s = json.loads(Path(path).read_text())
             found = cls(s["kind"], tuple(s["frame_shape"]), s["label_names"], s.get("mean"), s.get("std"))

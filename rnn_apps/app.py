@@ -110,12 +110,20 @@ class App:
         """-> pipelines.splits.Splits of raw examples."""
         raise NotImplementedError
 
+    # The app's preprocessing: a class with `fit(splits, config)` (learnt from the training split
+    # only), `load(folder, config)` (read back from the files it keeps) and, on an instance,
+    # `files()` -> {file name: text}, what a run folder keeps. A family ships some or all of those
+    # files beside the .tflite, so the phone client reads what training wrote.
+    preprocessor: type
+
     def fit_preprocessing(self, splits, config: dict, run_dir):
-        """Learn what preprocessing needs from the training split only; store it in run_dir."""
-        raise NotImplementedError
+        """The preprocessor fitted on the training split, its files written to run_dir."""
+        preprocessing = self.preprocessor.fit(splits, config)
+        write_files(preprocessing.files(), run_dir)
+        return preprocessing
 
     def load_preprocessing(self, run_dir, config: dict):
-        raise NotImplementedError
+        return self.preprocessor.load(run_dir, config)
 
     def dataset(self, columns: dict, preprocessing, config: dict, shuffle_seed=None) -> tf.data.Dataset:
         """Raw split columns -> batched (inputs, targets) for Keras."""
@@ -230,6 +238,12 @@ class App:
         from foundation.errors import UserError
 
         raise UserError(f"{self.name} does not write text from a prime; `generate` is for language models (charlm)")
+
+
+def write_files(files: dict, folder):
+    """A preprocessor's files ({name: text}) into `folder`, as UTF-8."""
+    for name, text in files.items():
+        (Path(folder) / name).write_text(text, encoding="utf-8")
 
 
 def float32_twin(app: App, model: keras.Model, run) -> keras.Model:

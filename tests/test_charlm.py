@@ -59,7 +59,7 @@ def test_tfds_tiny_shakespeare_goes_through_the_same_path_under_mock_data(monkey
 def test_vocabulary_keeps_newline_and_reads_unknown_characters_as_one(tmp_path):
     vocabulary = characters.build_vocabulary("ab\nb b")
     assert vocabulary == ["", "[UNK]", "b", "\n", " ", "a"]  # most frequent first, ties by character
-    characters.save_vocabulary(vocabulary, tmp_path / "v.json")
+    (tmp_path / "v.json").write_text(characters.vocabulary_text(vocabulary), encoding="utf-8")
     assert characters.load_vocabulary(tmp_path / "v.json") == vocabulary
     assert characters.ids_of("ba\nZ", vocabulary).tolist() == [2, 5, 3, 1]
     lookup = characters.lookup(vocabulary)

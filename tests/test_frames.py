@@ -311,10 +311,10 @@ def test_the_labeller_says_how_much_of_a_long_sequence_it_labelled(tiny_run, mon
 def test_damaged_frame_statistics_are_blamed_not_the_input(tiny_run, tmp_path, edit, fragment):
     run = tiny_run("frames")
     copy = copy_run(run, tmp_path / "run")
-    path = copy / frames.STATISTICS
+    path = copy / frame_data.STATISTICS
     path.write_text(json.dumps(edit(json.loads(path.read_text()))))
     np.save(tmp_path / "seq.npy", np.ones((7, 8), np.float32))
-    assert_one_line_error(invoke("predict", copy, tmp_path / "seq.npy"), frames.STATISTICS, fragment,
+    assert_one_line_error(invoke("predict", copy, tmp_path / "seq.npy"), frame_data.STATISTICS, fragment,
                           "the run folder is damaged")
 
 

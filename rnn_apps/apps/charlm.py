@@ -53,6 +53,17 @@ from rnn_apps.layers import FrozenTailEmbedding, simple_rnn_stack
 class Preprocessing:
     vocabulary: list  # id -> character; 0 padding "", 1 unknown
 
+    @classmethod
+    def fit(cls, splits, config) -> Preprocessing:
+        return cls(characters.build_vocabulary(splits.train["text"][0]))
+
+    @classmethod
+    def load(cls, folder, config) -> Preprocessing:
+        return cls(characters.load_vocabulary(Path(folder) / VOCABULARY))
+
+    def files(self) -> dict:
+        return {VOCABULARY: characters.vocabulary_text(self.vocabulary)}
+
     @property
     def size(self) -> int:
         return len(self.vocabulary)
@@ -68,6 +79,7 @@ class CharLM(LanguageModelApp):
     topology = "many-to-many / one-to-many"
     task = "character language model"
     default_data = ("tiny_shakespeare",)
+    preprocessor = Preprocessing
     phone_metric = ("nats_per_char", False, 0.02)
     config = {
         **config_lib.COMMON,
@@ -116,14 +128,6 @@ class CharLM(LanguageModelApp):
     def load_data(self, data, data_root, config, options):
         return characters.load(data, data_root, options.get("tfds_data_dir")).first_characters(
             config["max_characters"])
-
-    def fit_preprocessing(self, splits, config, run_dir):
-        vocabulary = characters.build_vocabulary(splits.train["text"][0])
-        characters.save_vocabulary(vocabulary, Path(run_dir) / VOCABULARY)
-        return Preprocessing(vocabulary)
-
-    def load_preprocessing(self, run_dir, config):
-        return Preprocessing(characters.load_vocabulary(Path(run_dir) / VOCABULARY))
 
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
         ids = characters.ids_of(columns["text"][0], preprocessing.vocabulary)

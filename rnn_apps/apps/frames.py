@@ -33,8 +33,6 @@ max_frames, F], length: int32[1])` -> probabilities [1, max_frames, classes]. Mo
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 from keras import layers
@@ -45,7 +43,6 @@ from rnn_apps import metrics
 from rnn_apps.families.label_frames import LabelFrames
 from rnn_apps.layers import FiniteClip, PerFrame, StepDifference, simple_rnn_stack
 
-STATISTICS = frame_data.STATISTICS
 FEATURE_LIMIT = 10.0  # normalised features are clipped to this many standard deviations
 EVENT_TOLERANCE = 15  # frames (0.5 s at 30 frames/s) a detection may come before or after a fall
 FALLING = "falling"
@@ -56,6 +53,7 @@ class Frames(LabelFrames):
     topology = "many-to-many (per step)"
     task = "frame-level classification (fall detection)"
     default_data = ("ur_fall_features", "ucf101")
+    preprocessor = frame_data.FrameStatistics
     monitors = ("val_loss", "val_accuracy")
     config = {
         **config_lib.COMMON,
@@ -106,13 +104,6 @@ class Frames(LabelFrames):
     def load_data(self, data, data_root, config, options):
         return frame_data.load(data, data_root, config["split_seed"], config["clip_frames"], config["frame_size"],
                                options.get("tfds_data_dir"))
-
-    def fit_preprocessing(self, splits, config, run_dir):
-        frame_data.FrameStatistics.fit(splits.train, splits.label_names).save(Path(run_dir) / STATISTICS)
-        return self.load_preprocessing(run_dir, config)
-
-    def load_preprocessing(self, run_dir, config):
-        return frame_data.FrameStatistics.read(Path(run_dir) / STATISTICS)
 
     # --- model --------------------------------------------------------------------------
     def build_model(self, config, preprocessing, unroll_length=None):

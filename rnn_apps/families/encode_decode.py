@@ -24,8 +24,8 @@ An app writes what is its own:
   - `text_scores(run, test, texts)`: the scores of decoded texts, which evaluate reports and phone
     quality reads `phone_metric` from; and `evaluate`;
   - `preprocessor`: its preprocessor class, in pipelines/ beside the data (keras-hub's sense of the
-    word: what turns raw inputs into model inputs, with its files). The family fits it on the
-    training split, keeps its `files()` in the run folder and ships the same files beside the
+    word: what turns raw inputs into model inputs, with its files). App fits it on the training
+    split and keeps its `files()` in the run folder; the family ships the same files beside the
     .tflite. It has
       - `fit(splits, config)`, `load(folder, config)` (a run's), `from_card(folder, card)` (the
         phone client's: the shipped files and the model card, nothing else), `files()`, `card(config)`;
@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -57,7 +56,7 @@ from foundation.lazy import tensorflow as tf
 from pipelines import translation
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
-from rnn_apps.app import CARD_FILE, Endpoint, ParityCase, TFLiteModel, read_card
+from rnn_apps.app import CARD_FILE, Endpoint, ParityCase, TFLiteModel, read_card, write_files
 from rnn_apps.families.generate import GeneratingApp
 from rnn_apps.layers import SparseCrossentropy
 
@@ -70,7 +69,6 @@ class EncoderDecoderApp(GeneratingApp):
     step_signature, end_id = DECODE_STEP, END_ID
     output_name: str  # the decoded text's output name: "translation", "caption"
     decode_batch = 64  # raw inputs per call when `generate` decodes many
-    preprocessor: type  # the app's preprocessor class (pipelines.translation.Preprocessor, ...)
 
     # --- what the app supplies ---------------------------------------------------------------
     def encoder(self, model):
@@ -90,15 +88,7 @@ class EncoderDecoderApp(GeneratingApp):
         reports, and (its phone_metric) what phone quality measures on the .tflite."""
         raise NotImplementedError
 
-    # --- preprocessing: the app's preprocessor, fitted, kept, read back -------------------------
-    def fit_preprocessing(self, splits, config, run_dir):
-        preprocessing = self.preprocessor.fit(splits, config)
-        write_files(preprocessing.files(), run_dir)  # the same files the .tflite ships
-        return preprocessing
-
-    def load_preprocessing(self, run_dir, config):
-        return self.preprocessor.load(run_dir, config)
-
+    # --- preprocessing: App fits and loads the preprocessor; its files are also what ships ------
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
         return preprocessing.dataset(columns, config, shuffle_seed)
 
@@ -262,11 +252,6 @@ class EncoderDecoderApp(GeneratingApp):
                                     {k: v.numpy() for k, v in keras_outputs.items()}, (f"from_{form}", feed), None,
                                     [self.output_name, "token_ids", "lengths"]))
         return cases
-
-
-def write_files(files: dict, folder):
-    for name, text in files.items():
-        (Path(folder) / name).write_text(text, encoding="utf-8")
 
 
 def _card_shape(spec) -> str:

@@ -6,7 +6,7 @@ frame and the states, as a camera or a sensor delivers them) or reads a whole cl
 An app of this kind writes what is its own:
   - its data: `load_data` -> Splits with columns frames [n, time, *frame_shape] (padded), length
     [n], labels [n, time] (label ids);
-  - its preprocessing: `fit_preprocessing` / `load_preprocessing`, an object with label_names,
+  - its `preprocessor` (App's contract: fit, load, files), whose objects have label_names,
     frame_shape, kind ("features" or "video") and card() (pipelines/frames.py's FrameStatistics);
   - its Keras model: `build_model(config, preprocessing, unroll_length)`, {"frames", "mask"} ->
     probabilities [batch, time, labels], with its per-frame encoder in a `PerFrame` layer named

@@ -12,8 +12,9 @@ running `step` over it, so a phone needs one signature. Written once here:
     (the prime read through `step`, then the greedy loop of families/generate.py).
 
 An app of this kind writes its data (one "text" column: a split's text as one string), its
-preprocessing (an object with `vocabulary`, id -> character with 0 padding "" and 1 unknown,
-`size` and `lookup`, a StringLookup over it, stored in the run as VOCABULARY) and its Keras model:
+`preprocessor` (App's contract: fit, load, files; its objects have `vocabulary`, id -> character
+with 0 padding "" and 1 unknown, `size` and `lookup`, a StringLookup over it, kept in the run as
+VOCABULARY) and its Keras model:
 ids [batch, time] -> logits [batch, time, vocabulary], from layers named "embedding" and
 "logits" around a stack of SimpleRNN layers. Its config holds units, depth, window, dropout,
 clipnorm, mixed_precision and COMMON's keys.
@@ -281,7 +282,7 @@ class LanguageModelApp(GeneratingApp):
                                    "scored_characters": f"the first {MAX_SCORED}"},
         }
         return [TFLiteModel(f"{self.name}.tflite", [endpoint], assets={
-            VOCABULARY: json.dumps(vocabulary, ensure_ascii=False) + "\n",
+            VOCABULARY: characters.vocabulary_text(vocabulary),
             "model_card.json": json.dumps(card, indent=2, ensure_ascii=False) + "\n"})]
 
     def parity_cases(self, run, examples):
