@@ -433,6 +433,15 @@ def test_run_files_of_the_wrong_shape_are_one_line_errors(tiny_run, tmp_path, fi
         assert_one_line_error(invoke(*command), file, message)
 
 
+def test_a_preprocessing_file_missing_a_key_is_a_one_line_error(tiny_run, tmp_path):
+    copy = copy_run(tiny_run("digits"), tmp_path)
+    stats = json.loads((copy / "pixel_stats.json").read_text())
+    assert len(stats["mean"]) == len(stats["variance"]) == 64
+    del stats["variance"]
+    (copy / "pixel_stats.json").write_text(json.dumps(stats))
+    assert_one_line_error(invoke("evaluate", copy), "pixel_stats.json does not hold label_names, mean and variance")
+
+
 def test_a_stored_config_value_out_of_range_is_refused(tiny_run, tmp_path):
     copy = copy_run(tiny_run("sentiment"), tmp_path)
     config = json.loads((copy / "config.json").read_text())

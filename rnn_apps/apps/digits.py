@@ -22,6 +22,7 @@ clipped to 0..16 (0..255 for images) in every signature.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
@@ -48,11 +49,40 @@ IMAGE_SIDE = 32  # the MediaPipe variant's input: 32x32 RGB, average-pooled to 8
 IMAGE_FILE, IMAGE_CARD = "digits_image.tflite", "digits_image_card.json"
 
 
+@dataclass
+class PixelStatistics:
+    """Per-pixel mean and variance of the training split, for the model's Normalization layer.
+    Chosen over 0..1 rescaling, which scored lower (bench/RESULTS.md, "digits")."""
+
+    label_names: list
+    mean: list
+    variance: list
+
+    @classmethod
+    def fit(cls, splits, config) -> PixelStatistics:
+        pixels = splits.train["pixels"]
+        # Floor of 1 intensity level: pixels that are always blank in training (corners) must not
+        # turn a stray stroke there into a huge input.
+        return cls(list(splits.label_names), pixels.mean(0).tolist(), np.maximum(pixels.var(0), 1.0).tolist())
+
+    @classmethod
+    def load(cls, folder, config) -> PixelStatistics:
+        path = Path(folder) / STATS_FILE
+        stored = config_lib.load(path)
+        if not isinstance(stored, dict) or set(stored) != {"label_names", "mean", "variance"}:
+            raise UserError(f"{path} does not hold label_names, mean and variance; the run folder is damaged")
+        return cls(**stored)
+
+    def files(self) -> dict:
+        return {STATS_FILE: json.dumps(asdict(self)) + "\n"}
+
+
 class Digits(ClassifierApp):
     name = "digits"
     topology = "one-to-one"
     task = "image classification (8x8 digits)"
     default_data = ("digits",)  # bundled with scikit-learn, so always there; `--data mnist` online
+    preprocessor = PixelStatistics
     config = {
         **config_lib.COMMON,
         "epochs": 150,
@@ -70,20 +100,6 @@ class Digits(ClassifierApp):
     def load_data(self, data, data_root, config, options):
         return images.load(data, config["seed"], options.get("tfds_data_dir"))
 
-    def fit_preprocessing(self, splits, config, run_dir):
-        """Per-pixel mean and variance of the training split, for the model's Normalization layer.
-        Chosen over 0..1 rescaling, which scored lower (bench/RESULTS.md, "digits")."""
-        pixels = splits.train["pixels"]
-        stats = {"label_names": list(splits.label_names), "mean": pixels.mean(0).tolist(),
-                 # Floor of 1 intensity level: pixels that are always blank in training (corners)
-                 # must not turn a stray stroke there into a huge input.
-                 "variance": np.maximum(pixels.var(0), 1.0).tolist()}
-        (Path(run_dir) / STATS_FILE).write_text(json.dumps(stats) + "\n")
-        return stats
-
-    def load_preprocessing(self, run_dir, config):
-        return config_lib.load(Path(run_dir) / STATS_FILE)
-
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
         ds = tf.data.Dataset.from_tensor_slices((columns["pixels"], columns["label"]))
         return batching.fixed_batches(ds, config["batch_size"], shuffle_seed)
@@ -92,11 +108,11 @@ class Digits(ClassifierApp):
         if unroll_length:
             config = {**config, "dropout": 0.0, "output_dropout": 0.0}  # inference twin for TFLite
         pixels = keras.Input((PIXELS,), name="pixels")
-        x = layers.Normalization(mean=preprocessing["mean"], variance=preprocessing["variance"])(pixels)
+        x = layers.Normalization(mean=preprocessing.mean, variance=preprocessing.variance)(pixels)
         x = layers.Reshape((1, PIXELS))(x)  # one time step: the one-to-one case of an RNN
         x = simple_rnn_stack(x, config, unroll=True, return_sequences=False)
         x = optional_dropout(x, config["output_dropout"])
-        probabilities = layers.Dense(len(preprocessing["label_names"]), activation="softmax", name="probabilities")(x)
+        probabilities = layers.Dense(len(preprocessing.label_names), activation="softmax", name="probabilities")(x)
         return keras.Model(pixels, probabilities, name=self.name)
 
     def _read_inputs(self, inputs) -> tuple:
