@@ -23,7 +23,7 @@ import tensorflow as tf
 from pipelines import tagged
 from pipelines.splits import Splits
 from rnn_apps import config as config_lib
-from rnn_apps.families.label_steps import TAGS_FILE, LabelSteps, lines_text, lookup, read_lines, write_lines
+from rnn_apps.families.label_steps import TAGS_FILE, LabelSteps, lines_text, lookup, read_lines
 from rnn_apps.layers import simple_rnn_stack
 
 SYMBOLS = "symbols.txt"
@@ -32,8 +32,26 @@ SPLIT_SIZES = {"train": 800, "validation": 100, "test": 100}
 
 @dataclass
 class Preprocessing:
+    """The symbols' lookup and the two tags: both files ship beside the .tflite."""
+
     symbols: keras.layers.StringLookup
     tag_names: list
+    phone_files = (SYMBOLS, TAGS_FILE)
+
+    @classmethod
+    def fit(cls, splits, config):
+        return cls(lookup(["", "[UNK]", "0", "1"]), list(splits.label_names))
+
+    @classmethod
+    def load(cls, folder, config):
+        return cls(lookup(read_lines(Path(folder) / SYMBOLS)), read_lines(Path(folder) / TAGS_FILE))
+
+    @classmethod
+    def from_card(cls, folder, card):
+        return cls.load(folder, None)  # the run folder and the phone's files hold the same two
+
+    def files(self):
+        return {SYMBOLS: lines_text(self.symbols.get_vocabulary()), TAGS_FILE: lines_text(self.tag_names)}
 
 
 class RunningParity(LabelSteps):
@@ -41,6 +59,7 @@ class RunningParity(LabelSteps):
     topology = "many-to-many (per step)"
     task = "the parity of the ones read so far, per bit"
     default_data = ("synthetic",)
+    preprocessor = Preprocessing
     input_rules = "Split on whitespace; symbol id = line of symbols.txt holding the piece (1 = unknown, 0 = padding)."
     config = {**config_lib.COMMON, "units": 16, "max_length": 20, "epochs": 20}
     config_checks = {"max_length": config_lib.POSITIVE}
@@ -54,20 +73,6 @@ class RunningParity(LabelSteps):
             parities = [["odd" if p else "even" for p in np.cumsum(b) % 2] for b in bits]
             splits[split] = tagged.joined([[str(b) for b in row] for row in bits], parities)
         return Splits("synthetic", **splits, label_names=["even", "odd"], origin=dict.fromkeys(splits, "random bits"))
-
-    def fit_preprocessing(self, splits, config, run_dir):
-        write_lines(Path(run_dir) / SYMBOLS, ["", "[UNK]", "0", "1"])
-        write_lines(Path(run_dir) / TAGS_FILE, splits.label_names)
-        return self.load_preprocessing(run_dir, config)
-
-    def load_preprocessing(self, run_dir, config):
-        return Preprocessing(lookup(read_lines(Path(run_dir) / SYMBOLS)), read_lines(Path(run_dir) / TAGS_FILE))
-
-    def shipped_preprocessing(self, folder):
-        return self.load_preprocessing(folder, None)  # the run folder and the phone's files hold the same two
-
-    def shipped_files(self, preprocessing):
-        return {SYMBOLS: lines_text(preprocessing.symbols.get_vocabulary())}
 
     def features(self, preprocessing, pieces):
         return {"symbol_ids": pieces.with_flat_values(tf.cast(preprocessing.symbols(pieces.flat_values), tf.int32))}

@@ -40,7 +40,7 @@ from foundation.lazy import tensorflow as tf
 from pipelines import tagged, text
 from rnn_apps import config as config_lib
 from rnn_apps import word_vectors
-from rnn_apps.families.label_steps import TAGS_FILE, LabelSteps, clean_text, lines_text, lookup, read_lines, write_lines
+from rnn_apps.families.label_steps import TAGS_FILE, LabelSteps, clean_text, lines_text, lookup, read_lines
 from rnn_apps.layers import FrozenTailEmbedding, optional_dropout, simple_rnn_stack
 
 WORDS, SUFFIXES, TAGS, TRAINING_WORDS = "words.txt", "suffixes.txt", TAGS_FILE, "training_words.json"
@@ -56,12 +56,48 @@ bits: 1 first character upper-case, 2 every letter upper-case, 4 holds a digit, 
 
 @dataclass
 class Preprocessing:
+    """The lookups of words.txt and suffixes.txt, the tag names (tags.txt): what a phone reads
+    (`phone_files`); and the count of words seen in training (the rest of words.txt, the vectors'
+    unseen words, is the word embedding's frozen tail)."""
+
     words: layers.StringLookup
     suffixes: layers.StringLookup
     tag_names: list
-    training_words: int  # the words of the vocabulary seen in training; the rest is the frozen tail
-    initial_embeddings: np.ndarray | None = None
+    training_words: int
+    initial_embeddings: np.ndarray | None = None  # from the word vectors, at fit time only
     has_vector: np.ndarray | None = None
+    phone_files = (WORDS, SUFFIXES, TAGS)
+
+    @classmethod
+    def fit(cls, splits, config) -> Preprocessing:
+        counts = Counter(t.lower() for s in splits.train["tokens"] for t in s.split(tagged.SEPARATOR))
+        training_words = [w for w, _ in counts.most_common()]
+        suffixes = Counter(w[-SUFFIX_LENGTH:] for w in counts.elements())
+        words, initial, has_vector = training_words, None, None
+        if config["word_vectors"]:
+            vector_words, vectors = word_vectors.load_for(config)
+            seen = set(training_words)
+            words = training_words + [w for w in vector_words[:config["word_vectors_unseen_words"]] if w not in seen]
+            initial, has_vector = word_vectors.embedding_matrix(["", "[UNK]"] + words, vector_words, vectors,
+                                                                config["word_vectors_std"], config["seed"])
+        common_suffixes = [s for s, _ in suffixes.most_common(config["max_suffixes"] - 2)]
+        return cls(lookup(["", "[UNK]"] + words), lookup(["", "[UNK]"] + common_suffixes), list(splits.label_names),
+                   len(training_words) + 2, initial, has_vector)
+
+    @classmethod
+    def load(cls, folder, config) -> Preprocessing:
+        training_words = config_lib.load(Path(folder) / TRAINING_WORDS)["training_words"]
+        return cls(*vocabularies(folder), training_words=training_words)
+
+    @classmethod
+    def from_card(cls, folder, card) -> Preprocessing:
+        """The phone client's: the files shipped beside the .tflite alone."""
+        return cls(*vocabularies(folder), training_words=0)
+
+    def files(self) -> dict:
+        return {WORDS: lines_text(self.words.get_vocabulary()), SUFFIXES: lines_text(self.suffixes.get_vocabulary()),
+                TAGS: lines_text(self.tag_names),
+                TRAINING_WORDS: json.dumps({"training_words": self.training_words}) + "\n"}
 
 
 class Tagger(LabelSteps):
@@ -70,6 +106,7 @@ class Tagger(LabelSteps):
     task = "part-of-speech tagging"
     default_data = ("ud_english_ewt", "conll2003")
     input_rules = TOKENISATION_RULES
+    preprocessor = Preprocessing
     config = {
         **config_lib.COMMON,
         "tag_column": "upos",
@@ -111,32 +148,6 @@ class Tagger(LabelSteps):
     # --- data ---------------------------------------------------------------------------
     def load_data(self, data, data_root, config, options):
         return tagged.load(data, data_root, config["tag_column"], options.get("tfds_data_dir"))
-
-    def fit_preprocessing(self, splits, config, run_dir):
-        counts = Counter(t.lower() for s in splits.train["tokens"] for t in s.split(tagged.SEPARATOR))
-        training_words = [w for w, _ in counts.most_common()]
-        suffixes = Counter(w[-SUFFIX_LENGTH:] for w in counts.elements())
-        words = training_words
-        initial = has_vector = None
-        if config["word_vectors"]:
-            vector_words, vectors = word_vectors.load_for(config)
-            seen = set(training_words)
-            words = training_words + [w for w in vector_words[:config["word_vectors_unseen_words"]] if w not in seen]
-            initial, has_vector = word_vectors.embedding_matrix(["", "[UNK]"] + words, vector_words, vectors,
-                                                                config["word_vectors_std"], config["seed"])
-        write_lines(Path(run_dir) / WORDS, ["", "[UNK]"] + words)
-        common_suffixes = [s for s, _ in suffixes.most_common(config["max_suffixes"] - 2)]
-        write_lines(Path(run_dir) / SUFFIXES, ["", "[UNK]"] + common_suffixes)
-        write_lines(Path(run_dir) / TAGS, splits.label_names)
-        (Path(run_dir) / TRAINING_WORDS).write_text(json.dumps({"training_words": len(training_words) + 2}) + "\n")
-        preprocessing = self.load_preprocessing(run_dir, config)
-        preprocessing.initial_embeddings, preprocessing.has_vector = initial, has_vector
-        return preprocessing
-
-    def load_preprocessing(self, run_dir, config):
-        run_dir = Path(run_dir)
-        training_words = json.loads((run_dir / TRAINING_WORDS).read_text())["training_words"]
-        return Preprocessing(*vocabularies(run_dir), training_words=training_words)
 
     def features(self, preprocessing, tokens: tf.RaggedTensor) -> dict:
         """Ragged token strings -> {word_ids, suffix_ids, shape_ids}, ragged int32 (TOKENISATION_RULES)."""
@@ -199,13 +210,6 @@ class Tagger(LabelSteps):
         return {"unseen_word_tokens": len(every), "unseen_word_accuracy": float(np.mean(every)) if every else None,
                 "per_example": {"unseen_word_accuracy": {"correct": [sum(u) for u in unseen],
                                                          "count": [len(u) for u in unseen]}}}
-
-    def shipped_files(self, preprocessing):
-        return {WORDS: lines_text(preprocessing.words.get_vocabulary()),
-                SUFFIXES: lines_text(preprocessing.suffixes.get_vocabulary())}
-
-    def shipped_preprocessing(self, folder):
-        return Preprocessing(*vocabularies(folder), training_words=0)
 
 
 def training_words(splits) -> set:

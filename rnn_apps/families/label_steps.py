@@ -5,9 +5,9 @@ defined in one file to show what an app of this family writes.
 An app of the family supplies what is its own:
   - its data: `load_data` -> Splits whose columns are TOKENS and TAGS, one string per sequence with
     its pieces (and their labels, as many) joined by `pipelines.tagged.SEPARATOR`;
-  - its preprocessing: `fit_preprocessing` / `load_preprocessing` (an object with `tag_names`),
-    `shipped_files(preprocessing) -> {file: text}` (what ships beside the .tflite) and
-    `shipped_preprocessing(folder)`, the same preprocessing read back from those files alone;
+  - its `preprocessor` (App's contract: fit, load, files), whose objects have `tag_names`, with
+    `phone_files`, the names among its files() that ship beside the .tflite (TAGS_FILE among
+    them), and `from_card(folder, card)`, the same preprocessing read back from those files alone;
   - its in-graph transform: `features(preprocessing, pieces) -> {name: ragged int32}` over ragged
     piece strings ("" -> 0 in the first feature: padding), and `split(text)`, raw strings -> ragged pieces;
   - its Keras model: `build_model(config, preprocessing, unroll_length)`, {feature: [batch, time]}
@@ -59,13 +59,6 @@ class LabelSteps(App):
     def split(self, text: tf.Tensor) -> tf.RaggedTensor:
         """Raw strings -> ragged pieces: whitespace by default."""
         return tf.strings.split(tf.strings.strip(clean_text(text)))
-
-    def shipped_files(self, preprocessing) -> dict:
-        """{file name: text}: what a client needs beside the .tflite besides tags.txt and the card."""
-        return {}
-
-    def shipped_preprocessing(self, folder):
-        raise NotImplementedError
 
     def augment(self, features: dict, config: dict, seed: int) -> dict:
         """A training batch's features changed while reading (tagger: word dropout); none by default."""
@@ -218,10 +211,11 @@ class LabelSteps(App):
             "outputs": {"probabilities": f"float32 [1, {length}, {len(preprocessing.tag_names)}], tags in the "
                                          f"order of {TAGS_FILE}; rows past the input's length mean nothing"},
             "tokenisation": self.input_rules,
-            "files": {**{file: "line i = id i" for file in self.shipped_files(preprocessing)},
-                      TAGS_FILE: "line i = tag i"},
+            "files": {file: "line i = tag i" if file == TAGS_FILE else "line i = id i"
+                      for file in preprocessing.phone_files},
         }
-        assets = {**self.shipped_files(preprocessing), TAGS_FILE: lines_text(preprocessing.tag_names),
+        files = preprocessing.files()
+        assets = {**{file: files[file] for file in preprocessing.phone_files},
                   CARD_FILE: json.dumps(card, indent=2) + "\n"}
         return [TFLiteModel(f"{self.name}.tflite", [Endpoint("serving_default", label_ids, spec, track=[unrolled])],
                             assets=assets)]
@@ -277,8 +271,8 @@ class LabelSteps(App):
         return float(np.mean(right))
 
     def exported_inputs(self, inputs, tflite_dir):
-        length = read_card(tflite_dir)["max_length"]
-        preprocessing = self.shipped_preprocessing(tflite_dir)
+        card = read_card(tflite_dir)
+        length, preprocessing = card["max_length"], self.preprocessor.from_card(tflite_dir, card)
         return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
             self.phone_inputs(preprocessing, list(inputs), length)
 
@@ -319,10 +313,6 @@ def lookup(vocabulary: list) -> keras.layers.StringLookup:
 
 def lines_text(lines: list) -> str:
     return "\n".join(lines) + "\n"
-
-
-def write_lines(path: Path, lines: list):
-    Path(path).write_text(lines_text(lines), encoding="utf-8")
 
 
 def read_lines(path: Path) -> list:
