@@ -166,10 +166,9 @@ def extend(layer: layers.TextVectorization, words, tokenisation="ptb") -> layers
     return vectorizer(vocabulary=vocabulary[2:] + extra, tokenisation=tokenisation)
 
 
-def save_vocabulary(layer: layers.TextVectorization, folder: Path) -> Path:
-    path = Path(folder) / VOCAB_FILE
-    path.write_text("\n".join(layer.get_vocabulary()) + "\n", encoding="utf-8")
-    return path
+def vocabulary_text(layer: layers.TextVectorization) -> str:
+    """VOCAB_FILE's text: token i on line i, padding ("") and unknown first."""
+    return "\n".join(layer.get_vocabulary()) + "\n"
 
 
 def load_vocabulary(folder: Path) -> list:

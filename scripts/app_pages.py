@@ -110,9 +110,11 @@ def family(app) -> str:
 def client_code(app) -> dict:
     """{module: [hooks]}: where the app's phone client is written (its own module, or its family's)."""
     found = {}
-    preprocessor = getattr(app, "preprocessor", None)  # an encoder-decoder's client reads the files through it
-    if preprocessor is not None:
-        found[f"{preprocessor.__module__}.{preprocessor.__name__}"] = ["from_card", "phone_feed", "output_words"]
+    # Every app has a preprocessor; those with a phone constructor (from_card) are the client's start.
+    preprocessor = app.preprocessor
+    phone = [hook for hook in ("from_card", "phone_feed", "output_words") if hasattr(preprocessor, hook)]
+    if phone:
+        found[f"{preprocessor.__module__}.{preprocessor.__name__}"] = phone
     for hook in ("exported_inputs", "run_tflite"):
         found.setdefault(getattr(type(app), hook).__module__, []).append(hook)
     return found

@@ -44,6 +44,9 @@ WORD_VECTORS_FILE = "word_vectors.json"
 
 @dataclass
 class Preprocessing:
+    """The vectorizer (vocab.txt) and, with word vectors, where the vocabulary's training words end
+    and the rows the embedding starts from (word_vectors.json says what they came from)."""
+
     vectorizer: layers.TextVectorization
     label_names: list
     # Ids from training_words on are words of the vectors outside the training vocabulary.
@@ -51,6 +54,39 @@ class Preprocessing:
     # From pretrained word vectors, made when first needed: the start rows, and which ids had a vector.
     initial_embeddings: np.ndarray | None = None
     has_vector: np.ndarray | None = None
+    vectors_used: dict | None = None  # WORD_VECTORS_FILE: which vectors, how many words had one
+
+    @classmethod
+    def fit(cls, splits, config) -> Preprocessing:
+        vectorizer = text.adapt(splits.train["text"], config["vocab_size"], tokenisation=config["tokenisation"])
+        preprocessing = cls(vectorizer, list(splits.label_names), vectorizer.vocabulary_size())
+        if not config["word_vectors"]:
+            return preprocessing
+        words, vectors = word_vectors.load_for(config)
+        if config["word_vectors_unseen_words"]:  # after the training words: their ids do not move
+            preprocessing.vectorizer = text.extend(vectorizer, words[:config["word_vectors_unseen_words"]],
+                                                   config["tokenisation"])
+        preprocessing.initial_embeddings, preprocessing.has_vector = word_vectors.embedding_matrix(
+            preprocessing.vectorizer.get_vocabulary(), words, vectors, config["word_vectors_std"], config["seed"])
+        preprocessing.vectors_used = {
+            "word_vectors": config["word_vectors"], "vocabulary": preprocessing.vectorizer.vocabulary_size(),
+            "training_words": preprocessing.training_words, "with_vector": int(preprocessing.has_vector.sum())}
+        return preprocessing
+
+    @classmethod
+    def load(cls, folder, config) -> Preprocessing:
+        folder = Path(folder)
+        label_names = config_lib.load(folder / "run.json")["label_names"]
+        vectorizer = text.from_vocabulary(folder, config["tokenisation"])
+        vectors_used = config_lib.load(folder / WORD_VECTORS_FILE) if (folder / WORD_VECTORS_FILE).exists() else None
+        training_words = vectors_used["training_words"] if vectors_used else vectorizer.vocabulary_size()
+        return cls(vectorizer, label_names, training_words, vectors_used=vectors_used)
+
+    def files(self) -> dict:
+        files = {text.VOCAB_FILE: text.vocabulary_text(self.vectorizer)}
+        if self.vectors_used:
+            files[WORD_VECTORS_FILE] = json.dumps(self.vectors_used) + "\n"
+        return files
 
 
 class Sentiment(TextClassifierApp):
@@ -58,6 +94,7 @@ class Sentiment(TextClassifierApp):
     topology = "many-to-one"
     task = "text classification (sentiment)"
     default_data = ("sst2", "imdb_reviews")
+    preprocessor = Preprocessing
     config = {
         **config_lib.COMMON,
         # Chosen on SST-2 dev.tsv among the variants in bench/RESULTS.md: the model overfits the
@@ -124,37 +161,6 @@ class Sentiment(TextClassifierApp):
             for split in (splits.train, splits.validation, splits.test):
                 split["text"] = text.detokenize_ptb(split["text"])
         return splits
-
-    def fit_preprocessing(self, splits, config, run_dir):
-        vectorizer = text.adapt(splits.train["text"], config["vocab_size"], tokenisation=config["tokenisation"])
-        preprocessing = Preprocessing(vectorizer, list(splits.label_names), vectorizer.vocabulary_size())
-        if config["word_vectors"]:
-            self._fit_word_vectors(preprocessing, config, run_dir)
-        text.save_vocabulary(preprocessing.vectorizer, run_dir)
-        return preprocessing
-
-    def _fit_word_vectors(self, preprocessing, config, run_dir):
-        """Adds the vectors' unseen words to the vocabulary if asked, and the start rows."""
-        words, vectors = word_vectors.load_for(config)
-        unseen_words = config["word_vectors_unseen_words"]
-        if unseen_words:
-            preprocessing.vectorizer = text.extend(preprocessing.vectorizer, words[:unseen_words],
-                                                   config["tokenisation"])
-        vocabulary = preprocessing.vectorizer.get_vocabulary()
-        preprocessing.initial_embeddings, preprocessing.has_vector = word_vectors.embedding_matrix(
-            vocabulary, words, vectors, config["word_vectors_std"], config["seed"])
-        (Path(run_dir) / WORD_VECTORS_FILE).write_text(json.dumps(
-            {"word_vectors": config["word_vectors"], "vocabulary": len(vocabulary),
-             "training_words": preprocessing.training_words,
-             "with_vector": int(preprocessing.has_vector.sum())}) + "\n")
-
-    def load_preprocessing(self, run_dir, config):
-        label_names = config_lib.load(Path(run_dir) / "run.json")["label_names"]
-        vectorizer = text.from_vocabulary(run_dir, config["tokenisation"])
-        vectors_file = Path(run_dir) / WORD_VECTORS_FILE
-        training_words = json.loads(vectors_file.read_text())["training_words"] if vectors_file.exists() \
-            else vectorizer.vocabulary_size()
-        return Preprocessing(vectorizer, label_names, training_words)
 
     def dataset(self, columns, preprocessing, config, shuffle_seed=None):
         ids = text.token_ids(preprocessing.vectorizer, columns["text"], config["max_length"])

@@ -150,7 +150,7 @@ class ClassifierApp(App):
 
 class TextClassifierApp(ClassifierApp):
     """A classifier of raw text (many-to-one): the preprocessing holds a TextVectorization
-    (`vectorizer`, its vocabulary saved in the run as vocab.txt by `text.save_vocabulary`) and the
+    (`vectorizer`, its vocabulary kept in the run as vocab.txt, `text.vocabulary_text`) and the
     config `max_length` and `tokenisation`; the model reads token ids [batch, max_length]. Written
     once here: predict, the SavedModel (tokenisation in the graph), the .tflite with vocab.txt and
     labels.txt (and MediaPipe's file for `tokenisation=regex`), the phone client and parity."""
