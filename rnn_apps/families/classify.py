@@ -17,6 +17,7 @@ SavedModel's graph, token ids into the .tflite, vocab.txt beside it), so a text 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import keras
@@ -25,7 +26,7 @@ import numpy as np
 from foundation.lazy import tensorflow as tf
 from pipelines import text
 from rnn_apps import config as config_lib
-from rnn_apps.app import App, Endpoint, ParityCase, TFLiteModel, read_card
+from rnn_apps.app import CARD_FILE, App, Endpoint, ParityCase, TFLiteModel, read_card, write_files
 from rnn_apps.layers import SparseCrossentropy
 
 MEDIAPIPE_VOCABULARY = "regex_vocab.txt"  # MediaPipe's "token id" lines (text.mediapipe_vocabulary)
@@ -153,7 +154,8 @@ class TextClassifierApp(ClassifierApp):
     (`vectorizer`, its vocabulary kept in the run as vocab.txt, `text.vocabulary_text`) and the
     config `max_length` and `tokenisation`; the model reads token ids [batch, max_length]. Written
     once here: predict, the SavedModel (tokenisation in the graph), the .tflite with vocab.txt and
-    labels.txt (and MediaPipe's file for `tokenisation=regex`), the phone client and parity."""
+    labels.txt (and MediaPipe's file for `tokenisation=regex`), the phone client (`phone_ids`, from
+    the shipped files alone) and parity."""
 
     def split_probabilities(self, run, columns):
         # in the split's order (the training batches are grouped by length)
@@ -182,15 +184,11 @@ class TextClassifierApp(ClassifierApp):
         return [Endpoint("serving_default", classify_text, [tf.TensorSpec([None], tf.string, name="text")],
                          track=[vectorizer, model])]
 
-    def tflite_models(self, run):
+    def phone_files(self, run) -> dict:
+        """What ships beside the .tflite: vocab.txt, labels.txt and the model card (its input's
+        length, padding, id range and the tokenisation rules a client follows)."""
         length, vocabulary = run.config["max_length"], text.load_vocabulary(run.dir)
         tokenisation = run.config["tokenisation"]
-        unrolled = self.unrolled_twin(run, length)
-        ids_spec = tf.TensorSpec([None, length], tf.int32, name="token_ids")
-
-        def classify_ids(token_ids):
-            return phone_outputs(unrolled(token_ids, training=False))
-
         card = {
             "app": self.name, "topology": self.topology, "task": self.task,
             "input": {"name": "token_ids", "dtype": "int32", "shape": [1, length],
@@ -204,29 +202,47 @@ class TextClassifierApp(ClassifierApp):
             "vocabulary": "vocab.txt, UTF-8, line i holds the token with id i",
             "signature": "serving_default",
         }
-        labels = "\n".join(run.label_names) + "\n"
+        return {text.VOCAB_FILE: "\n".join(vocabulary) + "\n", "labels.txt": "\n".join(run.label_names) + "\n",
+                CARD_FILE: json.dumps(card, indent=2) + "\n"}
+
+    def phone_ids(self, texts: list, folder) -> np.ndarray:
+        """The phone client: raw texts -> the .tflite's token_ids [n, max_length], from the files
+        shipped beside it (vocab.txt and the card) alone. Parity, query and phone quality run it."""
+        card = read_card(folder)
+        vectorizer = text.from_vocabulary(folder, card.get("tokenizer", "ptb"))
+        return text.padded_ids(vectorizer, texts, card["input"]["shape"][1])
+
+    def tflite_models(self, run):
+        length = run.config["max_length"]
+        unrolled = self.unrolled_twin(run, length)
+        ids_spec = tf.TensorSpec([None, length], tf.int32, name="token_ids")
+
+        def classify_ids(token_ids):
+            return phone_outputs(unrolled(token_ids, training=False))
+
+        files = self.phone_files(run)
         models = [TFLiteModel(f"{self.name}.tflite", [Endpoint("serving_default", classify_ids, [ids_spec],
-                                                               track=[unrolled])],
-                              assets={"vocab.txt": "\n".join(vocabulary) + "\n", "labels.txt": labels,
-                                      "model_card.json": json.dumps(card, indent=2) + "\n"})]
-        if tokenisation == "regex":  # words as MediaPipe's tokenizer splits them: a file its TextClassifier runs
-            models.append(self.mediapipe_text_model(run, unrolled, ids_spec, card, vocabulary))
+                                                               track=[unrolled])], assets=files)]
+        if run.config["tokenisation"] == "regex":  # split as MediaPipe splits: a file its TextClassifier runs
+            models.append(self.mediapipe_text_model(run, unrolled, ids_spec, json.loads(files[CARD_FILE]),
+                                                    text.load_vocabulary(run.dir)))
         return models
 
     def exported_inputs(self, inputs, tflite_dir):
-        card = read_card(tflite_dir)
-        vectorizer = text.from_vocabulary(tflite_dir, card.get("tokenizer", "ptb"))
-        padded = text.padded_ids(vectorizer, inputs, card["input"]["shape"][1])
         return list(inputs), {"text": np.array([t.encode("utf-8") for t in inputs], dtype=object)}, \
-            {"token_ids": padded}
+            {"token_ids": self.phone_ids(list(inputs), tflite_dir)}
 
     def parity_cases(self, run, examples):
+        """Test sentences: Keras on the run's own tokenisation; the SavedModel on the raw text; the
+        .tflite on the phone client's ids, made from the shipped files written out as the export does."""
         texts = list(examples["text"])
-        ids = self.padded_ids(run, texts)
-        expected = expected_outputs(run.model.predict(ids, verbose=0))
+        expected = expected_outputs(run.model.predict(self.padded_ids(run, texts), verbose=0))
+        with tempfile.TemporaryDirectory() as folder:
+            write_files(self.phone_files(run), folder)
+            phone_ids = self.phone_ids(texts, folder)
         served = ("serving_default", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)})
         cases = [ParityCase("test sentences", expected, served, f"{self.name}.tflite", ["probabilities", "label_id"],
-                            tflite_inputs={"token_ids": ids})]
+                            tflite_inputs={"token_ids": phone_ids})]
         if run.config["tokenisation"] == "regex":
             cases.append(self.mediapipe_text_parity(run, texts, expected, served))
         return cases

@@ -16,8 +16,9 @@ An app of the family supplies what is its own:
 
 The family writes the rest once: batching by length, compile, one labelling function (predict,
 evaluate and both SavedModel signatures), evaluate, the TFLite model and its card, parity, phone
-quality and query. The phone client is `phone_inputs`: raw text -> the .tflite's int32 inputs from
-the shipped files, which parity, query and phone quality all run.
+quality and query. The phone client is `phone_inputs` over the preprocessor's `from_card`: raw text
+-> the .tflite's int32 inputs from the shipped files alone, which query runs on an export's folder,
+and parity and phone quality on the same files written out as the export writes them.
 
 Outputs of both SavedModel signatures (`serving_default(text)`, `tag_tokens(tokens)`): tokens,
 tags ("" on padding), tag_ids (-1 on padding), probabilities (0 on padding), lengths (pieces
@@ -28,6 +29,7 @@ than `max_length` and its tail was not labelled).
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -39,7 +41,7 @@ from foundation.lazy import tensorflow as tf
 from pipelines import batching, tagged
 from rnn_apps import config as config_lib
 from rnn_apps import metrics
-from rnn_apps.app import CARD_FILE, App, Endpoint, ParityCase, TFLiteModel, read_card
+from rnn_apps.app import CARD_FILE, App, Endpoint, ParityCase, TFLiteModel, read_card, write_files
 from rnn_apps.layers import SparseCrossentropy
 
 TOKENS, TAGS = "tokens", "tags"  # the data's columns
@@ -196,15 +198,9 @@ class LabelSteps(App):
                 Endpoint("tag_tokens", from_pieces, [tf.TensorSpec([None, None], tf.string, name="tokens")],
                          track=track)]
 
-    def tflite_models(self, run):
-        length, preprocessing = run.config["max_length"], run.preprocessing
-        unrolled = self.unrolled_twin(run, length)
-        names = list(unrolled.input)
-
-        def label_ids(*ids):
-            return {"probabilities": unrolled(dict(zip(names, ids, strict=True)), training=False)}
-
-        spec = [tf.TensorSpec([None, length], tf.int32, name=n) for n in names]
+    def phone_files(self, run) -> dict:
+        """What ships beside the .tflite: the preprocessor's phone_files and the model card."""
+        length, preprocessing, names = run.config["max_length"], run.preprocessing, list(run.model.input)
         card = {
             "app": self.name, "topology": self.topology, "task": self.task, "max_length": length,
             "inputs": {n: f"int32 [1, {length}], right-padded with 0" for n in names},
@@ -215,10 +211,26 @@ class LabelSteps(App):
                       for file in preprocessing.phone_files},
         }
         files = preprocessing.files()
-        assets = {**{file: files[file] for file in preprocessing.phone_files},
-                  CARD_FILE: json.dumps(card, indent=2) + "\n"}
+        return {**{file: files[file] for file in preprocessing.phone_files},
+                CARD_FILE: json.dumps(card, indent=2) + "\n"}
+
+    def shipped_preprocessing(self, run):
+        """The phone client's preprocessing, read by `from_card` from the files the run's .tflite
+        ships, written out as the export writes them: what parity and phone quality feed through."""
+        with tempfile.TemporaryDirectory() as folder:
+            write_files(self.phone_files(run), folder)
+            return self.preprocessor.from_card(folder, read_card(folder))
+
+    def tflite_models(self, run):
+        unrolled = self.unrolled_twin(run, run.config["max_length"])
+        names = list(unrolled.input)
+
+        def label_ids(*ids):
+            return {"probabilities": unrolled(dict(zip(names, ids, strict=True)), training=False)}
+
+        spec = [tf.TensorSpec([None, run.config["max_length"]], tf.int32, name=n) for n in names]
         return [TFLiteModel(f"{self.name}.tflite", [Endpoint("serving_default", label_ids, spec, track=[unrolled])],
-                            assets=assets)]
+                            assets=self.phone_files(run))]
 
     def phone_inputs(self, preprocessing, texts: list, length: int) -> dict:
         """The phone client: raw strings -> the .tflite's inputs [n, length], built as the card says."""
@@ -232,7 +244,7 @@ class LabelSteps(App):
 
         texts = [s.replace(tagged.SEPARATOR, " ") for s in examples[TOKENS]]
         expected = {k: v.numpy() for k, v in tf.function(self.labeller(run, True)[0])(tf.constant(texts)).items()}
-        inputs = self.phone_inputs(run.preprocessing, texts, run.config["max_length"])
+        inputs = self.phone_inputs(self.shipped_preprocessing(run), texts, run.config["max_length"])
         mask = padding_mask(inputs)
         probabilities = run.model(inputs, training=False).numpy()
         keras_phone = {"phone_probabilities": np.where(mask[..., None], probabilities, 0.0)}
@@ -262,7 +274,7 @@ class LabelSteps(App):
         length = run.config["max_length"]
         pieces = [s.split(tagged.SEPARATOR)[:length] for s in test[TOKENS]]
         truth = [t.split(tagged.SEPARATOR)[:length] for t in test[TAGS]]
-        features = self.features(run.preprocessing, tf.ragged.constant(pieces))
+        features = self.features(self.shipped_preprocessing(run), tf.ragged.constant(pieces))
         inputs = {k: v.to_tensor(shape=[None, length]).numpy() for k, v in features.items()}
         predicted = tflite.run_one_by_one(interpreter, "serving_default", inputs)["probabilities"].argmax(-1)
         names = run.preprocessing.tag_names
