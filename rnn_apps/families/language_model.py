@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import keras
@@ -35,7 +36,7 @@ from foundation.lazy import tensorflow as tf
 from pipelines import characters
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
-from rnn_apps.app import Endpoint, ParityCase, TFLiteModel, float32_twin
+from rnn_apps.app import CARD_FILE, Endpoint, ParityCase, TFLiteModel, float32_twin, write_files
 from rnn_apps.families.generate import GeneratingApp
 from rnn_apps.layers import SparseCrossentropy, rnn_layers
 
@@ -281,9 +282,8 @@ class LanguageModelApp(GeneratingApp):
             "saved_model_limits": {**sampling["limits"], "prime_characters_read": f"the last {MAX_PRIME}",
                                    "scored_characters": f"the first {MAX_SCORED}"},
         }
-        return [TFLiteModel(f"{self.name}.tflite", [endpoint], assets={
-            VOCABULARY: characters.vocabulary_text(vocabulary),
-            "model_card.json": json.dumps(card, indent=2, ensure_ascii=False) + "\n"})]
+        return [TFLiteModel(f"{self.name}.tflite", [endpoint], assets={  # the run's vocabulary file, as it is
+            **run.preprocessing.files(), CARD_FILE: json.dumps(card, indent=2, ensure_ascii=False) + "\n"})]
 
     def parity_cases(self, run, examples):
         """Greedy continuations of PARITY_LENGTH characters from primes out of the test text:
@@ -300,7 +300,9 @@ class LanguageModelApp(GeneratingApp):
                         *(np.asarray(v, generate_inputs[k].dtype) for k, v in SERVED_DEFAULTS.items()))
         snippets = [text[i: i + 300] for i in range(0, min(len(text), 2400), 300)] + ["", "a", "\u00e9\u4e2d?"]
         loss = [keras_loss(run.model, characters.ids_of(s, run.preprocessing.vocabulary)) for s in snippets]
-        vocabulary = run.preprocessing.vocabulary
+        with tempfile.TemporaryDirectory() as folder:  # the phone client reads the file the .tflite ships
+            write_files(run.preprocessing.files(), folder)
+            vocabulary = self.phone_vocabulary(folder, None)[0]
         feeds = [prime_ids(p, vocabulary) for p in primes]
 
         def loop(interpreter):
