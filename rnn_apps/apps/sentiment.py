@@ -191,11 +191,9 @@ class Sentiment(TextClassifierApp):
         x = optional_dropout(x, config["output_dropout"])
         probabilities = layers.Dense(len(preprocessing.label_names), activation="softmax", name="probabilities")(x)
         if config["word_vectors"] and not unroll_length:
-            embedding.set_table(self._initial_embeddings(config, preprocessing))
+            vocabulary = preprocessing.vectorizer.get_vocabulary()
+            embedding.set_table(word_vectors.start_rows(preprocessing, vocabulary, config))
         return keras.Model(token_ids, probabilities, name=self.name)
-
-    def _initial_embeddings(self, config, preprocessing):
-        return word_vectors.start_rows(preprocessing, preprocessing.vectorizer.get_vocabulary(), config)
 
     def after_training(self, model, config, preprocessing):
         return word_vectors.after_training(model.get_layer("embedding"), config, preprocessing,

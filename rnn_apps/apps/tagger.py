@@ -183,11 +183,8 @@ class Tagger(LabelSteps):
         x = optional_dropout(x, config["dropout"])
         probabilities = layers.Dense(len(preprocessing.tag_names), activation="softmax", name="probabilities")(x)
         if config["word_vectors"] and not unroll_length:
-            embedding.set_table(self._initial_embeddings(config, preprocessing))
+            embedding.set_table(word_vectors.start_rows(preprocessing, preprocessing.words.get_vocabulary(), config))
         return keras.Model(inputs, probabilities, name=self.name)
-
-    def _initial_embeddings(self, config, preprocessing):
-        return word_vectors.start_rows(preprocessing, preprocessing.words.get_vocabulary(), config)
 
     def after_training(self, model, config, preprocessing):
         return word_vectors.after_training(model.get_layer("word_embedding"), config, preprocessing,
