@@ -135,6 +135,16 @@ def test_config_values_out_of_range_are_one_line_errors(tmp_path, args, message)
     assert not out.exists()
 
 
+@pytest.mark.parametrize("name", ["translate", "caption", "charlm"])
+def test_every_generating_app_refuses_an_ensemble_and_a_clipnorm_of_zero(tmp_path, name):
+    # the generating family's own checks (one model writes; gradients are clipped), not each app's
+    for setting, message in (("members=2", "config members: expected one of 1, got 2"),
+                             ("clipnorm=0", "config clipnorm: expected a finite number > 0, got 0.0")):
+        out = tmp_path / setting
+        assert_one_line_error(invoke("train", name, "--out", out, "--preset", "tiny", "--set", setting), message)
+        assert not out.exists()
+
+
 # 3. A run folder never gets stuck -----------------------------------------------------------------
 
 KILLED_AT_FIRST_EPOCH = """

@@ -94,6 +94,7 @@ class Caption(EncoderDecoderApp):
         "jit_compile": False,
     }
     config_checks = {
+        **EncoderDecoderApp.config_checks,
         "encoder": config_lib.one_of("cnn", "efficientnet_lite0"),
         "image_size": config_lib.at_least(16),
         "conv_blocks": config_lib.Range("an integer from 1 to 6", lambda v: 1 <= v <= 6),
@@ -105,12 +106,9 @@ class Caption(EncoderDecoderApp):
         "caption_length": config_lib.POSITIVE,
         "beam_width": config_lib.POSITIVE,
         "length_penalty": config_lib.NON_NEGATIVE_NUMBER,
-        "clipnorm": config_lib.POSITIVE_NUMBER,
         # One SimpleRNN layer, one direction: its state is what the image initialises.
         "depth": config_lib.one_of(1),
         "bidirectional": config_lib.one_of(False),
-        # One model decodes; averaging the steps of several is not built.
-        "members": config_lib.one_of(1),
     }
     config_relations = (
         (lambda c: c["encoder"] != "efficientnet_lite0" or c["image_size"] == efficientnet_lite.SIZE,

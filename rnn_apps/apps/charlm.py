@@ -110,14 +110,12 @@ class CharLM(LanguageModelApp):
         "max_characters": 0,  # 0 = all; otherwise the first this many characters of every split (tests)
     }
     config_checks = {
+        **LanguageModelApp.config_checks,
         "embedding_dim": config_lib.POSITIVE,
         "window": config_lib.at_least(2),
         "max_characters": config_lib.NON_NEGATIVE,
-        "clipnorm": config_lib.POSITIVE_NUMBER,
         "recurrent_initializer": config_lib.one_of("orthogonal", "identity"),
-        # A language model reads left to right; one model writes (averaging steps is not built).
-        "bidirectional": config_lib.one_of(False),
-        "members": config_lib.one_of(1),
+        "bidirectional": config_lib.one_of(False),  # a language model reads left to right
     }
     presets = {
         "tiny": {"epochs": 2, "units": 16, "embedding_dim": 8, "window": 16, "batch_size": 8,

@@ -111,6 +111,7 @@ class Translate(EncoderDecoderApp):
          "equal embedding_dim ({embedding_dim}); set both, or tied_output=false"),
     )
     config_checks = {
+        **EncoderDecoderApp.config_checks,
         "direction": config_lib.Range("SOURCE-TARGET, e.g. spa-en", lambda v: len(v.split("-")) == 2),
         "decoder_units": config_lib.POSITIVE,
         "attention_units": config_lib.POSITIVE,
@@ -123,9 +124,6 @@ class Translate(EncoderDecoderApp):
         "length_extra": config_lib.NON_NEGATIVE,
         "beam_width": config_lib.POSITIVE,
         "length_penalty": config_lib.NON_NEGATIVE_NUMBER,
-        "clipnorm": config_lib.POSITIVE_NUMBER,
-        # One model decodes; averaging the steps of several is not built.
-        "members": config_lib.one_of(1),
     }
     presets = {
         "tiny": {"epochs": 1, "max_examples": 96, "batch_size": 16, "units": 8, "decoder_units": 16,

@@ -20,6 +20,7 @@ An app of this kind writes:
 import numpy as np
 
 from export import step_loop
+from rnn_apps import config as config_lib
 from rnn_apps.app import App, read_card
 
 
@@ -28,6 +29,10 @@ class GeneratingApp(App):
     step_signature: str
     end_id: int | None
     query_key = None  # the query rows' name for the output (default: output_name)
+    # Every generating app's (an app adds its own: {**Family.config_checks, ...}): gradients are
+    # clipped to clipnorm (the families' compile), and one model writes: averaging the steps of
+    # several models is not built.
+    config_checks = {"clipnorm": config_lib.POSITIVE_NUMBER, "members": config_lib.one_of(1)}
 
     def phone_start(self, interpreter, feed) -> tuple:
         raise NotImplementedError
