@@ -10,6 +10,7 @@ the apps of one topology share.
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,6 +245,15 @@ def write_files(files: dict, folder):
     """A preprocessor's files ({name: text}) into `folder`, as UTF-8."""
     for name, text in files.items():
         (Path(folder) / name).write_text(text, encoding="utf-8")
+
+
+def read_as_shipped(files: dict, read):
+    """read(folder) on `files` ({name: text}: what a .tflite ships beside it) written out to a
+    temporary folder as an export writes them: how parity and phone quality run an app's phone
+    client on exactly what a phone gets, with no export made."""
+    with tempfile.TemporaryDirectory() as folder:
+        write_files(files, folder)
+        return read(folder)
 
 
 def float32_twin(app: App, model: keras.Model, run) -> keras.Model:

@@ -17,7 +17,6 @@ SavedModel's graph, token ids into the .tflite, vocab.txt beside it), so a text 
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import keras
@@ -26,7 +25,7 @@ import numpy as np
 from foundation.lazy import tensorflow as tf
 from pipelines import text
 from rnn_apps import config as config_lib
-from rnn_apps.app import CARD_FILE, App, Endpoint, ParityCase, TFLiteModel, read_card, write_files
+from rnn_apps.app import CARD_FILE, App, Endpoint, ParityCase, TFLiteModel, read_as_shipped, read_card
 from rnn_apps.layers import SparseCrossentropy
 
 MEDIAPIPE_VOCABULARY = "regex_vocab.txt"  # MediaPipe's "token id" lines (text.mediapipe_vocabulary)
@@ -237,9 +236,7 @@ class TextClassifierApp(ClassifierApp):
         .tflite on the phone client's ids, made from the shipped files written out as the export does."""
         texts = list(examples["text"])
         expected = expected_outputs(run.model.predict(self.padded_ids(run, texts), verbose=0))
-        with tempfile.TemporaryDirectory() as folder:
-            write_files(self.phone_files(run), folder)
-            phone_ids = self.phone_ids(texts, folder)
+        phone_ids = read_as_shipped(self.phone_files(run), lambda folder: self.phone_ids(texts, folder))
         served = ("serving_default", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)})
         cases = [ParityCase("test sentences", expected, served, f"{self.name}.tflite", ["probabilities", "label_id"],
                             tflite_inputs={"token_ids": phone_ids})]

@@ -46,7 +46,6 @@ An app writes what is its own:
 from __future__ import annotations
 
 import json
-import tempfile
 
 import keras
 import numpy as np
@@ -56,7 +55,7 @@ from foundation.lazy import tensorflow as tf
 from pipelines import translation
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
-from rnn_apps.app import CARD_FILE, Endpoint, ParityCase, TFLiteModel, read_card, write_files
+from rnn_apps.app import CARD_FILE, Endpoint, ParityCase, TFLiteModel, read_as_shipped, read_card
 from rnn_apps.families.generate import GeneratingApp
 from rnn_apps.layers import SparseCrossentropy
 
@@ -229,10 +228,11 @@ class EncoderDecoderApp(GeneratingApp):
     def phone_client_inputs(self, run, raw) -> tuple:
         """Raw inputs -> (feeds, limits, output words, their language), by the phone client from the
         files the run's .tflite ships and its card, written out as the export writes them."""
-        with tempfile.TemporaryDirectory() as folder:
-            write_files(run.preprocessing.files(), folder)
+        def read(folder):
             client = self.preprocessor.from_card(folder, run.preprocessing.card(run.config))
             return *client.phone_feed(raw), client.output_words, client.output_language
+
+        return read_as_shipped(run.preprocessing.files(), read)
 
     def parity_cases(self, run, examples):
         """Greedy decoding of real test inputs: the SavedModel's outputs and the TFLite reference

@@ -29,7 +29,6 @@ than `max_length` and its tail was not labelled).
 from __future__ import annotations
 
 import json
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from foundation.lazy import tensorflow as tf
 from pipelines import batching, tagged
 from rnn_apps import config as config_lib
 from rnn_apps import metrics
-from rnn_apps.app import CARD_FILE, App, Endpoint, ParityCase, TFLiteModel, read_card, write_files
+from rnn_apps.app import CARD_FILE, App, Endpoint, ParityCase, TFLiteModel, read_as_shipped, read_card
 from rnn_apps.layers import SparseCrossentropy
 
 TOKENS, TAGS = "tokens", "tags"  # the data's columns
@@ -217,9 +216,8 @@ class LabelSteps(App):
     def shipped_preprocessing(self, run):
         """The phone client's preprocessing, read by `from_card` from the files the run's .tflite
         ships, written out as the export writes them: what parity and phone quality feed through."""
-        with tempfile.TemporaryDirectory() as folder:
-            write_files(self.phone_files(run), folder)
-            return self.preprocessor.from_card(folder, read_card(folder))
+        return read_as_shipped(self.phone_files(run),
+                               lambda folder: self.preprocessor.from_card(folder, read_card(folder)))
 
     def tflite_models(self, run):
         unrolled = self.unrolled_twin(run, run.config["max_length"])

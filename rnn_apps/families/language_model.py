@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from pathlib import Path
 
 import keras
@@ -36,7 +35,7 @@ from foundation.lazy import tensorflow as tf
 from pipelines import characters
 from rnn_apps import config as config_lib
 from rnn_apps import decoding
-from rnn_apps.app import CARD_FILE, Endpoint, ParityCase, TFLiteModel, float32_twin, write_files
+from rnn_apps.app import CARD_FILE, Endpoint, ParityCase, TFLiteModel, float32_twin, read_as_shipped
 from rnn_apps.families.generate import GeneratingApp
 from rnn_apps.layers import SparseCrossentropy, rnn_layers
 
@@ -300,9 +299,8 @@ class LanguageModelApp(GeneratingApp):
                         *(np.asarray(v, generate_inputs[k].dtype) for k, v in SERVED_DEFAULTS.items()))
         snippets = [text[i: i + 300] for i in range(0, min(len(text), 2400), 300)] + ["", "a", "\u00e9\u4e2d?"]
         loss = [keras_loss(run.model, characters.ids_of(s, run.preprocessing.vocabulary)) for s in snippets]
-        with tempfile.TemporaryDirectory() as folder:  # the phone client reads the file the .tflite ships
-            write_files(run.preprocessing.files(), folder)
-            vocabulary = self.phone_vocabulary(folder, None)[0]
+        # the phone client reads the vocabulary from the file the .tflite ships
+        vocabulary = read_as_shipped(run.preprocessing.files(), lambda folder: self.phone_vocabulary(folder, None)[0])
         feeds = [prime_ids(p, vocabulary) for p in primes]
 
         def loop(interpreter):
