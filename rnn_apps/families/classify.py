@@ -186,13 +186,13 @@ class TextClassifierApp(ClassifierApp):
     def phone_files(self, run) -> dict:
         """What ships beside the .tflite: vocab.txt, labels.txt and the model card (its input's
         length, padding, id range and the tokenisation rules a client follows)."""
-        length, vocabulary = run.config["max_length"], text.load_vocabulary(run.dir)
-        tokenisation = run.config["tokenisation"]
+        length, tokenisation = run.config["max_length"], run.config["tokenisation"]
+        vectorizer = run.preprocessing.vectorizer  # the vocabulary the model was built for: vocab.txt's
         card = {
             "app": self.name, "topology": self.topology, "task": self.task,
             "input": {"name": "token_ids", "dtype": "int32", "shape": [1, length],
                       "padding": f"right-pad with 0 to exactly {length} ids; ids after {length} are dropped",
-                      "id_range": f"0 = padding, 1 = unknown; an id < 0 or >= {len(vocabulary)} "
+                      "id_range": f"0 = padding, 1 = unknown; an id < 0 or >= {vectorizer.vocabulary_size()} "
                                   "(the vocabulary size) is read as 1, unknown"},
             "outputs": {"probabilities": f"float32 [1, {len(run.label_names)}], order of labels.txt",
                         "label_id": "int32 [1], index into labels.txt"},
@@ -201,7 +201,7 @@ class TextClassifierApp(ClassifierApp):
             "vocabulary": "vocab.txt, UTF-8, line i holds the token with id i",
             "signature": "serving_default",
         }
-        return {text.VOCAB_FILE: "\n".join(vocabulary) + "\n", "labels.txt": "\n".join(run.label_names) + "\n",
+        return {text.VOCAB_FILE: text.vocabulary_text(vectorizer), "labels.txt": "\n".join(run.label_names) + "\n",
                 CARD_FILE: json.dumps(card, indent=2) + "\n"}
 
     def phone_ids(self, texts: list, folder) -> np.ndarray:
@@ -224,7 +224,7 @@ class TextClassifierApp(ClassifierApp):
                                                                track=[unrolled])], assets=files)]
         if run.config["tokenisation"] == "regex":  # split as MediaPipe splits: a file its TextClassifier runs
             models.append(self.mediapipe_text_model(run, unrolled, ids_spec, json.loads(files[CARD_FILE]),
-                                                    text.load_vocabulary(run.dir)))
+                                                    run.preprocessing.vectorizer.get_vocabulary()))
         return models
 
     def exported_inputs(self, inputs, tflite_dir):
