@@ -336,7 +336,7 @@ class LanguageModelApp(GeneratingApp):
 
     # --- the phone client: read the prime through `step`, then the shared greedy loop --------
     def exported_inputs(self, inputs, tflite_dir):
-        vocabulary = characters.load_vocabulary(Path(tflite_dir) / VOCABULARY)
+        vocabulary = self.phone_vocabulary(tflite_dir, None)[0]  # as parity's client reads it
         served = {"prime": np.array([p.encode("utf-8") for p in inputs], dtype=object)}  # SERVED_DEFAULTS
         return list(inputs), served, {"feeds": [prime_ids(p, vocabulary) for p in inputs],
                                       "limits": [CONTINUATION] * len(inputs)}
